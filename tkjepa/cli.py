@@ -1,0 +1,45 @@
+"""`tkjepa` command line. Each subcommand lives in the module that owns its work.
+
+A command module defines `add_arguments(parser)` and `run(args) -> int`. Only the chosen command's module
+is imported, so `tkjepa info` does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Keep in the data path's order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("tkjepa.world.generate", "write procedural tabletop episodes in EgoDex format"),
+    "info": ("tkjepa.egodex_cli", "summarise an EgoDex-format episode or folder"),
+    "quickstart": ("tkjepa.quickstart", "a two-minute tour on data_samples/ (what `make demo` runs)"),
+}
+
+
+def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(prog="tkjepa", description="ThinkJEPA teaching toolkit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = {}
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name == command:  # import only what will run
+            modules[name] = importlib.import_module(module)
+            modules[name].add_arguments(p)
+    return parser, modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    parser, modules = build_parser(command)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return int(modules[args.command].run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Episodes of the tabletop world: the expert executed in `TabletopEnv`, recorded as `Episode`s.
+
+Also the `tkjepa generate` command, which writes them in EgoDex's layout, in parallel, deterministically:
+episode i of `--seed S` always gets the seed `episode_seed(S, i)`, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tkjepa.episode import Episode
+from tkjepa.world import expert
+from tkjepa.world.env import MAX_STEP, TabletopEnv
+from tkjepa.world.tasks import FAMILIES
+
+WORLD_VERSION = "1"
+
+
+@dataclass
+class WorldConfig:
+    num_frames: int = 64      # frames per episode
+    size: int = 64            # rendered frame side (pixels)
+    fps: float = 15.0         # frames per second (stored in the files)
+    family: str | None = None  # task family, or None for a uniform mix of all
+    split: float = 0.5        # forecast start as a fraction of num_frames (the official code splits at T//2)
+    noise: float = 0.0015     # std of the expert's per-frame tracking noise (m)
+
+    def __post_init__(self):
+        if self.num_frames < 32:
+            raise ValueError(f"num_frames must be ≥ 32 for the tasks to fit, got {self.num_frames}")
+        if self.size < 16:
+            raise ValueError(f"size must be ≥ 16 pixels, got {self.size}")
+
+
+def episode_seed(seed: int, index: int) -> int:
+    """Independent, reproducible per-episode seeds from one dataset seed."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def generate_episode(seed: int, cfg: WorldConfig | None = None, max_attempts: int = 20) -> Episode:
+    """Run the expert on a sampled scene and task; frames [T, S, S, 3], poses for every frame.
+
+    Like a real data collection that keeps successful demonstrations, a scene whose task does not fit
+    the episode or whose execution fails is redrawn (deterministically: attempt k uses seed [seed, k]);
+    `extras["attempt"]` records how many were needed.
+    """
+    cfg = cfg or WorldConfig()
+    family = cfg.family or FAMILIES[int(np.random.default_rng([seed, 7]).integers(len(FAMILIES)))]
+    for attempt in range(max_attempts):
+        try:
+            ep = _rollout(seed, attempt, family, cfg)
+        except ValueError:  # the task does not fit in num_frames
+            continue
+        if ep.extras["success"]:
+            return ep
+    raise RuntimeError(f"no successful episode for seed {seed} in {max_attempts} attempts")
+
+
+def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
+    T = cfg.num_frames
+    env = TabletopEnv(size=cfg.size, family=family, num_frames=T)
+    frames = [env.reset([seed, attempt] if attempt else seed)]
+    rng = np.random.default_rng([seed, attempt, 1])  # the expert's own stream
+    task, objects = env.task, env.state.objects
+    segments, n_pre = expert.plan(task, objects, rng)
+    expert.set_speed_limits(env.state.wrist, segments, MAX_STEP)
+    decision = int(round(cfg.split * T)) + int(rng.integers(-2, 4))
+    decision = expert.fit_timing(segments, n_pre, decision, T)
+    targets, grips = expert.desired_path(env.state.wrist, segments)
+    start, end = expert.subgoal_timings(segments, len(task.subgoals))
+
+    joints = [env.joints()]
+    obj_pos = [np.stack([o.position for o in objects])]
+    grip, held, actions = [env.state.grip], [env.state.held], []
+    drift = np.zeros(3)
+    for t in range(T - 1):
+        drift = 0.7 * drift + rng.normal(0.0, cfg.noise, 3)  # smooth tracking noise, not white jitter
+        a = np.concatenate([targets[t] - env.state.wrist + drift, [grips[t]]])
+        actions.append(a)
+        frames.append(env.step(a))
+        joints.append(env.joints())
+        obj_pos.append(np.stack([o.position for o in objects]))
+        grip.append(env.state.grip)
+        held.append(env.state.held)
+    actions.append(np.array([0.0, 0.0, 0.0, grip[-1]]))
+
+    names = list(joints[0])
+    transforms = {n: np.repeat(np.eye(4, dtype=np.float32)[None], T, axis=0) for n in names}
+    for n in names:  # joints are tracked by position; orientation is world-aligned
+        transforms[n][:, :3, 3] = np.stack([j[n] for j in joints])
+    transforms["camera"] = np.repeat(env.camera.pose.astype(np.float32)[None], T, axis=0)
+    scene = ", ".join(f"a {o.name}" for o in objects)
+    extras = {
+        "actions": np.stack(actions).astype(np.float32),
+        "object_positions": np.stack(obj_pos).astype(np.float32),
+        "object_names": [o.name for o in objects],
+        "grip": np.array(grip, np.float32),
+        "held": np.array(held, np.int64),
+        "subgoal_kinds": [k for k, _ in task.subgoals],
+        "subgoal_objects": np.array([i for _, i in task.subgoals], np.int64),
+        "subgoal_start": start.astype(np.int64),
+        "subgoal_end": end.astype(np.int64),
+        "candidates": np.array(task.candidates, np.int64),
+        "goal_bowl": int(task.goal_bowl),
+        "cue_object": int(task.cue_object),
+        "cue_start": int(task.cue_frames[0]),
+        "cue_end": int(task.cue_frames[1]),
+        "decision_frame": int(decision),
+        "success": bool(env.success()),
+        "seed": int(seed),
+        "attempt": int(attempt),
+        "world_version": WORLD_VERSION,
+    }
+    return Episode(
+        frames=np.stack(frames), transforms=transforms,
+        confidences={n: np.ones(T, np.float32) for n in names},
+        intrinsic=env.camera.intrinsic.astype(np.float32), task=task.family, instruction=task.instruction,
+        environment=f"a wooden table with {scene}", fps=cfg.fps, extras=extras,
+    )
+
+
+def generate_episodes(seeds, cfg: WorldConfig | None = None) -> list[Episode]:
+    return [generate_episode(int(s), cfg) for s in seeds]
+
+
+def _write_one(job) -> tuple[int, str, int]:
+    from tkjepa.egodex import write_episode  # noqa: PLC0415  (imported in each worker)
+
+    out, index, seed, cfg = job
+    ep = generate_episode(episode_seed(seed, index), cfg)
+    path = write_episode(ep, out, index)
+    return index, str(path), ep.num_frames
+
+
+def write_dataset(out, episodes: int, seed: int, cfg: WorldConfig | None = None, workers: int = 2,
+                  progress: bool = True) -> list[Path]:
+    """Write `episodes` episodes as `<out>/<task>/<i>.hdf5` + `.mp4`; returns the .hdf5 paths in index order."""
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    cfg = cfg or WorldConfig()
+    jobs = [(str(out), i, seed, cfg) for i in range(episodes)]
+    Path(out).mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=episodes, desc="generate", unit="ep", disable=not progress)
+    results = []
+    if workers <= 1:
+        for job in jobs:
+            results.append(_write_one(job))
+            bar.update()
+    else:
+        import multiprocessing as mp  # noqa: PLC0415
+
+        with mp.get_context("fork").Pool(workers) as pool:
+            for r in pool.imap_unordered(_write_one, jobs, chunksize=4):
+                results.append(r)
+                bar.update()
+    bar.close()
+    return [Path(p) for _, p, _ in sorted(results)]
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--out", required=True, help="output folder (EgoDex layout: <task>/<n>.hdf5 + .mp4)")
+    p.add_argument("--episodes", type=int, default=100, help="number of episodes")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed; the same seed gives identical files")
+    p.add_argument("--frames", type=int, default=64, help="frames per episode")
+    p.add_argument("--size", type=int, default=64, help="frame side in pixels")
+    p.add_argument("--family", default=None, help="only this task family (default: a mix of all)")
+    p.add_argument("--workers", type=int, default=2, help="processes (results do not depend on it)")
+
+
+def run(args) -> int:
+    if args.episodes < 1:
+        raise SystemExit("--episodes must be ≥ 1")
+    cfg = WorldConfig(num_frames=args.frames, size=args.size, family=args.family)
+    t0 = time.perf_counter()
+    paths = write_dataset(args.out, args.episodes, args.seed, cfg, workers=args.workers)
+    dt = time.perf_counter() - t0
+    print(f"wrote {len(paths)} episodes ({cfg.num_frames} frames, {cfg.size}x{cfg.size}) to {args.out} "
+          f"in {dt:.1f} s (seed {args.seed}, {args.workers} workers)")
+    return 0
