@@ -64,6 +64,9 @@ class Episode:
 
     @property
     def num_frames(self) -> int:
+        """Length of the episode: the frames', or the poses' when frames were not loaded."""
+        if self.frames.shape[0] == 0 and self.transforms:
+            return int(next(iter(self.transforms.values())).shape[0])
         return int(self.frames.shape[0])
 
     @property

@@ -35,7 +35,11 @@ class Segment:
 
 def grasp_pose(obj: SceneObject) -> np.ndarray:
     """Wrist position that puts the grasp point at the object's centre."""
-    return obj.center - hand.GRASP_OFFSET
+    return grasp_pose_at(obj.position, obj.height)
+
+
+def grasp_pose_at(base: np.ndarray, height: float) -> np.ndarray:
+    return np.asarray(base, float) + np.array([0.0, 0.0, height / 2]) - hand.GRASP_OFFSET
 
 
 def touch_pose(obj: SceneObject) -> np.ndarray:

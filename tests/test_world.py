@@ -1,0 +1,191 @@
+"""The tabletop world: determinism, physics, rendering, the information structure, and the CLI."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tkjepa.cli import main
+from tkjepa.episode import RIGHT_HAND_JOINTS, WRIST
+from tkjepa.world import FAMILIES, TabletopEnv, WorldConfig, default_camera, generate_episode
+from tkjepa.world import expert, hand
+from tkjepa.world.stats import ambiguity_report
+
+
+@pytest.fixture(scope="module")
+def episodes():
+    return [generate_episode(s) for s in range(40)]
+
+
+def test_same_seed_same_episode_and_different_seeds_differ():
+    a, b, c = generate_episode(3), generate_episode(3), generate_episode(4)
+    assert np.array_equal(a.frames, b.frames)
+    for name in a.transforms:
+        assert np.array_equal(a.transforms[name], b.transforms[name])
+    assert a.instruction == b.instruction and a.extras["subgoal_end"].tolist() == b.extras["subgoal_end"].tolist()
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_episode_layout(episodes):
+    ep = episodes[0]
+    assert ep.frames.shape == (64, 64, 64, 3) and ep.frames.dtype == np.uint8
+    assert set(ep.transforms) == set(RIGHT_HAND_JOINTS) | {"camera"}
+    assert all(t.shape == (64, 4, 4) and t.dtype == np.float32 for t in ep.transforms.values())
+    assert ep.extras["actions"].shape == (64, 4) and ep.extras["object_positions"].shape[:1] == (64,)
+    for ep in episodes:
+        ends = ep.extras["subgoal_end"]
+        assert np.all(np.diff(ends) > 0) and ends[-1] < ep.num_frames
+        assert ep.extras["success"]
+
+
+def test_expert_succeeds_first_time_in_every_family():
+    for family in FAMILIES:
+        eps = [generate_episode(s, WorldConfig(family=family)) for s in range(8)]
+        assert all(e.task == family and e.extras["success"] for e in eps)
+        assert sum(e.extras["attempt"] == 0 for e in eps) >= 7, family
+
+
+def test_decision_point_sits_at_the_forecast_start(episodes):
+    s = 32
+    for ep in episodes:
+        d = ep.extras["decision_frame"]
+        assert s - 2 <= d <= s + 6, d
+        w = ep.positions([WRIST])[:, 0]
+        assert np.linalg.norm(w[s - 1] - w[s - 4]) < 0.01  # the dense window sees a still hand
+
+
+def test_future_is_ambiguous_without_the_subgoal(episodes):
+    r = ambiguity_report(episodes, horizon=16)["ade"]
+    assert r["told_next_subgoal"] < 0.5 * r["const_velocity"]
+    assert r["candidate_mean"] > 1.5 * r["told_next_subgoal"]
+    assert r["wrong_candidate"] > 2.5 * r["told_next_subgoal"]
+
+
+def test_hand_stays_in_view(episodes):
+    for ep in episodes:
+        uv = ep.project([WRIST])[:, 0]
+        assert np.all((uv > -2) & (uv < 66)), ep.instruction
+
+
+def test_palm_is_drawn_where_the_camera_model_projects_it():
+    ep = generate_episode(0)
+    palm = ep.positions([WRIST])[:, 0] + np.array([0.0, 0.028, -0.008])  # the renderer's palm centre
+    uv, _ = default_camera(64).project(palm)
+    u, v = np.round(uv).astype(int).T
+    ok = (u >= 0) & (u < 64) & (v >= 0) & (v < 64)
+    px = ep.frames[np.nonzero(ok)[0], v[ok], u[ok]].astype(float)
+    assert ok.mean() > 0.9
+    assert np.median(np.abs(px - [232.0, 188.0, 160.0]).max(axis=1)) < 45  # skin tone under the palm
+    assert np.allclose(ep.project([WRIST])[:, 0], default_camera(64).project(ep.positions([WRIST])[:, 0])[0],
+                       atol=1e-3)  # Episode.project agrees with the renderer's camera
+
+
+def test_cue_only_in_cue_frames():
+    ep = generate_episode(1, WorldConfig(family="marked_pick_place"))
+    lo, hi = ep.extras["cue_start"], ep.extras["cue_end"]
+    white = (ep.frames.min(axis=-1) > 240).sum(axis=(1, 2))
+    assert np.all(white[lo:hi] > 5) and np.all(white[hi:] == 0)
+    assert "marked bowl" in ep.instruction
+
+
+# -- physics ------------------------------------------------------------------------------------------
+def _env_with(family="pick_place", seed=0):
+    env = TabletopEnv(family=family)
+    env.reset(seed)
+    return env
+
+
+def _move_to(env, target, grip, steps=20):
+    for _ in range(steps):
+        env.step(np.concatenate([target - env.state.wrist, [grip]]))
+
+
+def test_grasp_carry_and_drop_into_bowl():
+    env = _env_with()
+    obj_i, bowl_i = env.task.subgoals[0][1], env.task.subgoals[1][1]
+    obj, bowl = env.state.objects[obj_i], env.state.objects[bowl_i]
+    g = expert.grasp_pose(obj)
+    _move_to(env, g + [0, 0, 0.1], 0.0)
+    _move_to(env, g, 0.0)
+    assert env.state.held == -1 and np.allclose(obj.position, env.clone_state().objects[obj_i].position)
+    _move_to(env, g, 1.0, steps=4)
+    assert env.state.held == obj_i
+    above = bowl.position + [0, 0, 0.1] - hand.GRASP_OFFSET
+    _move_to(env, above, 1.0)
+    assert np.linalg.norm(obj.center - hand.grasp_point(env.state.wrist)) < 1e-6  # carried
+    assert not env.success()
+    _move_to(env, above, 0.0, steps=10)
+    assert env.state.held == -1 and env.in_bowl(obj_i, bowl_i) and env.success()
+
+
+def test_descending_on_an_object_does_not_push_it():
+    env = _env_with()
+    obj_i = env.task.subgoals[0][1]
+    start = env.state.objects[obj_i].position.copy()
+    g = expert.grasp_pose(env.state.objects[obj_i])
+    _move_to(env, g + [0, 0, 0.1], 0.0)
+    _move_to(env, g, 0.0)
+    assert np.allclose(env.state.objects[obj_i].position, start)
+
+
+def test_open_hand_pushes_along_its_motion():
+    env = _env_with(family="push")
+    i = env.task.subgoals[0][1]
+    o = env.state.objects[i]
+    start = o.position.copy()
+    low = lambda xy: np.array([xy[0], xy[1], 0.018]) - hand.GRASP_OFFSET  # noqa: E731
+    _move_to(env, low(start[:2] - [0.06, 0.0]) + [0, 0, 0.08], 0.0)
+    _move_to(env, low(start[:2] - [0.06, 0.0]), 0.0)
+    _move_to(env, low(start[:2] + [0.04, 0.0]), 0.0, steps=30)
+    moved = o.position - start
+    assert moved[0] > 0.05 and abs(moved[1]) < 0.01  # along +x, not sideways
+
+
+def test_touch_registers_in_order():
+    env = _env_with(family="touch_sequence")
+    for _, i in env.task.subgoals:
+        t = expert.touch_pose(env.state.objects[i])
+        _move_to(env, t + [0, 0, 0.08], 0.0)
+        _move_to(env, t, 0.0)
+    assert env.state.touched[-len(env.task.subgoals):] == [i for _, i in env.task.subgoals]
+    assert env.success()
+
+
+def test_env_rejects_bad_use():
+    env = TabletopEnv()
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step([0, 0, 0, 0])
+    env.reset(0)
+    with pytest.raises(ValueError, match="4 finite numbers"):
+        env.step([0, 0, np.nan, 0])
+    with pytest.raises(ValueError, match="unknown task family"):
+        TabletopEnv(family="juggle").reset(0)
+    with pytest.raises(ValueError, match="num_frames"):
+        WorldConfig(num_frames=8)
+
+
+# -- command line -------------------------------------------------------------------------------------
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_generate_is_bit_for_bit_reproducible_whatever_the_workers(tmp_path, capsys):
+    assert main(["generate", "--out", str(tmp_path / "a"), "--episodes", "6", "--seed", "9", "--workers", "2"]) == 0
+    assert main(["generate", "--out", str(tmp_path / "b"), "--episodes", "6", "--seed", "9", "--workers", "1"]) == 0
+    da, db = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+    assert len(da) == 12 and da == db
+    main(["generate", "--out", str(tmp_path / "c"), "--episodes", "6", "--seed", "10", "--workers", "1"])
+    assert _digest(tmp_path / "c") != da
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "episodes     6" in out and "rightHand" in out
+
+
+def test_generate_rejects_bad_arguments(tmp_path):
+    with pytest.raises(SystemExit, match="episodes"):
+        main(["generate", "--out", str(tmp_path), "--episodes", "0"])
+    with pytest.raises(SystemExit, match="not an .hdf5 file or a folder"):
+        main(["info", str(tmp_path / "missing")])
