@@ -29,12 +29,9 @@ PYTEST_ARGS    ?=
 # `make test` runs tests/ and, with --nbmake, executes each notebook as one more test.
 PYTEST := $(PYTHON) -m pytest -q -p no:cacheprovider
 
-# ---- placeholders the lead fills in ------------------------------------------------------------------
-# >>> DATA_SAMPLES_CMD: the exact command that regenerates data_samples/ (TODO lead) <<<
-DATA_SAMPLES_CMD ?=
-# >>> BENCH_ARGS: arguments for `tkjepa bench` (TODO lead) <<<
+# The shipped sample episodes, bit for bit (data_samples/README.md lists every shipped file's command).
+SAMPLES_EPISODES_CMD := $(BIN)/tkjepa generate --out data_samples/episodes --episodes 48 --seed 2026
 BENCH_ARGS ?=
-# -------------------------------------------------------------------------------------------------------
 
 # Silences jupyter_core's "migrating to platformdirs" warning in every kernel nbmake starts.
 export JUPYTER_PLATFORM_DIRS := 1
@@ -95,9 +92,8 @@ lab: $(STAMP)
 	cd notebooks && $(abspath $(BIN))/jupyter lab --ip 127.0.0.1 --no-browser $(LAB_ARGS)
 
 data-samples: $(STAMP)
-	@if [[ -z "$(strip $(DATA_SAMPLES_CMD))" ]]; then \
-	  echo "DATA_SAMPLES_CMD is not set yet (see the top of the Makefile)" >&2; exit 2; fi
-	$(DATA_SAMPLES_CMD)
+	rm -rf data_samples/episodes
+	$(SAMPLES_EPISODES_CMD)
 
 bench: $(STAMP)
 	$(BIN)/tkjepa bench $(BENCH_ARGS)

@@ -73,8 +73,9 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
         s.codec_context.thread_count = 1  # frame threading would make output depend on scheduling
         if codec == "libx264":
             # x264's SIMD paths (mbtree) read uninitialised memory: bytes changed from run to run in
-            # one process. The C paths are deterministic, and 64×64 clips encode in ~0.1 s anyway.
-            s.options = {"crf": _CRF, "preset": "medium", "x264-params": "no-asm=1"}
+            # one process. The C paths are deterministic; "veryfast" keeps a 64×64 clip at ~25 ms with
+            # the same size and error as "medium" (measured on world episodes).
+            s.options = {"crf": _CRF, "preset": "veryfast", "x264-params": "no-asm=1"}
         else:
             s.bit_rate = 4_000_000
         for i, img in enumerate(frames):

@@ -89,8 +89,8 @@ class Renderer:
         knuckles = {n: wrist + np.array([x, 0.046, -0.012])
                     for n, x in zip(hand.FINGERTIPS, (-0.026, -0.018, 0.0, 0.016, 0.028))}
         knuckles["rightThumbTip"] = wrist + np.array([-0.024, 0.012, -0.010])
-        for n in sorted(hand.FINGERTIPS, key=lambda n: -self._depth(joints[n])):
-            self._capsule(img, knuckles[n], joints[n], 0.0085, 0.0075, SKIN * 0.97)
+        self._capsules(img, [knuckles[n] for n in hand.FINGERTIPS], [joints[n] for n in hand.FINGERTIPS],
+                       0.0085, 0.0075, SKIN * 0.97)
 
     # -- primitives (pixel space, pixel centres at integer coordinates) ------------------------------------
     def _window(self, x0, x1, y0, y1):
@@ -193,16 +193,27 @@ class Renderer:
         self._flat_ellipse(img, p + np.array([0.0, 0.0, h]), r_top, top)
 
     def _capsule(self, img, p0, p1, r0, r1, color) -> None:
-        (a, za), (b, zb) = [self.cam.project(p) for p in (p0, p1)]
-        ra, rb = self.f * r0 / za, self.f * r1 / zb
-        R = max(ra, rb) + 1
-        win = self._window(min(a[0], b[0]) - R, max(a[0], b[0]) + R, min(a[1], b[1]) - R, max(a[1], b[1]) + R)
+        self._capsules(img, [p0], [p1], r0, r1, color)
+
+    def _capsules(self, img, p0s, p1s, r0, r1, color) -> None:
+        """Capsules of one colour (e.g. the five fingers) in one vectorised pass: coverage is the union,
+        shading comes from the capsule nearest each pixel."""
+        (a, za), (b, zb) = self.cam.project(np.asarray(p0s)), self.cam.project(np.asarray(p1s))  # [K, 2], [K]
+        ra, rb = self.f * r0 / za, self.f * r1 / zb                                              # [K]
+        R = float(np.max(np.maximum(ra, rb))) + 1
+        lo, hi = np.minimum(a, b).min(0) - R, np.maximum(a, b).max(0) + R
+        win = self._window(lo[0], hi[0], lo[1], hi[1])
         if win is None:
             return
-        e = b - a
-        t = np.clip(((win[1] - a[0]) * e[0] + (win[2] - a[1]) * e[1]) / max(e @ e, 1e-9), 0, 1)
-        dx, dy = win[1] - (a[0] + t * e[0]), win[2] - (a[1] + t * e[1])
-        d, rad = np.sqrt(dx * dx + dy * dy), ra + t * (rb - ra)
+        X, Y = win[1][None], win[2][None]                                   # [1, h, w]
+        e = (b - a)[:, :, None, None]                                       # [K, 2, 1, 1]
+        ax, ay = a[:, 0, None, None], a[:, 1, None, None]
+        t = np.clip(((X - ax) * e[:, 0] + (Y - ay) * e[:, 1]) / np.maximum((e ** 2).sum(1), 1e-9), 0, 1)
+        dx, dy = X - (ax + t * e[:, 0]), Y - (ay + t * e[:, 1])             # [K, h, w]
+        rad = ra[:, None, None] + t * (rb - ra)[:, None, None]
+        d = np.sqrt(dx * dx + dy * dy)
+        k = np.argmin(d - rad, axis=0)[None]                                 # nearest capsule per pixel
+        dx, dy, d, rad = (np.take_along_axis(v, k, 0)[0] for v in (dx, dy, d, rad))
         nz = np.sqrt(np.clip(1 - (d / rad) ** 2, 0, 1))
         lum = 0.55 + 0.45 * np.clip((dx / rad) * LIGHT[0] + (dy / rad) * LIGHT[1] + nz * LIGHT[2], 0, 1)
         self._composite(img, win, np.clip(rad - d + 0.5, 0, 1), np.asarray(color, float) * lum[..., None])
