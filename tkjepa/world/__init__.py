@@ -5,8 +5,9 @@ know *where* a hand goes next when the destination was decided by something it c
 instruction, or a cue early in the episode — while a thinker reading a long, sparse clip plus the prompt
 can. This world is built so that claim is testable on a laptop:
 
-- Scenes: a table, 2–3 graspable objects (cube / ball / cylinder; shapes repeat, so colour matters) and
-  2–3 bowls of distinct colours; a fixed pinhole camera; a right hand with EgoDex joint names.
+- Scenes: a table with 4–5 objects — 2–3 graspable ones (cube / ball / cylinder) and 2–3 bowls of
+  distinct colours (shapes repeat, so colour matters); a fixed pinhole camera; a right hand with EgoDex
+  joint names, drawn with perspective and soft shadows so its height shows.
 - Tasks (`tasks.FAMILIES`): `pick_place` ("pick up the red cube and put it in the blue bowl"),
   `marked_pick_place` (the bowl is highlighted only in the first frames and named "the marked bowl"),
   `touch_sequence` ("touch the green ball, then the yellow cube"), `push` ("push the purple cylinder to the

@@ -49,7 +49,7 @@ def sample_task(rng: np.random.Generator, family: str | None = None,
     if family not in FAMILIES:
         raise ValueError(f"unknown task family {family!r}; choose one of {FAMILIES}")
     n_graspable = int(rng.integers(2, 4))
-    n_bowls = int(rng.integers(2, 4))
+    n_bowls = 2 if n_graspable == 3 else int(rng.integers(2, 4))  # 4–5 objects in all
     objects = sample_layout(rng, _sample_objects(rng, n_graspable, n_bowls))
     graspables = [i for i, o in enumerate(objects) if o.shape != "bowl"]
     bowls = [i for i, o in enumerate(objects) if o.shape == "bowl"]
