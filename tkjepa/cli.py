@@ -14,6 +14,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("tkjepa.world.generate", "write procedural tabletop episodes in EgoDex format"),
     "info": ("tkjepa.egodex_cli", "summarise an EgoDex-format episode or folder"),
+    "pretrain-encoder": ("tkjepa.jepa", "JEPA-pretrain the tiny video encoder on the tabletop world (V-JEPA recipe)"),
+    "probe": ("tkjepa.probe", "R² of a linear probe from frozen encoder tokens to the wrist's 3D position"),
+    "pretrain-thinker": ("tkjepa.thinker.train", "pretrain the tiny Qwen3-VL thinker on tabletop episodes"),
+    "think": ("tkjepa.thinker.think", "print a thinker's thinking text per episode and its next-target accuracy"),
     "quickstart": ("tkjepa.quickstart", "a two-minute tour on data_samples/ (what `make demo` runs)"),
 }
 

@@ -1,0 +1,124 @@
+"""JEPA pretraining: predictor shapes, losses by hand, diagnostics, determinism, exact resume, probe, CLIs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tkjepa.encoder import EncoderConfig, VideoEncoder, load_encoder
+from tkjepa.jepa import (JEPA, MaskedPredictor, PredictorConfig, PretrainConfig, collapse_diagnostics,
+                         effective_rank, latent_loss, lr_at, pretrain, train_and_export, vicreg_regularizer)
+from tkjepa.masks import MaskConfig, sample_masks
+from tkjepa.probe import RidgeProbe, r2_score
+
+torch.set_num_threads(2)
+
+
+def small_cfg(**kw) -> PretrainConfig:
+    cfg = PretrainConfig(encoder=EncoderConfig(embed_dim=24, depth=1, num_heads=2),
+                         predictor=PredictorConfig(pred_dim=16, depth=1, num_heads=2),
+                         batch_size=2, steps=4, warmup=2, log_every=2, ckpt_every=2, clip_frames=4)
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """Stand-in episodes [E, T, H, W, 3]: a bright disk moving smoothly over a noisy background."""
+    rng = np.random.default_rng(0)
+    E, T, S = 3, 12, 32
+    f = rng.integers(0, 80, (E, T, S, S, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:S, :S]
+    for e in range(E):
+        for t in range(T):
+            cx, cy = 8 + t + 4 * e, 16 + 6 * np.sin(t / 3 + e)
+            f[e, t][(xx - cx) ** 2 + (yy - cy) ** 2 < 16] = (230, 200, 160)
+    return torch.from_numpy(f)
+
+
+@pytest.mark.parametrize("B", [1, 4])
+def test_predictor_shapes(B):
+    pred = MaskedPredictor(PredictorConfig(embed_dim=24, pred_dim=16, depth=1, num_heads=2))
+    masks_enc, masks_pred = sample_masks(B, (2, 4, 4), MaskConfig.short_range(), torch.Generator().manual_seed(0))
+    out = pred(torch.randn(B, masks_enc.shape[1], 24), masks_enc, masks_pred, (2, 4, 4))
+    assert out.shape == (B, masks_pred.shape[1], 24)
+
+
+def test_latent_losses_by_hand():
+    p, t = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.0, 0.0]])
+    assert latent_loss(p, t, "l1") == 1.5 and latent_loss(p, t, "l2") == 2.5
+    with pytest.raises(ValueError):
+        latent_loss(p, t, "huber")
+
+
+def test_vicreg_terms():
+    g = torch.Generator().manual_seed(0)
+    var_c, cov_c = vicreg_regularizer(torch.ones(256, 8))                    # collapsed: every std is 0
+    var_w, cov_w = vicreg_regularizer(torch.randn(4096, 8, generator=g) * 2)  # white, std 2 > gamma
+    assert var_c > 0.95 and var_w == 0 and cov_c == 0 and cov_w < 0.05
+
+
+def test_effective_rank():
+    g = torch.Generator().manual_seed(0)
+    assert abs(effective_rank(torch.randn(4000, 16, generator=g)) - 16) < 1
+    assert abs(effective_rank(torch.randn(100, 1, generator=g) * torch.randn(1, 16, generator=g)) - 1) < 1e-4
+
+
+def test_diagnostics_detect_collapse():
+    enc = VideoEncoder(EncoderConfig(embed_dim=24, depth=1, num_heads=2)).eval()
+    video = torch.rand(4, 4, 3, 16, 16)
+    healthy = collapse_diagnostics(enc, enc, video)
+    with torch.no_grad():
+        enc.patch_embed.weight.zero_()  # every clip now maps to the same tokens
+    collapsed = collapse_diagnostics(enc, enc, video)
+    assert healthy["erank"] > 5 and healthy["std_mean"] > 0.05 and healthy["cos"] == pytest.approx(1)
+    assert collapsed["std_mean"] < 1e-5 and collapsed["erank"] <= 1.0 + 1e-6
+
+
+def test_no_gradient_into_target(frames):
+    cfg = small_cfg()
+    model = JEPA(cfg)
+    from tkjepa.encoder import frames_to_video
+    video = frames_to_video(frames[:2, :4])
+    masks = [sample_masks(2, (2, 4, 4), MaskConfig.short_range(), torch.Generator().manual_seed(0))]
+    model.loss(video, masks)["loss"].backward()
+    assert all(p.grad is None for p in model.target_encoder.parameters())
+    assert all(p.grad is not None for p in model.encoder.parameters())
+
+
+def test_same_seed_same_losses(frames):
+    _, h1 = pretrain(small_cfg(steps=2, log_every=1), frames, progress=False)
+    _, h2 = pretrain(small_cfg(steps=2, log_every=1), frames, progress=False)
+    _, h3 = pretrain(small_cfg(steps=2, log_every=1, seed=1), frames, progress=False)
+    assert [h["loss"] for h in h1] == [h["loss"] for h in h2] != [h["loss"] for h in h3]
+
+
+def test_resume_continues_exactly(frames, tmp_path):
+    full, h_full = pretrain(small_cfg(), frames, progress=False)
+    pretrain(small_cfg(), frames, out=tmp_path, until=2, progress=False)  # interrupted after step 2
+    resumed, h_res = pretrain(small_cfg(), frames, out=tmp_path, resume=True, progress=False)
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    assert [h["loss"] for h in h_res] == [h["loss"] for h in h_full]
+
+
+def test_lr_schedule():
+    cfg = small_cfg(steps=100, warmup=10, lr=1e-3, min_lr=1e-5)
+    assert lr_at(0, cfg) == pytest.approx(1e-4) and lr_at(9, cfg) == pytest.approx(1e-3)
+    assert lr_at(100, cfg) == pytest.approx(1e-5)
+
+
+def test_ridge_probe_recovers_a_linear_map():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(300, 50, generator=g)
+    Y = X @ torch.randn(50, 3, generator=g) + 0.01 * torch.randn(300, 3, generator=g)
+    for Xf in (X, X[:40]):  # primal (M > F) and dual (M < F) paths
+        Yf = Y[:len(Xf)]
+        probe = RidgeProbe().fit(Xf, Yf, 1e-6)
+        assert r2_score(Yf, probe.predict(Xf))["r2"] > 0.999
+    r = r2_score(Y, Y.mean(0).expand_as(Y))
+    assert abs(r["r2"]) < 1e-9 and r["r2_xyz"] == pytest.approx([0, 0, 0], abs=1e-9)

@@ -1,0 +1,156 @@
+"""Thinker model: construction, loading without remote code, multi-layer features and their masks."""
+
+import pytest
+import torch
+from transformers import Qwen3VLForConditionalGeneration
+
+from tkjepa.thinker import model as thinker_model
+from tkjepa.thinker.inputs import build_inputs
+from tkjepa.thinker.model import (ThinkerConfig, build_thinker, default_layers, extract_features,
+                                  generated_mask, load_thinker, video_config_of)
+from tkjepa.world import generate_episode
+
+CLIP = [0, 4, 9, 13, 18, 22, 27, 31]
+
+
+@pytest.fixture(scope="module")
+def thinker():
+    torch.set_num_threads(1)
+    return build_thinker(ThinkerConfig.tiny(), seed=0)
+
+
+@pytest.fixture(scope="module")
+def episodes():
+    return [generate_episode(s) for s in range(4)]
+
+
+def test_default_layers_like_official():
+    assert default_layers(28) == [0, 4, 8, 12, 16, 20, 24, 27]
+    assert default_layers(6) == [0, 1, 2, 3, 4, 5]
+
+
+def test_build_is_seeded():
+    a, _ = build_thinker(seed=3)
+    b, _ = build_thinker(seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_generated_mask():
+    new = torch.tensor([[5, 3, 0, 0], [5, 6, 7, 8], [3, 3, 3, 3]])
+    assert generated_mask(new, eos=3).tolist() == [[True, True, False, False], [True] * 4,
+                                                   [True, False, False, False]]
+
+
+@pytest.mark.parametrize("B", [1, 4])
+def test_feature_shapes_and_masks(thinker, episodes, B):
+    model, tok = thinker
+    feats = extract_features(model, tok, episodes[:B], [CLIP] * B, layers=[0, 2, 5], max_new_tokens=5)
+    assert len(feats) == B
+    for f, ep in zip(feats, episodes):
+        L, n_old, D = f.old.shape
+        assert (L, D) == (3, 128) and f.layers == [0, 2, 5]
+        assert f.new.shape == (3, 5, 128) and f.new_mask.shape == (5,)
+        assert f.old_mask.shape == (n_old,) and f.old_mask[-1]
+        # old_mask marks exactly this episode's prompt + visual tokens (left padding is False)
+        own = build_inputs(tok, [ep], [CLIP], video_config_of(model))["input_ids"].shape[1]
+        assert int(f.old_mask.sum()) == own
+
+
+def test_batched_features_match_single(thinker, episodes):
+    model, tok = thinker
+    single = extract_features(model, tok, episodes[1:2], [CLIP], max_new_tokens=4)[0]
+    batched = extract_features(model, tok, episodes[:3], [CLIP] * 3, max_new_tokens=4)[1]
+    assert single.text == batched.text
+    assert torch.allclose(single.old[:, single.old_mask], batched.old[:, batched.old_mask], atol=1e-4)
+    assert torch.allclose(single.new, batched.new, atol=1e-4)
+
+
+def test_layer_index_semantics(thinker, episodes):
+    """Layer l is decoder layer l's output; the deepest one is final-normed (transformers' convention)."""
+    model, tok = thinker
+    seen = {}
+    layers = model.model.language_model.layers
+    hooks = [layers[i].register_forward_hook(lambda m, a, o, i=i: seen.__setitem__(i, o[0] if isinstance(o, tuple) else o))
+             for i in (1, 5)]
+    try:
+        f = extract_features(model, tok, episodes[:1], [CLIP], layers=[1, 5], max_new_tokens=1)[0]
+    finally:
+        for h in hooks:
+            h.remove()
+    n_old = f.old.shape[1]
+    assert torch.allclose(f.old[0], seen[1][0, :n_old], atol=1e-5)
+    normed = model.model.language_model.norm(seen[5])[0, :n_old]
+    assert torch.allclose(f.old[1], normed, atol=1e-5)
+
+
+def test_save_load_round_trip_identical_features(thinker, episodes, tmp_path):
+    model, tok = thinker
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    model2, tok2 = load_thinker(tmp_path)
+    a = extract_features(model, tok, episodes[:2], [CLIP] * 2, max_new_tokens=4)
+    b = extract_features(model2, tok2, episodes[:2], [CLIP] * 2, max_new_tokens=4)
+    for x, y in zip(a, b):
+        assert x.text == y.text
+        assert torch.equal(x.old, y.old) and torch.equal(x.new, y.new)
+        assert torch.equal(x.old_mask, y.old_mask) and torch.equal(x.new_mask, y.new_mask)
+
+
+def test_load_never_trusts_remote_code_unless_asked(thinker, tmp_path, monkeypatch):
+    model, tok = thinker
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    seen = []
+    real = Qwen3VLForConditionalGeneration.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("trust_remote_code", "missing"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(thinker_model.Qwen3VLForConditionalGeneration, "from_pretrained", spy)
+    load_thinker(tmp_path)
+    load_thinker(tmp_path, trust_remote_code=True)
+    assert seen == [False, True]
+
+
+def test_pretrain_smoke_then_think_json(tmp_path, capsys):
+    """The two commands end to end at smoke size: checkpoint files, metrics, and think's JSON shape."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from tkjepa.thinker import think, train
+
+    out = tmp_path / "thinker"
+    p = argparse.ArgumentParser()
+    train.add_arguments(p)
+    assert train.run(p.parse_args(["--preset", "smoke", "--out", str(out)])) == 0
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "metrics.json"):
+        assert (out / name).exists(), name
+    assert set(json.loads((out / "metrics.json").read_text())["per_family"]) <= {
+        "pick_place", "marked_pick_place", "touch_sequence", "push"}
+    capsys.readouterr()
+    episode = Path(__file__).resolve().parents[1] / "data_samples" / "episodes" / "push" / "0.hdf5"
+    p = argparse.ArgumentParser()
+    think.add_arguments(p)
+    assert think.run(p.parse_args([str(episode), "--checkpoint", str(out), "--json"])) == 0
+    report = json.loads(capsys.readouterr().out)
+    row = report["episodes"][0]
+    assert set(row) == {"path", "text", "next_target", "correct"} and row["path"].endswith("0.hdf5")
+    assert report["accuracy"] in (0.0, 1.0) and isinstance(row["correct"], bool)
+
+
+def test_thinking_target_from_world_ground_truth():
+    from tkjepa.thinker.think import predicted_target, thinker_indices, thinking_target
+
+    for seed in range(6):
+        ep = generate_episode(seed)
+        idx, s = thinker_indices(ep)
+        assert idx.max() < s
+        text = thinking_target(ep, s)
+        names = list(ep.extras["object_names"])
+        assert predicted_target(text) in names
+        if ep.task == "touch_sequence":  # the second object named in the instruction
+            assert predicted_target(text) == names[int(ep.extras["subgoal_objects"][1])]
+    assert predicted_target("holding nothing . next red bowl") == "red bowl"
+    assert predicted_target("holding nothing") == ""

@@ -1,0 +1,155 @@
+"""A feature cache on disk that can never serve stale thinker features.
+
+ThinkJEPA caches the VLM's hidden states once and trains the predictor on them many times. A stale cache
+(features from an older model or prompt) would silently poison every later result, so an entry's file
+name *is* a sha256 of everything that determines it: the model weights' digest, the chosen layers, the
+prompt text, the frame indices and the frame bytes. Change any of them and the key changes.
+
+Entries are safetensors files written atomically (temp file + os.replace), so an interrupted
+`extract_dataset` leaves only whole entries and a rerun skips them (resumable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from tkjepa.episode import Episode
+from tkjepa.thinker.inputs import build_prompt
+from tkjepa.thinker.model import ThinkerFeatures, default_layers, extract_features
+
+
+def weights_digest(model) -> str:
+    """sha256 over every parameter and buffer (names, dtypes, shapes, bytes), in name order."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def feature_key(weights: str, layers, prompt: str, frame_indices, frames: np.ndarray) -> str:
+    """Content hash of one cache entry. frames: the clip's pixels [n, H, W, 3] uint8."""
+    frames = np.ascontiguousarray(frames)
+    h = hashlib.sha256()
+    h.update(json.dumps({"weights": weights, "layers": [int(l) for l in layers], "prompt": prompt,
+                         "indices": [int(i) for i in frame_indices], "frames_shape": list(frames.shape),
+                         "frames_dtype": str(frames.dtype)}, sort_keys=True).encode())
+    h.update(hashlib.sha256(frames.tobytes()).digest())
+    return h.hexdigest()
+
+
+class FeatureCache:
+    """A folder of `<key>.safetensors` entries, one per (model, layers, prompt, clip)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.safetensors"
+
+    def __contains__(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def __len__(self) -> int:
+        return len(list(self.root.glob("*.safetensors")))
+
+    def get(self, key: str) -> ThinkerFeatures | None:
+        if key not in self:
+            return None
+        from safetensors import safe_open  # noqa: PLC0415
+
+        with safe_open(str(self.path(key)), "pt") as f:
+            meta = f.metadata()
+        t = load_file(str(self.path(key)))
+        return ThinkerFeatures(old=t["old"], old_mask=t["old_mask"].bool(), new=t["new"],
+                               new_mask=t["new_mask"].bool(), layers=json.loads(meta["layers"]), text=meta["text"])
+
+    def put(self, key: str, feats: ThinkerFeatures) -> None:
+        tensors = {"old": feats.old.contiguous(), "old_mask": feats.old_mask.to(torch.uint8).contiguous(),
+                   "new": feats.new.contiguous(), "new_mask": feats.new_mask.to(torch.uint8).contiguous()}
+        fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata={"layers": json.dumps(feats.layers), "text": feats.text})
+            os.replace(tmp, self.path(key))  # atomic: readers see the old state or the whole entry
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def episode_key(weights: str, layers, ep: Episode, frame_indices) -> str:
+    idx = np.asarray(frame_indices)
+    return feature_key(weights, layers, build_prompt(ep), idx, ep.frames[idx])
+
+
+def cached_features(model, tokenizer, cache: FeatureCache, ep: Episode, frame_indices, layers=None,
+                    weights: str | None = None, max_new_tokens: int = 8) -> ThinkerFeatures:
+    """Features of one episode from the cache, computed and stored on a miss."""
+    layers = list(layers) if layers is not None else default_layers(model.config.text_config.num_hidden_layers)
+    key = episode_key(weights or weights_digest(model), layers, ep, frame_indices)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    feats = extract_features(model, tokenizer, [ep], [frame_indices], layers, max_new_tokens)[0]
+    cache.put(key, feats)
+    return feats
+
+
+def extract_dataset(paths, model, tokenizer, cache: FeatureCache, layers=None, batch_size: int = 8,
+                    max_new_tokens: int = 8, progress: bool = True, load=None) -> list[str]:
+    """Features for every episode (paths or Episode objects) into `cache`; returns their keys.
+
+    Entries already cached are skipped, so rerunning after an interruption only does what is missing.
+    `load` turns a path into an Episode (default `tkjepa.egodex.load_episode`).
+    """
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    from tkjepa.thinker.think import thinker_indices  # noqa: PLC0415
+
+    if load is None:
+        from tkjepa.egodex import load_episode as load  # noqa: PLC0415
+    layers = list(layers) if layers is not None else default_layers(model.config.text_config.num_hidden_layers)
+    weights = weights_digest(model)
+    keys, todo = [], []
+    bar = tqdm(total=len(paths), desc="thinker features", unit="ep", disable=not progress)
+
+    def flush():
+        feats = extract_features(model, tokenizer, [e for e, _, _ in todo], [i for _, i, _ in todo],
+                                 layers, max_new_tokens)
+        for (_, _, key), f in zip(todo, feats):
+            cache.put(key, _unpad(f))
+        bar.update(len(todo))
+        todo.clear()
+
+    for p in paths:
+        ep = p if isinstance(p, Episode) else load(p)
+        idx, _ = thinker_indices(ep)
+        key = episode_key(weights, layers, ep, idx)
+        keys.append(key)
+        if key in cache:
+            bar.update()
+            continue
+        todo.append((ep, idx, key))
+        if len(todo) >= batch_size:
+            flush()
+    if todo:
+        flush()
+    bar.close()
+    return keys
+
+
+def _unpad(f: ThinkerFeatures) -> ThinkerFeatures:
+    """Drop the batch's left padding from `old`, so an entry does not depend on its batch-mates."""
+    keep = f.old_mask
+    return ThinkerFeatures(old=f.old[:, keep].clone(), old_mask=f.old_mask[keep].clone(), new=f.new,
+                           new_mask=f.new_mask, layers=f.layers, text=f.text)

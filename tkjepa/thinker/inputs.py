@@ -1,0 +1,135 @@
+"""Thinker inputs: the prompt from an episode's metadata, Qwen3-VL's video token layout, pixel packing.
+
+ThinkJEPA asks the VLM a general summarisation request populated with the clip's metadata (task name,
+scene description). The video enters as Qwen3-VL lays it out: for each temporal group of
+`temporal_patch` frames, a timestamp text, then `<|vision_start|> <|video_pad|>×(gh·gw/merge²)
+<|vision_end|>`. Each `<|video_pad|>` is later replaced by one merged visual token, so the pad count must
+match `pixel_values_videos` exactly. Qwen3VLVideoProcessor needs torchvision (unusable with CPU torch
+here), so the packing is reproduced by hand (`pack_video`, checked against Qwen2VLImageProcessor in tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tkjepa.episode import Episode
+from tkjepa.thinker.tokenizer import normalize_text
+
+TEXT, IMAGE, VIDEO = 0, 1, 2  # mm_token_type_ids values (transformers 5 requires them)
+
+
+@dataclass
+class VideoConfig:
+    """How the thinker clip becomes pixels and tokens."""
+
+    size: int = 64               # frame side fed to the vision tower (pixels); a multiple of patch·merge
+    patch: int = 16              # vision patch side (Qwen3-VL: 16): a 64-px frame is 4×4 patches, 2×2 tokens
+    temporal_patch: int = 2      # frames per temporal group (Qwen3-VL: 2)
+    merge: int = 2               # spatial merge: merge×merge patches -> one LLM token (Qwen3-VL: 2)
+    mean: float = 0.5            # pixel normalisation, (x/255 - mean)/std, Qwen3-VL's image_mean/std
+    std: float = 0.5
+
+    @classmethod
+    def tiny(cls) -> VideoConfig:
+        return cls()
+
+    def tokens_per_group(self) -> int:
+        g = self.size // self.patch
+        return (g // self.merge) ** 2
+
+
+def build_prompt(ep: Episode) -> str:
+    """The paper's "Describe this video." populated with the clip's metadata, normalised to the vocabulary."""
+    task = ep.task.replace("_", " ")
+    return normalize_text(f"describe this video. task {task}. scene {ep.environment}. "
+                          f"instruction {ep.instruction}.")
+
+
+def pack_video(frames: np.ndarray, cfg: VideoConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames [T, H, W, 3] uint8 -> (pixel_values_videos [(T/tp)·gh·gw, 3·tp·p·p], video_grid_thw [3]).
+
+    Patch order is Qwen's merge-friendly one: within a temporal group, patches go merge-block by
+    merge-block, so each run of merge² consecutive rows becomes one LLM token.
+    """
+    T = frames.shape[0]
+    tp, p, m = cfg.temporal_patch, cfg.patch, cfg.merge
+    if T % tp:
+        raise ValueError(f"{T} frames do not split into temporal groups of {tp}")
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()  # [T, 3, H, W]
+    if x.shape[-1] != cfg.size or x.shape[-2] != cfg.size:
+        x = F.interpolate(x, size=(cfg.size, cfg.size), mode="bilinear", align_corners=False, antialias=True)
+    x = (x / 255.0 - cfg.mean) / cfg.std
+    gt, gh, gw = T // tp, cfg.size // p, cfg.size // p
+    x = x.reshape(gt, tp, 3, gh // m, m, p, gw // m, m, p)
+    x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)  # (gt, gh/m, gw/m, m, m, C, tp, p, p)
+    pixels = x.reshape(gt * gh * gw, 3 * tp * p * p)
+    return pixels, torch.tensor([gt, gh, gw])
+
+
+def video_layout(frame_indices, fps: float, cfg: VideoConfig) -> str:
+    """Qwen3-VL's video text: per temporal group "<t seconds>" + vision_start + pads + vision_end.
+
+    The timestamp is the mean time of the group's frames, as Qwen3-VL's processor writes it.
+    """
+    idx = np.asarray(frame_indices, float)
+    parts = []
+    for g in range(len(idx) // cfg.temporal_patch):
+        t = idx[g * cfg.temporal_patch:(g + 1) * cfg.temporal_patch].mean() / fps
+        parts.append(f"<{t:.1f} seconds><|vision_start|>" + "<|video_pad|>" * cfg.tokens_per_group()
+                     + "<|vision_end|>")
+    return "".join(parts)
+
+
+def chat_text(prompt: str, layout: str) -> str:
+    """The user turn with the video before the request, then the assistant turn the thinker continues."""
+    return f"<|im_start|> user {layout} {prompt} <|im_end|> <|im_start|> assistant"
+
+
+def encode(tokenizer, ep: Episode, frame_indices, cfg: VideoConfig, target: str | None = None) -> dict:
+    """One episode -> unpadded pieces: ids (prompt), target ids, pixels, grid (see `collate`)."""
+    ids = tokenizer(chat_text(build_prompt(ep), video_layout(frame_indices, ep.fps, cfg)))["input_ids"]
+    tgt = tokenizer(normalize_text(target) + " <|im_end|>")["input_ids"] if target is not None else []
+    pixels, grid = pack_video(ep.frames[np.asarray(frame_indices)], cfg)
+    return {"ids": ids, "target": tgt, "pixels": pixels, "grid": grid}
+
+
+def collate(tokenizer, items: list[dict]) -> dict[str, torch.Tensor]:
+    """Encoded episodes -> Qwen3VLForConditionalGeneration kwargs, left-padded.
+
+    Returns input_ids / attention_mask / mm_token_type_ids [B, L], pixel_values_videos [B·N_vis, 3·tp·p·p],
+    video_grid_thw [B, 3]; when the items carry targets (training), the target + <|im_end|> follows the
+    prompt and `labels` [B, L] is -100 everywhere except on those target tokens.
+    """
+    video_id = tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    B, L = len(items), max(len(it["ids"]) + len(it["target"]) for it in items)
+    input_ids = torch.full((B, L), tokenizer.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((B, L), dtype=torch.long)
+    labels = torch.full((B, L), -100, dtype=torch.long)
+    for i, it in enumerate(items):
+        seq = torch.tensor(it["ids"] + it["target"])
+        input_ids[i, L - len(seq):] = seq
+        attention_mask[i, L - len(seq):] = 1
+        if it["target"]:
+            labels[i, L - len(it["target"]):] = torch.tensor(it["target"])
+    out = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "mm_token_type_ids": (input_ids == video_id).long() * VIDEO,
+        "pixel_values_videos": torch.cat([it["pixels"] for it in items]),
+        "video_grid_thw": torch.stack([it["grid"] for it in items]),
+    }
+    if any(it["target"] for it in items):
+        out["labels"] = labels
+    return out
+
+
+def build_inputs(tokenizer, episodes: list[Episode], frame_indices: list, cfg: VideoConfig,
+                 targets: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """A batch of B episodes (and their thinker clip indices) -> model kwargs; see `collate`."""
+    targets = targets if targets is not None else [None] * len(episodes)
+    return collate(tokenizer, [encode(tokenizer, ep, idx, cfg, t)
+                               for ep, idx, t in zip(episodes, frame_indices, targets)])

@@ -1,0 +1,170 @@
+"""The thinker: a Qwen3-VL (tiny and trained here, or real by name), and its multi-layer features.
+
+`Qwen3VLForConditionalGeneration` from transformers is used as is. The tiny one is built from
+`ThinkerConfig.tiny()`; `load_thinker` loads either it (a folder written by `save_pretrained`) or a real
+Qwen3-VL (e.g. "Qwen/Qwen3-VL-2B-Thinking"), never running remote code unless asked.
+
+Features follow the official code: greedy generation of a few tokens, then the hidden states of chosen
+decoder layers for the prompt + visual tokens ("old") and for the generated tokens ("new").
+Caveat: transformers' `hidden_states` holds the embeddings then one entry per layer, and its *last* entry
+is after the final RMSNorm (a forward hook on the last decoder layer, as the official code uses, sees the
+un-normed state). Layer l here is `hidden_states[l + 1]`, so the deepest layer comes final-normed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedTokenizerFast, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+from tkjepa.episode import Episode
+from tkjepa.thinker.inputs import VideoConfig, build_inputs
+from tkjepa.thinker.tokenizer import EOS, build_tokenizer, decode_words
+
+
+@dataclass
+class ThinkerConfig:
+    """Size of the tiny Qwen3-VL (text decoder + vision tower) and how it is queried."""
+
+    hidden: int = 128            # text hidden size D (Qwen3-VL-2B: 2048)
+    layers: int = 6              # decoder layers; 6 gives the feature pyramid several levels
+    heads: int = 4               # attention heads
+    kv_heads: int = 2            # grouped-query KV heads, as Qwen3
+    head_dim: int = 32           # per-head size; mrope sections below sum to head_dim/2
+    intermediate: int = 256      # MLP width
+    vision_depth: int = 2        # vision transformer blocks
+    vision_hidden: int = 64      # vision width
+    vision_heads: int = 4        # vision heads
+    max_new_tokens: int = 8      # greedy thinking length; "holding red cube . next blue bowl" is 7 + eos
+    video: VideoConfig = field(default_factory=VideoConfig)  # pixels and video tokens
+
+    @classmethod
+    def tiny(cls) -> ThinkerConfig:
+        return cls()
+
+    def to_hf(self, tokenizer) -> Qwen3VLConfig:
+        v = self.video
+        ids = tokenizer.convert_tokens_to_ids
+        config = Qwen3VLConfig(
+            text_config=dict(
+                vocab_size=len(tokenizer), hidden_size=self.hidden, num_hidden_layers=self.layers,
+                num_attention_heads=self.heads, num_key_value_heads=self.kv_heads, head_dim=self.head_dim,
+                intermediate_size=self.intermediate, max_position_embeddings=1024,
+                rope_parameters=dict(rope_type="default", rope_theta=1e4, mrope_section=[6, 5, 5],
+                                     mrope_interleaved=True),
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            ),
+            vision_config=dict(
+                depth=self.vision_depth, hidden_size=self.vision_hidden, num_heads=self.vision_heads,
+                intermediate_size=2 * self.vision_hidden, patch_size=v.patch, temporal_patch_size=v.temporal_patch,
+                spatial_merge_size=v.merge, out_hidden_size=self.hidden,
+                deepstack_visual_indexes=list(range(self.vision_depth)), num_position_embeddings=64,
+            ),
+            image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+            vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+            tie_word_embeddings=True,
+        )
+        config.tkjepa_frame_size = v.size  # saved in config.json, so a loaded thinker packs frames the same way
+        return config
+
+
+def build_thinker(cfg: ThinkerConfig | None = None, seed: int = 0):
+    """A freshly initialised tiny thinker and its tokenizer (same seed -> same weights)."""
+    cfg = cfg or ThinkerConfig.tiny()
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(cfg.to_hf(tokenizer)).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model, tokenizer
+
+
+def load_thinker(name_or_path: str | Path, trust_remote_code: bool = False, **kwargs):
+    """(model, tokenizer) from a folder written by `save_pretrained` or a hub name.
+
+    A real Qwen3-VL brings its own tokenizer/processor (AutoProcessor); the tiny one has our word-level
+    tokenizer saved beside it. `trust_remote_code` is passed through and stays False unless asked:
+    Qwen3-VL is a native transformers class and needs no remote code.
+    """
+    model = Qwen3VLForConditionalGeneration.from_pretrained(
+        str(name_or_path), trust_remote_code=trust_remote_code, **kwargs).eval()
+    local = Path(str(name_or_path))
+    if (local / "tokenizer.json").exists() and not (local / "preprocessor_config.json").exists():
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(local), padding_side="left")
+    else:  # a real Qwen3-VL: its processor carries the BPE tokenizer (not testable offline)
+        from transformers import AutoProcessor  # noqa: PLC0415
+
+        tokenizer = AutoProcessor.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code).tokenizer
+        tokenizer.padding_side = "left"
+    return model, tokenizer
+
+
+def default_layers(num_layers: int) -> list[int]:
+    """Spread over the depth like the official 0, 4, …, 24, 27 of 28 layers (step ≈ depth/7, plus the last)."""
+    step = max(1, num_layers // 7)
+    return sorted(set(range(0, num_layers, step)) | {num_layers - 1})
+
+
+@dataclass
+class ThinkerFeatures:
+    """Hidden states of one episode at the chosen layers.
+
+    old: [L, N_old, D] prompt + visual token states; old_mask [N_old] bool (False on padding).
+    new: [L, N_new, D] generated token states; new_mask [N_new] bool (False after eos).
+    layers: the decoder layer indices of the L rows; text: the generated thinking text.
+    """
+
+    old: torch.Tensor
+    old_mask: torch.Tensor
+    new: torch.Tensor
+    new_mask: torch.Tensor
+    layers: list[int]
+    text: str
+
+
+def video_config_of(model) -> VideoConfig:
+    vc = model.config.vision_config
+    size = getattr(model.config, "tkjepa_frame_size", 64)
+    return VideoConfig(size=size, patch=vc.patch_size, temporal_patch=vc.temporal_patch_size, merge=vc.spatial_merge_size)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, episodes: list[Episode], frame_indices: list, max_new_tokens: int = 8):
+    """Greedy thinking. Returns (batch inputs, generated ids [B, N_new], texts)."""
+    batch = build_inputs(tokenizer, episodes, frame_indices, video_config_of(model))
+    # an untrained thinker may emit vision placeholders, which would break the features' forward pass
+    vision = ["<|video_pad|>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>"]
+    out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                         suppress_tokens=tokenizer.convert_tokens_to_ids(vision),
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    new = out[:, batch["input_ids"].shape[1]:]
+    return batch, new, [decode_words(tokenizer, row) for row in new]
+
+
+def generated_mask(new: torch.Tensor, eos: int) -> torch.Tensor:
+    """new [B, N] generated ids -> [B, N] bool: True up to and including the first eos, False after
+    (generate pads finished rows, and those pads are not thinking)."""
+    is_eos = (new == eos).long()
+    return (torch.cumsum(is_eos, dim=1) - is_eos) == 0
+
+
+@torch.no_grad()
+def extract_features(model, tokenizer, episodes: list[Episode], frame_indices: list,
+                     layers: list[int] | None = None, max_new_tokens: int = 8) -> list[ThinkerFeatures]:
+    """Generate, then one forward over prompt + generated tokens with output_hidden_states=True."""
+    layers = list(layers) if layers is not None else default_layers(model.config.text_config.num_hidden_layers)
+    batch, new, texts = generate(model, tokenizer, episodes, frame_indices, max_new_tokens)
+    new_mask = generated_mask(new, tokenizer.convert_tokens_to_ids(EOS))
+    ids = torch.cat([batch["input_ids"], new], dim=1)
+    fwd = dict(batch, input_ids=ids,
+               attention_mask=torch.cat([batch["attention_mask"], new_mask.long()], dim=1),
+               mm_token_type_ids=torch.cat([batch["mm_token_type_ids"], torch.zeros_like(new)], dim=1))
+    hs = model(**fwd, output_hidden_states=True).hidden_states  # (1 + num_layers) × [B, L, D]
+    stack = torch.stack([hs[l + 1] for l in layers], dim=1)       # [B, L_sel, L_tok, D]
+    n_old = batch["input_ids"].shape[1]
+    old_mask = batch["attention_mask"].bool()
+    return [ThinkerFeatures(old=stack[b, :, :n_old].float().clone(), old_mask=old_mask[b].clone(),
+                            new=stack[b, :, n_old:].float().clone(), new_mask=new_mask[b].clone(),
+                            layers=layers, text=texts[b]) for b in range(len(episodes))]

@@ -1,0 +1,161 @@
+"""Thinker pretraining: teach the tiny Qwen3-VL to say what the hand holds and what comes next.
+
+From the uniformly sampled observed frames + the metadata prompt, the thinker learns (teacher forcing,
+loss on the answer tokens only) the world's ground truth at the forecast start,
+"holding <object|nothing> . next <target>". Most of it can be read off the prompt; `marked_pick_place`
+("the marked bowl") can only be solved by looking at the early frames, where the bowl is ringed.
+
+Seeds: training episodes are `generate_episode(TRAIN_SEED0 + i)`, held-out ones `EVAL_SEED0 + i`
+(disjoint ranges; the shipped `data_samples/episodes` use `episode_seed(2026, i)`, also disjoint).
+Command (the shipped checkpoint): `tkjepa pretrain-thinker --preset tiny --out data_samples/thinker_tiny`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from tkjepa.thinker.inputs import VideoConfig, collate, encode
+from tkjepa.thinker.model import ThinkerConfig, build_thinker
+from tkjepa.thinker.think import accuracy, think_episodes, thinker_indices, thinking_target
+from tkjepa.world.generate import WorldConfig, generate_episode
+
+TRAIN_SEED0 = 100_000  # training episodes: seeds TRAIN_SEED0 … TRAIN_SEED0 + episodes - 1
+EVAL_SEED0 = 900_000   # held-out episodes: seeds EVAL_SEED0 … EVAL_SEED0 + eval_episodes - 1
+# marked_pick_place is drawn twice as often: the only family that must be learnt from pixels
+TRAIN_FAMILIES = ("pick_place", "marked_pick_place", "marked_pick_place", "touch_sequence", "push")
+
+
+@dataclass
+class TrainConfig:
+    """Pretraining schedule."""
+
+    episodes: int = 1200        # training episodes generated in memory
+    eval_episodes: int = 200    # held-out episodes for the reported accuracy (default mix of families)
+    steps: int = 1200           # optimiser steps
+    batch_size: int = 16        # episodes per step
+    lr: float = 3e-3            # peak AdamW learning rate (cosine decay, linear warm-up)
+    warmup: int = 100           # warm-up steps
+    weight_decay: float = 0.01  # AdamW weight decay
+    seed: int = 0               # model init + batch order
+    workers: int = 2            # processes generating episodes (results do not depend on it)
+
+    @classmethod
+    def tiny(cls) -> TrainConfig:
+        return cls()
+
+    @classmethod
+    def smoke(cls) -> TrainConfig:
+        """Seconds, for tests: the loop runs, nothing is learnt."""
+        return cls(episodes=8, eval_episodes=4, steps=3, batch_size=4, workers=1)
+
+
+_TOKENIZER = None  # set before forking, so workers encode with the same tokenizer
+
+
+def _example(job) -> dict:
+    """One training example, kept small: the encoded clip + prompt + target (no full episode)."""
+    seed, family = job
+    ep = generate_episode(seed, WorldConfig(family=family))
+    idx, s = thinker_indices(ep)
+    return encode(_TOKENIZER, ep, idx, VideoConfig.tiny(), thinking_target(ep, s))
+
+
+def make_examples(cfg: TrainConfig, tokenizer) -> list[dict]:
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    global _TOKENIZER
+    _TOKENIZER = tokenizer
+    jobs = [(TRAIN_SEED0 + i, TRAIN_FAMILIES[i % len(TRAIN_FAMILIES)]) for i in range(cfg.episodes)]
+    if cfg.workers > 1:
+        import multiprocessing as mp  # noqa: PLC0415
+
+        with mp.get_context("fork").Pool(cfg.workers) as pool:
+            return list(tqdm(pool.imap(_example, jobs, chunksize=8), total=len(jobs), desc="episodes"))
+    return [_example(j) for j in tqdm(jobs, desc="episodes")]
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
+
+
+def pretrain(cfg: TrainConfig, model_cfg: ThinkerConfig | None = None, log_every: int = 100):
+    """Train a tiny thinker from scratch; returns (model, tokenizer, history of losses)."""
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    model, tokenizer = build_thinker(model_cfg, seed=cfg.seed)
+    examples = make_examples(cfg, tokenizer)
+    g = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.train()
+    history = []
+    bar = tqdm(range(cfg.steps), desc="pretrain")
+    for step in bar:
+        pick = torch.randint(len(examples), (cfg.batch_size,), generator=g).tolist()
+        batch = collate(tokenizer, [examples[i] for i in pick])
+        # forward: next-token loss on the answer tokens only (labels are -100 elsewhere)
+        loss = model(**batch).loss
+        # backward & step
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        history.append(loss.item())
+        if step % log_every == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return model, tokenizer, history
+
+
+def evaluate(model, tokenizer, n: int) -> dict:
+    """Next-target accuracy on held-out episodes (seeds EVAL_SEED0 …, the default family mix)."""
+    episodes = [generate_episode(EVAL_SEED0 + i) for i in range(n)]
+    return accuracy(think_episodes(model, tokenizer, episodes))
+
+
+PRESETS = {"tiny": TrainConfig.tiny, "smoke": TrainConfig.smoke}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="training schedule")
+    p.add_argument("--out", required=True, help="folder for the checkpoint (safetensors + config + tokenizer)")
+    p.add_argument("--steps", type=int, default=None, help="override the preset's optimiser steps")
+    p.add_argument("--episodes", type=int, default=None, help="override the preset's training episodes")
+    p.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+
+
+def run(args) -> int:
+    cfg = PRESETS[args.preset]()
+    for name in ("steps", "episodes", "seed"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    t0 = time.perf_counter()
+    model, tokenizer, history = pretrain(cfg)
+    train_s = time.perf_counter() - t0
+    acc = evaluate(model, tokenizer, cfg.eval_episodes)
+    out = Path(args.out)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    metrics = {
+        "command": f"tkjepa pretrain-thinker --preset {args.preset} --out {args.out}",
+        "accuracy": acc["overall"], "per_family": acc["per_family"], "eval_episodes": acc["n"],
+        "eval_seeds": f"{EVAL_SEED0}..{EVAL_SEED0 + cfg.eval_episodes - 1}",
+        "train_seeds": f"{TRAIN_SEED0}..{TRAIN_SEED0 + cfg.episodes - 1}",
+        "final_loss": sum(history[-50:]) / max(1, len(history[-50:])), "train_seconds": round(train_s, 1),
+        "total_seconds": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads(),
+        "train_config": asdict(cfg),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    fams = ", ".join(f"{k} {v:.0%}" for k, v in acc["per_family"].items())
+    print(f"held-out next-target accuracy {acc['overall']:.1%} on {acc['n']} episodes ({fams}); "
+          f"wrote {out} in {metrics['total_seconds']} s")
+    return 0
