@@ -1,6 +1,5 @@
 """Feature cache: content-hash keys that change with weights, layers, prompt and frames; resumable batches."""
 
-import numpy as np
 import pytest
 import torch
 
