@@ -187,5 +187,9 @@ def test_generate_is_bit_for_bit_reproducible_whatever_the_workers(tmp_path, cap
 def test_generate_rejects_bad_arguments(tmp_path):
     with pytest.raises(SystemExit, match="episodes"):
         main(["generate", "--out", str(tmp_path), "--episodes", "0"])
+    with pytest.raises(SystemExit, match="even number"):
+        main(["generate", "--out", str(tmp_path), "--episodes", "2", "--size", "63"])
+    with pytest.raises(SystemExit):
+        main(["generate", "--out", str(tmp_path), "--episodes", "2", "--family", "juggle"])
     with pytest.raises(SystemExit, match="not an .hdf5 file or a folder"):
         main(["info", str(tmp_path / "missing")])

@@ -32,8 +32,9 @@ class WorldConfig:
     def __post_init__(self):
         if self.num_frames < 32:
             raise ValueError(f"num_frames must be ≥ 32 for the tasks to fit, got {self.num_frames}")
-        if self.size < 16:
-            raise ValueError(f"size must be ≥ 16 pixels, got {self.size}")
+        if self.size < 16 or self.size % 2:
+            raise ValueError(f"size must be an even number ≥ 16 (H.264 stores colour at half resolution), "
+                             f"got {self.size}")
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -167,14 +168,17 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="dataset seed; the same seed gives identical files")
     p.add_argument("--frames", type=int, default=64, help="frames per episode")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels")
-    p.add_argument("--family", default=None, help="only this task family (default: a mix of all)")
+    p.add_argument("--family", default=None, choices=FAMILIES, help="only this task family (default: a mix)")
     p.add_argument("--workers", type=int, default=2, help="processes (results do not depend on it)")
 
 
 def run(args) -> int:
     if args.episodes < 1:
         raise SystemExit("--episodes must be ≥ 1")
-    cfg = WorldConfig(num_frames=args.frames, size=args.size, family=args.family)
+    try:
+        cfg = WorldConfig(num_frames=args.frames, size=args.size, family=args.family)
+    except ValueError as e:
+        raise SystemExit(f"tkjepa generate: {e}") from None
     t0 = time.perf_counter()
     paths = write_dataset(args.out, args.episodes, args.seed, cfg, workers=args.workers)
     dt = time.perf_counter() - t0
