@@ -1,0 +1,149 @@
+"""The trajectory head and its metrics: latents -> 3D hand joint positions in metres, and how far off they are.
+
+For each future tubelet the head pools that tubelet's N tokens into one vector by attention (a learned query;
+fixed 2D sincos positions are added to the tokens first, so *where* a token sits in the frame is readable by
+the pooling), concatenates the same pooled summary of the last observed tubelet (where the hand was, a
+reference the prediction is relative to), and an MLP outputs the `frames_per_tubelet` × J × 3 coordinates of
+that tubelet's frames. It works per tubelet, so it reads rollouts of any length.
+
+The network predicts normalised coordinates; buffers `mean`, `std` [J, 3], set from the training targets by
+`set_target_stats`, turn them into metres (world frame), so the last layer's scale is the same for every axis.
+
+Metrics, as the official evaluation (pred, true: [B, T, J, 3] metres; `joints=` an index subset, e.g. the
+wrist): ADE = mean L2 over frames × joints; FDE = mean L2 over joints at the last frame; Acc@th = fraction of
+(frame, joint) errors below th (5 cm).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from tkjepa.encoder import init_weights, sincos_pos_embed_3d
+from tkjepa.episode import RIGHT_HAND_JOINTS
+
+
+@dataclass
+class TrajectoryHeadConfig:
+    latent_dim: int = 96               # D: latent token width
+    dim: int = 128                     # head width
+    joints: int = len(RIGHT_HAND_JOINTS)  # J: joints per frame (tkjepa.episode.RIGHT_HAND_JOINTS order)
+    frames_per_tubelet: int = 2        # video frames one tubelet covers (encoder tubelet_size)
+    tokens: int = 16                   # N: tokens per tubelet
+    grid_hw: tuple[int, int] | None = None  # (h, w) of the token grid; None = square √N × √N
+    num_heads: int = 4                 # attention-pooling heads
+    hidden: int = 256                  # MLP hidden width
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        h, w = self.grid_hw if self.grid_hw is not None else (math.isqrt(self.tokens),) * 2
+        if h * w != self.tokens:
+            raise ValueError(f"grid {h}×{w} does not hold tokens={self.tokens}")
+        return h, w
+
+    @classmethod
+    def tiny(cls, **kw) -> "TrajectoryHeadConfig":
+        return cls(**kw)
+
+
+class AttentionPool(nn.Module):
+    """A learned query per head attends over a token set: [B, N, dim] -> [B, dim]."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.query = nn.Parameter(torch.zeros(1, num_heads, 1, dim // num_heads))
+        self.norm = nn.LayerNorm(dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, v = rearrange(self.kv(self.norm(x)), "b n (two h d) -> two b h n d", two=2, h=self.num_heads)
+        y = F.scaled_dot_product_attention(self.query.expand(x.shape[0], -1, -1, -1), k, v)  # (B, nh, 1, hs)
+        return self.proj(rearrange(y, "b h 1 d -> b (h d)"))
+
+
+class TrajectoryHead(nn.Module):
+    """forward(observed [B, Tc, N, D], future [B, Tf, N, D]) -> positions [B, Tf·frames_per_tubelet, J, 3] (m)."""
+
+    def __init__(self, config: TrajectoryHeadConfig | None = None):
+        super().__init__()
+        self.config = c = config or TrajectoryHeadConfig()
+        h, w = c.grid
+        self.embed = nn.Linear(c.latent_dim, c.dim)
+        self.pool = AttentionPool(c.dim, c.num_heads)
+        self.mlp = nn.Sequential(nn.LayerNorm(2 * c.dim), nn.Linear(2 * c.dim, c.hidden), nn.GELU(),
+                                 nn.Linear(c.hidden, c.frames_per_tubelet * c.joints * 3))
+        init_weights(self)
+        nn.init.trunc_normal_(self.pool.query, std=0.02)
+        self.register_buffer("pos", sincos_pos_embed_3d(c.dim, 1, h, w), persistent=False)  # [N, dim]
+        self.register_buffer("mean", torch.zeros(c.joints, 3))
+        self.register_buffer("std", torch.ones(c.joints, 3))
+
+    @torch.no_grad()
+    def set_target_stats(self, positions: torch.Tensor, min_std: float = 1e-3) -> None:
+        """positions: [..., J, 3] training targets (m) -> per joint and axis mean and std (≥ min_std)."""
+        p = torch.as_tensor(positions, dtype=self.mean.dtype).reshape(-1, *self.mean.shape)
+        self.mean.copy_(p.mean(0))
+        self.std.copy_(p.std(0, unbiased=False).clamp(min=min_std))
+
+    def normalize(self, positions: torch.Tensor) -> torch.Tensor:
+        """[..., J, 3] metres -> the normalised coordinates the network predicts (for a balanced loss)."""
+        return (positions - self.mean) / self.std
+
+    def summarise(self, tubelets: torch.Tensor) -> torch.Tensor:
+        """[B, T, N, D] -> one pooled vector per tubelet [B, T, dim]."""
+        B = tubelets.shape[0]
+        x = self.embed(rearrange(tubelets, "b t n d -> (b t) n d")) + self.pos
+        return rearrange(self.pool(x), "(b t) d -> b t d", b=B)
+
+    def forward(self, observed: torch.Tensor, future: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        fut = self.summarise(future)                              # [B, Tf, dim]
+        last = self.summarise(observed[:, -1:]).expand_as(fut)    # [B, Tf, dim]: where the hand was
+        y = self.mlp(torch.cat([fut, last], dim=-1))              # [B, Tf, f·J·3]
+        y = rearrange(y, "b t (f j x) -> b (t f) j x", f=c.frames_per_tubelet, j=c.joints, x=3)
+        return y * self.std + self.mean
+
+
+def _errors(pred: torch.Tensor, true: torch.Tensor, joints: Sequence[int] | None = None) -> torch.Tensor:
+    """[B, T, J, 3] × 2 -> L2 errors [B, T, J'] (metres) over the `joints` subset (default all)."""
+    if pred.shape != true.shape or pred.shape[-1] != 3:
+        raise ValueError(f"pred and true must both be [B, T, J, 3], got {tuple(pred.shape)}, {tuple(true.shape)}")
+    if joints is not None:
+        idx = torch.as_tensor(joints, dtype=torch.long, device=pred.device)
+        pred, true = pred.index_select(-2, idx), true.index_select(-2, idx)
+    return (pred - true).norm(dim=-1)
+
+
+def ade(pred, true, joints=None) -> torch.Tensor:
+    """Average displacement error: mean L2 over batch, frames and joints (scalar, metres)."""
+    return _errors(pred, true, joints).mean()
+
+
+def fde(pred, true, joints=None) -> torch.Tensor:
+    """Final displacement error: mean L2 over batch and joints at the last frame (scalar, metres)."""
+    return _errors(pred, true, joints)[:, -1].mean()
+
+
+def acc_at(pred, true, th: float = 0.05, joints=None) -> torch.Tensor:
+    """Fraction of (sample, frame, joint) errors strictly below th metres (scalar in [0, 1])."""
+    return (_errors(pred, true, joints) < th).float().mean()
+
+
+def per_horizon(pred, true, th: float = 0.05, joints=None) -> dict[str, torch.Tensor]:
+    """Per future frame: {"ade": [T] mean L2, "acc": [T] fraction below th}."""
+    e = _errors(pred, true, joints)
+    return {"ade": e.mean(dim=(0, 2)), "acc": (e < th).float().mean(dim=(0, 2))}
+
+
+def trajectory_metrics(pred, true, th: float = 0.05, joints=None) -> dict[str, float]:
+    """{"ade", "fde", "acc"} as floats, the three numbers of the paper's table."""
+    return {"ade": ade(pred, true, joints).item(), "fde": fde(pred, true, joints).item(),
+            "acc": acc_at(pred, true, th, joints).item()}
