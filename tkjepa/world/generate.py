@@ -17,7 +17,7 @@ from tkjepa.world import expert
 from tkjepa.world.env import MAX_STEP, TabletopEnv
 from tkjepa.world.tasks import FAMILIES
 
-WORLD_VERSION = "1"
+WORLD_VERSION = "2"  # 2: the marked bowl's colour is also shown on a wall sign during the cue
 
 
 @dataclass

@@ -58,10 +58,12 @@ class Renderer:
         # far to near; bowls get a bias so what lies inside them draws on top
         for o in sorted(resting, key=lambda o: -(self._depth(o.position) + (0.02 if o.shape == "bowl" else 0))):
             self._object(img, o)
-        if cue_object >= 0:  # a marker floating over the marked bowl
+        if cue_object >= 0:  # a marker floating over the marked bowl, and a sign in its colour on the wall
             b = state.objects[cue_object]
             uv, z = self.cam.project(b.position + np.array([0.0, 0.0, 0.09]))
             self._disc(img, uv, self.f * 0.012 / z, (255.0, 255.0, 255.0), shade=False)
+            s = self.S / 64  # the sign sits in the top-left corner of the wall, above the table
+            self._disc(img, (6.5 * s, 5.5 * s), 4.0 * s, np.array(COLORS[b.color], float), shade=False)
         return img
 
     def _object(self, img, o) -> None:
