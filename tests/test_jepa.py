@@ -122,3 +122,24 @@ def test_ridge_probe_recovers_a_linear_map():
         assert r2_score(Yf, probe.predict(Xf))["r2"] > 0.999
     r = r2_score(Y, Y.mean(0).expand_as(Y))
     assert abs(r["r2"]) < 1e-9 and r["r2_xyz"] == pytest.approx([0, 0, 0], abs=1e-9)
+
+
+def test_train_and_export_then_probe_cli(tmp_path):
+    """The whole pipeline at toy size: world episodes -> pretrain -> checkpoint + metrics -> `tkjepa probe`."""
+    from tkjepa.world import write_dataset
+
+    cfg = small_cfg(train_episodes=3, heldout_episodes=2, steps=2, clip_frames=8)
+    metrics = train_and_export(cfg, tmp_path / "enc", progress=False)
+    assert {"config.json", "model.safetensors", "metrics.json", "diagnostics.json", "diagnostics.html"} <= {
+        p.name for p in (tmp_path / "enc").iterdir()}
+    assert not (tmp_path / "enc" / "train_state.safetensors").exists()
+    saved = json.loads((tmp_path / "enc" / "metrics.json").read_text())
+    assert saved["probe"]["pretrained"]["episodes"] == 2 and "erank" in saved["final"]
+    assert metrics["probe"]["random_init"]["r2"] == saved["probe"]["random_init"]["r2"]
+    assert isinstance(load_encoder(tmp_path / "enc"), VideoEncoder)
+
+    write_dataset(tmp_path / "data", episodes=3, seed=5, progress=False, workers=1)
+    out = subprocess.run([sys.executable, "-m", "tkjepa.cli", "probe", "--data", str(tmp_path / "data"),
+                          "--checkpoint", str(tmp_path / "enc"), "--json"], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert set(result) >= {"r2", "episodes"} and result["episodes"] == 1 and np.isfinite(result["r2"])

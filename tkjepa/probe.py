@@ -35,8 +35,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "data_samples" / "
 @dataclass
 class ProbeConfig:
     clip_frames: int = 8              # frames per encoded clip (the encoder's training clip length)
-    max_clips: int = 4                # clips per *fit* episode (non-overlapping, evenly spaced): more episodes
-                                      # beat more clips of the same episode, whose tubelets are near-duplicates
+    max_clips: int = 8                # clips per *fit* episode (non-overlapping, evenly spaced; 8 covers 64 frames)
     eval_clips: int = 8               # clips per held-out episode (8 covers a 64-frame episode)
     joint: str = WRIST                # target joint
     fit_fraction: float = 2 / 3       # share of episodes that fit the probe; the rest are held out
