@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("tkjepa.probe", "R² of a linear probe from frozen encoder tokens to the wrist's 3D position"),
     "pretrain-thinker": ("tkjepa.thinker.train", "pretrain the tiny Qwen3-VL thinker on tabletop episodes"),
     "think": ("tkjepa.thinker.think", "print a thinker's thinking text per episode and its next-target accuracy"),
+    "train": ("tkjepa.train", "train one forecaster (thinkjepa, jepa_only, vlm_only, oracle) on world episodes"),
+    "bench": ("tkjepa.bench", "train and score every forecaster over seeds + ablations; writes JSON and a table"),
+    "evaluate": ("tkjepa.evaluate", "score the shipped forecasters on any EgoDex-format folder (no training)"),
     "quickstart": ("tkjepa.quickstart", "a two-minute tour on data_samples/ (what `make demo` runs)"),
 }
 

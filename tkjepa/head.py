@@ -39,6 +39,7 @@ class TrajectoryHeadConfig:
     grid_hw: tuple[int, int] | None = None  # (h, w) of the token grid; None = square √N × √N
     num_heads: int = 4                 # attention-pooling heads
     hidden: int = 256                  # MLP hidden width
+    state_dim: int = 0                 # size of an optional state vector (e.g. the last observed joints), 0 = none
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -78,6 +79,7 @@ class TrajectoryHead(nn.Module):
         h, w = c.grid
         self.embed = nn.Linear(c.latent_dim, c.dim)
         self.pool = AttentionPool(c.dim, c.num_heads)
+        self.state = nn.Linear(c.state_dim, c.dim) if c.state_dim else None
         self.mlp = nn.Sequential(nn.LayerNorm(2 * c.dim), nn.Linear(2 * c.dim, c.hidden), nn.GELU(),
                                  nn.Linear(c.hidden, c.frames_per_tubelet * c.joints * 3))
         init_weights(self)
@@ -103,10 +105,16 @@ class TrajectoryHead(nn.Module):
         x = self.embed(rearrange(tubelets, "b t n d -> (b t) n d")) + self.pos
         return rearrange(self.pool(x), "(b t) d -> b t d", b=B)
 
-    def forward(self, observed: torch.Tensor, future: torch.Tensor) -> torch.Tensor:
+    def forward(self, observed: torch.Tensor, future: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        """state: [B, state_dim] (when configured), added to the last observed tubelet's summary."""
         c = self.config
         fut = self.summarise(future)                              # [B, Tf, dim]
-        last = self.summarise(observed[:, -1:]).expand_as(fut)    # [B, Tf, dim]: where the hand was
+        last = self.summarise(observed[:, -1:])                   # [B, 1, dim]: where the hand was
+        if self.state is not None:
+            if state is None or state.shape[-1] != c.state_dim:
+                raise ValueError(f"this head needs state [B, {c.state_dim}]")
+            last = last + self.state(state)[:, None]
+        last = last.expand_as(fut)
         y = self.mlp(torch.cat([fut, last], dim=-1))              # [B, Tf, f·J·3]
         y = rearrange(y, "b t (f j x) -> b (t f) j x", f=c.frames_per_tubelet, j=c.joints, x=3)
         return y * self.std + self.mean

@@ -1,0 +1,129 @@
+"""Forecasting data, training loop, checkpoints and the bench/evaluate metrics."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tkjepa import bench, forecast
+from tkjepa.encoder import EncoderConfig, VideoEncoder
+from tkjepa.episode import RIGHT_HAND_JOINTS
+from tkjepa.jepa import world_frames
+from tkjepa.train import Forecaster, TrainConfig, load_forecaster, save_forecaster, train
+
+
+@pytest.fixture(scope="module")
+def episodes():
+    return world_frames(3, range(6), workers=1)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return VideoEncoder(EncoderConfig.tiny()).eval()
+
+
+@pytest.fixture(scope="module")
+def data(episodes, encoder):
+    d, _ = forecast.build(episodes, encoder, None, progress=False)
+    g = torch.Generator().manual_seed(0)  # stand-in thinker features: 2 layers, 5 old + 3 new tokens
+    E = len(d)
+    d.old, d.new = torch.randn(E, 6, 5, 128, generator=g), torch.randn(E, 6, 3, 128, generator=g)
+    d.old_mask, d.new_mask = torch.ones(E, 5, dtype=torch.bool), torch.ones(E, 3, dtype=torch.bool)
+    return d
+
+
+def test_build_shapes_and_targets(data, episodes):
+    E, cfg = len(episodes), forecast.ForecastConfig()
+    assert data.ctx.shape == (E, 4, 16, 96) and data.future.shape == (E, cfg.future_tubelets, 16, 96)
+    assert data.traj.shape == (E, 2 * cfg.future_tubelets, len(RIGHT_HAND_JOINTS), 3)
+    s = episodes[0].num_frames // 2
+    pos = episodes[0].positions(RIGHT_HAND_JOINTS)
+    np.testing.assert_allclose(data.traj[0].numpy(), pos[s:s + 32], atol=1e-6)
+    np.testing.assert_allclose(data.past[0].numpy(), pos[[s - 2, s - 1]], atol=1e-6)
+    assert bool(data.valid.all()) and bool(data.has_oracle.all())
+    torch.testing.assert_close(data.ctx.pow(2).mean(-1), torch.ones(data.ctx.shape[:3]), atol=1e-3, rtol=0)  # layer-normed
+    np.testing.assert_allclose(data.actions[0, 0].numpy(), episodes[0].extras["actions"][s:s + 2].reshape(-1), atol=1e-6)
+
+
+def test_context_never_sees_the_future(episodes, encoder):
+    """Scrambling every frame from the forecast start on changes the targets, never the context."""
+    ep = episodes[1]
+    d1, _ = forecast.build([ep], encoder, None, progress=False)
+    s = ep.num_frames // 2
+    frames = ep.frames.copy()
+    frames[s:] = 255 - frames[s:]
+    ep2 = type(ep)(**{**ep.__dict__, "frames": frames})
+    d2, _ = forecast.build([ep2], encoder, None, progress=False)
+    assert torch.equal(d1.ctx, d2.ctx)
+    assert not torch.allclose(d1.future, d2.future)
+
+
+def test_metrics_on_hand_made_errors():
+    true = torch.zeros(2, 16, 7, 3)
+    valid = torch.ones(2, 16, dtype=torch.bool)
+    m = bench.metrics(true + torch.tensor([0.03, 0.0, 0.0]), true, valid, 16)
+    assert m["ade"] == pytest.approx(0.03) and m["fde"] == pytest.approx(0.03) and m["acc5"] == 1.0
+    ramp = true.clone()
+    ramp[:, :, :, 2] = torch.linspace(0.015, 0.165, 16)[None, :, None]  # 1.5 cm, then +1 cm per frame
+    m = bench.metrics(ramp, true, valid, 16)
+    assert m["ade"] == pytest.approx(0.09) and m["fde"] == pytest.approx(0.165)
+    assert m["acc5"] == pytest.approx(4 / 16)                           # 1.5 … 4.5 cm are within 5 cm
+    assert bench.metrics(ramp, true, valid, 8)["fde"] == pytest.approx(0.085)
+
+
+def test_const_velocity_is_exact_on_straight_lines(data):
+    d = data.subset(torch.arange(2))
+    v = torch.tensor([0.01, -0.02, 0.005])
+    d.past = torch.stack([torch.zeros(2, 7, 3), torch.zeros(2, 7, 3) + v])
+    d.past = d.past.transpose(0, 1)
+    d.traj = v * torch.arange(2, 34, dtype=torch.float32)[None, :, None, None].expand(2, 32, 7, 1)
+    assert bench.score(bench.const_velocity(d, 32), d)["ade"] < 1e-6
+
+
+def _tiny(model, steps=4, **kw):
+    return TrainConfig(model=model, steps=steps, batch_size=4, warmup=2, ckpt_every=2, **kw)
+
+
+@pytest.mark.parametrize("model", ["thinkjepa", "jepa_only", "vlm_only", "oracle"])
+def test_every_model_trains_and_its_loss_drops(data, model):
+    _, hist = train(_tiny(model, steps=12), data, progress=False)
+    assert hist[-1]["loss"] < hist[0]["loss"]
+
+
+def test_vlm_only_ignores_the_dense_window(data):
+    m = Forecaster(_tiny("vlm_only"))
+    m.predictor.gates.data.fill_(0.5)
+    m.head.set_target_stats(data.traj.reshape(-1, 7, 3))
+    d2 = data.subset(torch.arange(len(data)))
+    d2.ctx = torch.randn_like(d2.ctx)
+    idx = torch.arange(2)
+    assert torch.equal(m(data, idx, 2)[1], m(d2, idx, 2)[1])
+    d2.old = torch.randn_like(d2.old)
+    assert not torch.allclose(m(data, idx, 2)[1], m(d2, idx, 2)[1])
+
+
+def test_resume_is_exact(data, tmp_path):
+    full, _ = train(_tiny("thinkjepa", steps=4), data, progress=False)
+    train(_tiny("thinkjepa", steps=4), data, out=tmp_path, progress=False, until=2)
+    resumed, hist = train(_tiny("thinkjepa", steps=4), data, out=tmp_path, resume=True, progress=False)
+    assert [h["step"] for h in hist] == [1, 4]
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_checkpoint_round_trip_and_evaluate(data, tmp_path):
+    model, _ = train(_tiny("thinkjepa", injection="adaln"), data, progress=False)
+    save_forecaster(model, tmp_path / "thinkjepa_adaln")
+    again = load_forecaster(tmp_path / "thinkjepa_adaln")
+    assert again.cfg.injection == "adaln"
+    assert torch.equal(bench.predict(model, data), bench.predict(again, data))
+    from tkjepa.evaluate import evaluate
+
+    res = evaluate(data, tmp_path)
+    assert set(res["ablations"]) == {"thinkjepa_adaln"} and "const_velocity" in res["models"]
+    m = res["ablations"]["thinkjepa_adaln"]
+    assert set(m["rollout"]) == {"8", "16", "24", "32"} and 0 < m["ade"] < 1

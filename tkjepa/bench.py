@@ -1,0 +1,257 @@
+"""`tkjepa bench` (train + evaluate every model, ≥ 3 seeds) and `tkjepa evaluate` (shipped checkpoints only).
+
+Data: training episodes are world episodes of seed `TRAIN_SEED`; the default test split is world seed
+`TEST_SEED` (a disjoint draw), or any EgoDex-format folder given with `--data`. Encoder tokens and thinker
+features are computed once per (episodes, encoder, thinker) and cached under `runs/cache/`.
+
+Metrics, over the 7 right-hand joints, on the frames after the forecast start: ADE (mean L2, m), FDE (L2 at
+the last frame), Acc@5cm (share of joint positions within 5 cm). The headline horizon is 16 frames (the
+sampler's): two recursive windows of the 8-frame predictor. `rollout` reports 1–4 windows (8 … 32 frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tkjepa.forecast import ForecastConfig, ForecastData, build, data_key
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "data_samples" / "forecasters"
+CACHE = REPO / "runs" / "cache"
+ENCODER = REPO / "data_samples" / "encoder_tiny"
+THINKER = REPO / "data_samples" / "thinker_tiny"
+TRAIN_SEED, TEST_SEED = 1000, 2000
+HEADLINE_FRAMES = 16
+HEADLINE = ("thinkjepa", "jepa_only", "vlm_only", "oracle")
+# ablations of thinkjepa (one seed each): name -> TrainConfig overrides
+ABLATIONS = {"stream_old": {"streams": "old"}, "stream_new": {"streams": "new"},
+             "levels_last": {"levels": "last"}, "levels_mid": {"levels": "mid"},
+             "inject_adaln": {"injection": "adaln"}, "inject_crossattn": {"injection": "crossattn"}}
+
+
+def load_models(encoder=ENCODER, thinker=THINKER):
+    from tkjepa.encoder import load_encoder
+    from tkjepa.thinker.model import load_thinker
+
+    return load_encoder(encoder), load_thinker(thinker)
+
+
+def _digest(path) -> str:
+    p = Path(path) / "model.safetensors"
+    return f"{p.stat().st_size}-{int(p.stat().st_mtime)}" if p.exists() else str(path)
+
+
+def world_data(seed: int, episodes: int, encoder, thinker, cfg: ForecastConfig, progress: bool = True,
+               workers: int = 2) -> tuple[ForecastData, list[str]]:
+    """ForecastData of world episodes 0..episodes-1 of `seed`, from the cache when it is there."""
+    from tkjepa.jepa import world_frames
+
+    key = data_key([f"world:{seed}:{episodes}:v2"], _digest(ENCODER), _digest(THINKER), cfg)
+    path = CACHE / f"forecast-{key}.safetensors"
+    if path.exists():
+        return ForecastData.load(path), json.loads((path.with_suffix(".json")).read_text())
+    eps = world_frames(seed, range(episodes), workers=workers)
+    data, texts = build(eps, encoder, thinker, cfg, cache_dir=CACHE / "thinker", progress=progress)
+    data.save(path)
+    path.with_suffix(".json").write_text(json.dumps(texts))
+    return data, texts
+
+
+def folder_data(folder, encoder, thinker, cfg: ForecastConfig, max_episodes=None, progress: bool = True):
+    """ForecastData of an EgoDex-format folder (frames decoded at 64×64), and the episode paths."""
+    from tkjepa.egodex import find_episodes, load_episode
+
+    paths = find_episodes(folder)[:max_episodes]
+    if not paths:
+        raise SystemExit(f"{folder}: no EgoDex episodes (<task>/<n>.hdf5 + .mp4) found")
+    eps = [load_episode(p) for p in paths]
+    data, texts = build(eps, encoder, thinker, cfg, cache_dir=CACHE / "thinker", progress=progress)
+    return data, texts, [str(p) for p in paths]
+
+
+def const_velocity(data: ForecastData, frames: int) -> torch.Tensor:
+    """Joints [E, frames, J, 3]: the last observed step repeated."""
+    v = data.past[:, 1] - data.past[:, 0]
+    k = torch.arange(1, frames + 1, dtype=v.dtype)[None, :, None, None]
+    return data.past[:, 1:2] + k * v[:, None]
+
+
+def metrics(pred: torch.Tensor, true: torch.Tensor, valid: torch.Tensor, frames: int) -> dict:
+    """ADE/FDE/Acc@5cm over the first `frames` frames; pred, true [E, T, J, 3]; valid [E, T]."""
+    err = (pred[:, :frames] - true[:, :frames]).norm(dim=-1)          # [E, frames, J]
+    v = valid[:, :frames].float()
+    per_ep = (err.mean(-1) * v).sum(1) / v.sum(1).clamp_min(1)       # [E]
+    last = v.sum(1).long().clamp_min(1) - 1
+    fde = err[torch.arange(len(err)), last].mean(-1)                   # [E]
+    acc = ((err < 0.05).float() * v[..., None]).sum() / (v.sum() * err.shape[-1]).clamp_min(1)
+    return {"ade": float(per_ep.mean()), "fde": float(fde.mean()), "acc5": float(acc),
+            "ade_per_frame": [float(x) for x in ((err.mean(-1) * v).sum(0) / v.sum(0).clamp_min(1))]}
+
+
+@torch.no_grad()
+def predict(model, data: ForecastData, windows: int = 4, level_scale=None, batch: int = 256) -> torch.Tensor:
+    out = []
+    for i in range(0, len(data), batch):
+        idx = torch.arange(i, min(i + batch, len(data)))
+        out.append(model(data, idx, windows, level_scale=level_scale)[1])
+    return torch.cat(out)
+
+
+def score(pred: torch.Tensor, data: ForecastData) -> dict:
+    """Headline metrics + the rollout table {frames: {ade, fde}} for predictions [E, ≥32, J, 3]."""
+    head = metrics(pred, data.traj, data.valid, HEADLINE_FRAMES)
+    roll = {}
+    for w in range(1, pred.shape[1] // 8 + 1):
+        m = metrics(pred, data.traj, data.valid, 8 * w)
+        roll[str(8 * w)] = {"ade": m["ade"], "fde": m["fde"]}
+    return {**head, "rollout": roll}
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean over seeds, with the standard deviation of ADE/FDE."""
+    keys = ("ade", "fde", "acc5")
+    out = {k: float(np.mean([r[k] for r in runs])) for k in keys}
+    out.update({f"{k}_std": float(np.std([r[k] for r in runs])) for k in ("ade", "fde")})
+    out["rollout"] = {h: {k: float(np.mean([r["rollout"][h][k] for r in runs])) for k in ("ade", "fde")}
+                      for h in runs[0]["rollout"]}
+    out["ade_per_frame"] = list(np.mean([r["ade_per_frame"] for r in runs], axis=0).round(5))
+    out["seeds"] = len(runs)
+    return out
+
+
+def markdown_table(result: dict) -> str:
+    rows = ["| model | ADE (m) | FDE (m) | Acc@5cm | FDE @32 frames (m) | seeds |", "|---|---|---|---|---|---|"]
+    for name, m in result["models"].items():
+        std = f" ± {m['ade_std']:.4f}" if m.get("seeds", 1) > 1 else ""
+        f32 = m.get("rollout", {}).get("32", {}).get("fde")
+        rows.append(f"| {name} | {m['ade']:.4f}{std} | {m['fde']:.4f} | {m['acc5']:.3f} | "
+                    f"{'' if f32 is None else f'{f32:.4f}'} | {m.get('seeds', '')} |")
+    if result.get("ablations"):
+        rows += ["", "| ablation (thinkjepa, seed 0) | ADE (m) | FDE (m) | Acc@5cm |", "|---|---|---|---|"]
+        rows += [f"| {n} | {m['ade']:.4f} | {m['fde']:.4f} | {m['acc5']:.3f} |" for n, m in result["ablations"].items()]
+    return "\n".join(rows) + "\n"
+
+
+def step_ms(cfg, data: ForecastData, steps: int = 20) -> float:
+    """Median wall time (ms) of one training step, after 3 warm-up steps."""
+    from tkjepa.train import Forecaster, losses
+
+    torch.manual_seed(0)
+    model = Forecaster(cfg, vlm_dim=data.old.shape[-1] if data.has_thinker else 128)
+    model.head.set_target_stats(data.traj[data.valid])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    times = []
+    for s in range(steps + 3):
+        idx = torch.randint(0, len(data), (cfg.batch_size,), generator=torch.Generator().manual_seed(s))
+        t = time.perf_counter()
+        loss = losses(model, data, idx)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if s >= 3:
+            times.append(1000 * (time.perf_counter() - t))
+    return float(np.median(times))
+
+
+def train_config(name: str, seed: int, steps: int | None = None, **overrides):
+    from tkjepa.train import TrainConfig
+
+    cfg = TrainConfig(model=name, seed=seed, **overrides)
+    return replace(cfg, steps=steps) if steps else cfg
+
+
+def run_bench(train: ForecastData, test: ForecastData, seeds: int = 3, steps: int | None = None,
+              ablations: bool = True, save_dir: Path | None = None, progress: bool = True) -> dict:
+    """Train every headline model for `seeds` seeds (+ ablations, seed 0) and score them on `test`."""
+    from tkjepa.train import save_forecaster
+    from tkjepa.train import train as train_model
+
+    t0 = time.perf_counter()
+    result = {"models": {}, "ablations": {}, "train_step_ms": {}}
+    per_seed = {}
+    for name in HEADLINE:
+        runs = []
+        for seed in range(seeds):
+            model, _ = train_model(train_config(name, seed, steps), train, progress=progress)
+            runs.append(score(predict(model, test), test))
+            if save_dir is not None and seed == 0:
+                save_forecaster(model, Path(save_dir) / name)
+        per_seed[name] = [r["ade"] for r in runs]
+        result["models"][name] = summarise(runs)
+    cv = const_velocity(test, test.traj.shape[1])
+    result["models"]["const_velocity"] = {**score(cv, test), "ade_std": 0.0, "fde_std": 0.0, "seeds": 0}
+    if ablations:
+        for abl, over in ABLATIONS.items():
+            model, _ = train_model(train_config("thinkjepa", 0, steps, **over), train, progress=progress)
+            result["ablations"][abl] = score(predict(model, test), test)
+            if save_dir is not None and abl.startswith("inject_"):
+                save_forecaster(model, Path(save_dir) / f"thinkjepa_{over['injection']}")
+    for name in ("thinkjepa", "jepa_only"):
+        result["train_step_ms"][name] = step_ms(train_config(name, 0, steps), train)
+    result["ade_per_seed"] = per_seed
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    return result
+
+
+def targets(result: dict) -> dict:
+    """The issue's targets, as measured ratios (≤ 1 passes for the first three; rollout: thinkjepa < jepa_only)."""
+    m = result["models"]
+    t, j, v, o = (m[k]["ade"] for k in ("thinkjepa", "jepa_only", "vlm_only", "oracle"))
+    out = {"thinkjepa/jepa_only (≤ 0.75)": t / j, "thinkjepa/vlm_only (≤ 0.5)": t / v, "thinkjepa/oracle (≤ 1.2)": t / o}
+    last = max(m["thinkjepa"]["rollout"], key=int)
+    out[f"FDE@{last} thinkjepa/jepa_only (< 1)"] = m["thinkjepa"]["rollout"][last]["fde"] / m["jepa_only"]["rollout"][last]["fde"]
+    if result.get("train_step_ms"):
+        s = result["train_step_ms"]
+        out["step thinkjepa/jepa_only (≤ 1.3)"] = s["thinkjepa"] / s["jepa_only"]
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, help="EgoDex-format test folder (default: world episodes of seed "
+                   f"{TEST_SEED}, disjoint from training)")
+    p.add_argument("--out", default="runs/bench/results.json", help="results JSON (a .md table is written beside it)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per headline model")
+    p.add_argument("--train-episodes", type=int, default=1000, help="world training episodes (seed 1000)")
+    p.add_argument("--test-episodes", type=int, default=200, help="generated test episodes (without --data)")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps per model (default: TrainConfig's)")
+    p.add_argument("--no-ablations", action="store_true", help="skip the ablations")
+    p.add_argument("--save-checkpoints", default=None, help="write the seed-0 models here (e.g. data_samples/forecasters)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    cfg = ForecastConfig()
+    encoder, thinker = load_models()
+    train, _ = world_data(TRAIN_SEED, args.train_episodes, encoder, thinker, cfg, progress=not args.quiet)
+    if args.data:
+        test, _, _ = folder_data(args.data, encoder, thinker, cfg, progress=not args.quiet)
+    else:
+        test, _ = world_data(TEST_SEED, args.test_episodes, encoder, thinker, cfg, progress=not args.quiet)
+    t_data = time.perf_counter() - t0
+    result = run_bench(train, test, seeds=args.seeds, steps=args.steps, ablations=not args.no_ablations,
+                       save_dir=args.save_checkpoints, progress=not args.quiet)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    result["data_seconds"] = round(t_data, 1)
+    result["targets"] = targets(result)
+    result["test"] = {"data": args.data or f"world seed {TEST_SEED}", "episodes": len(test)}
+    result["train"] = {"data": f"world seed {TRAIN_SEED}", "episodes": len(train)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    table = markdown_table(result)
+    out.with_suffix(".md").write_text(table)
+    print(table)
+    print(json.dumps(result["targets"], indent=1))
+    print(f"{result['seconds']} s (data {result['data_seconds']} s); results: {out}")
+    return 0

@@ -1,0 +1,224 @@
+"""Forecasting data: what the guided predictor trains and is scored on, computed once and cached.
+
+For each episode, at the dual-temporal sampler's forecast start s (T // 2 for the tiny sampler):
+
+- `ctx`     [E, Tc, N, D]  the frozen encoder's tokens of the dense window (the last 2·Tc frames before s);
+- `future`  [E, Tr, N, D]  its tokens of the frames after s (targets of the latent loss, Tr = 4 windows);
+- `traj`    [E, 2·Tr, J, 3] the right-hand joints after s, metres, world frame; `valid` [E, 2·Tr] where
+                            the episode has those frames;
+- `past`    [E, 2, J, 3]   the joints at s−2, s−1 (the constant-velocity baseline's only input);
+- `actions` [E, Tr, 8]     the expert's actions, two frames per tubelet (world episodes; zeros otherwise);
+- thinker features `old` [E, L, No, Dv], `new` [E, L, Nn, Dv] with masks (the cached "old"/"new" streams);
+- `oracle`  [E, 15]        the true next subgoal as one-hots of its kind, the target's colour and shape
+                            (world episodes only): what a perfect thinker would say, told to `oracle`.
+
+Encoder tokens are average-pooled 2×2 (8×8 → 4×4 per tubelet) and layer-normed per token, so the
+predictor works on 16 tokens per tubelet: the hand stays locatable, and a training step costs ~4× less.
+Neither input sees a frame at or after s (the sampler guarantees it); the targets are the only thing that
+does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from safetensors.torch import load_file, save_file
+
+from tkjepa.encoder import frames_to_video
+from tkjepa.episode import RIGHT_HAND_JOINTS, Episode
+from tkjepa.sampling import DualTemporalSampler, SamplerConfig
+from tkjepa.world.scene import COLORS, HEIGHTS
+
+SUBGOAL_KINDS = ("grasp", "place", "touch", "approach", "push")
+ORACLE_DIM = len(SUBGOAL_KINDS) + len(COLORS) + len(HEIGHTS)
+
+
+def subgoal_onehot(kind: str, name: str) -> torch.Tensor:
+    """[ORACLE_DIM]: one-hots of a subgoal's kind and its object's colour and shape ("red cube")."""
+    colour, shape = name.split()[-2:]
+    v = torch.zeros(ORACLE_DIM)
+    v[SUBGOAL_KINDS.index(kind)] = 1
+    v[len(SUBGOAL_KINDS) + list(COLORS).index(colour)] = 1
+    v[len(SUBGOAL_KINDS) + len(COLORS) + list(HEIGHTS).index(shape)] = 1
+    return v
+
+
+@dataclass
+class ForecastConfig:
+    context_tubelets: int = 4   # Tc: the dense window (8 frames at tubelet size 2)
+    window_tubelets: int = 4    # Tf: tubelets one predictor pass forecasts (the trained horizon, 8 frames)
+    windows: int = 4            # recursive windows stored as targets (4 × the trained horizon = 32 frames)
+    pool: int = 2               # average-pool the encoder's token grid by this factor (8×8 -> 4×4)
+    clip_frames: int = 8        # frames per encoder call (the encoder's pretraining clip length)
+    grid: int = 8               # encoder tokens per side (64-px frames, 8-px patches)
+
+    @property
+    def tokens(self) -> int:
+        """Tokens per tubelet after pooling."""
+        return (self.grid // self.pool) ** 2
+
+    @property
+    def future_tubelets(self) -> int:
+        return self.window_tubelets * self.windows
+
+
+@dataclass
+class ForecastData:
+    ctx: torch.Tensor
+    future: torch.Tensor
+    traj: torch.Tensor
+    valid: torch.Tensor
+    past: torch.Tensor
+    actions: torch.Tensor
+    oracle: torch.Tensor
+    has_oracle: torch.Tensor
+    old: torch.Tensor | None = None
+    old_mask: torch.Tensor | None = None
+    new: torch.Tensor | None = None
+    new_mask: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.ctx)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def subset(self, idx) -> "ForecastData":
+        return ForecastData(**{k: v[idx] for k, v in self.tensors().items()})
+
+    @property
+    def has_thinker(self) -> bool:
+        return self.old is not None
+
+    def guide(self, idx=slice(None)) -> tuple | None:
+        """The thinker inputs of episodes `idx` as the predictor takes them (None without a thinker)."""
+        if not self.has_thinker:
+            return None
+        return self.old[idx], self.old_mask[idx], self.new[idx], self.new_mask[idx]
+
+    def save(self, path: str | Path, meta: dict | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({k: v.contiguous() for k, v in self.tensors().items()}, str(tmp),
+                  metadata={"meta": json.dumps(meta or {})})
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ForecastData":
+        return cls(**load_file(str(path)))
+
+
+def pooled_tokens(encoder, frames: np.ndarray, cfg: ForecastConfig, batch: int = 16) -> torch.Tensor:
+    """frames [K·clip, H, W, 3] uint8 -> pooled, layer-normed tokens [K·clip/2, N', D] (N' = N / pool²)."""
+    clips = rearrange(np.ascontiguousarray(frames), "(k t) h w c -> k t h w c", t=cfg.clip_frames)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(clips), batch):
+            z = encoder(frames_to_video(clips[i:i + batch]))                       # [b, T', N, D]
+            g = int(round(z.shape[2] ** 0.5))
+            z = rearrange(z, "b t (h w) d -> (b t) d h w", h=g)
+            z = F.avg_pool2d(z, cfg.pool) if cfg.pool > 1 else z
+            z = rearrange(z, "bt d h w -> bt (h w) d")
+            out.append(F.layer_norm(z, (z.shape[-1],)))
+    return torch.cat(out)
+
+
+def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig, sampler: DualTemporalSampler) -> dict:
+    """One episode's tensors (no thinker features): see the module docstring."""
+    s = sampler.sample(ep.num_frames).forecast_start
+    Tc, Tr = cfg.context_tubelets, cfg.future_tubelets
+    first, n = s - 2 * Tc, 2 * (Tc + Tr)
+    if first < 0:
+        raise ValueError(f"{ep.path or 'episode'}: forecast start {s} leaves fewer than {2 * Tc} observed frames")
+    T = ep.num_frames
+    t = np.minimum(np.arange(first, first + n), T - 1)         # frames past the end repeat the last one
+    z = pooled_tokens(encoder, ep.frames[t], cfg)               # [Tc + Tr, N', D]
+    pos = torch.from_numpy(ep.positions(RIGHT_HAND_JOINTS)).float()  # [T, J, 3]
+    fut = np.arange(s, s + 2 * Tr)
+    acts = np.zeros((2 * Tr, 4), np.float32)
+    a = ep.extras.get("actions")
+    if a is not None:
+        ok = fut < len(a)
+        acts[ok] = np.asarray(a)[fut[ok]]
+    oracle, has_oracle = torch.zeros(ORACLE_DIM), False
+    if ep.extras.get("subgoal_end") is not None:
+        from tkjepa.world.stats import next_subgoal
+
+        k = next_subgoal(ep, s)
+        kind, target = ep.extras["subgoal_kinds"][k], int(ep.extras["subgoal_objects"][k])
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        name = ep.extras["object_names"][target]
+        oracle = subgoal_onehot(kind, name.decode() if isinstance(name, bytes) else str(name))
+        has_oracle = True
+    return {"ctx": z[:Tc], "future": z[Tc:], "traj": pos[np.minimum(fut, T - 1)], "valid": torch.from_numpy(fut < T),
+            "past": pos[[s - 2, s - 1]], "actions": torch.from_numpy(rearrange(acts, "(t two) a -> t (two a)", two=2)),
+            "oracle": oracle, "has_oracle": torch.tensor(has_oracle)}
+
+
+def _pad_stack(xs: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """Right-pad along `dim` to the longest, then stack (masks pad with False, states with 0)."""
+    n = max(x.shape[dim] for x in xs)
+    out = []
+    for x in xs:
+        pad = [0, 0] * (x.ndim - 1 - dim) + [0, n - x.shape[dim]]
+        out.append(F.pad(x, pad))
+    return torch.stack(out)
+
+
+def build(episodes, encoder, thinker=None, cfg: ForecastConfig | None = None, cache_dir: str | Path | None = None,
+          progress: bool = True) -> tuple[ForecastData, list[str]]:
+    """ForecastData for `episodes` (Episode objects) and the thinker's texts ("" without a thinker).
+
+    thinker: (model, tokenizer) or None. Thinker features go through `tkjepa.thinker.cache` when
+    `cache_dir` is given (content-hashed, resumable).
+    """
+    from tqdm.auto import tqdm
+
+    cfg = cfg or ForecastConfig()
+    sampler = DualTemporalSampler(SamplerConfig.tiny())
+    encoder.eval()
+    rows = [episode_arrays(ep, encoder, cfg, sampler)
+            for ep in tqdm(episodes, desc="encode", unit="ep", disable=not progress)]
+    data = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+    texts = [""] * len(episodes)
+    if thinker is not None:
+        feats = thinker_features(episodes, *thinker, cache_dir=cache_dir, progress=progress)
+        data.update(old=_pad_stack([f.old for f in feats], 1), old_mask=_pad_stack([f.old_mask for f in feats], 0),
+                    new=_pad_stack([f.new for f in feats], 1), new_mask=_pad_stack([f.new_mask for f in feats], 0))
+        texts = [f.text for f in feats]
+    return ForecastData(**data), texts
+
+
+def thinker_features(episodes, model, tokenizer, cache_dir=None, progress: bool = True, batch_size: int = 16):
+    """The thinker's ThinkerFeatures for each episode, through the on-disk cache when `cache_dir` is set."""
+    from tkjepa.thinker.cache import FeatureCache, extract_dataset, _unpad
+    from tkjepa.thinker.model import extract_features
+    from tkjepa.thinker.think import thinker_indices
+
+    if cache_dir is not None:
+        cache = FeatureCache(cache_dir)
+        keys = extract_dataset(list(episodes), model, tokenizer, cache, batch_size=batch_size, progress=progress)
+        return [cache.get(k) for k in keys]
+    out = []
+    for i in range(0, len(episodes), batch_size):
+        chunk = episodes[i:i + batch_size]
+        out += [_unpad(f) for f in extract_features(model, tokenizer, chunk, [thinker_indices(e)[0] for e in chunk])]
+    return out
+
+
+def data_key(episode_ids: list[str], *parts) -> str:
+    """A short content key for a cached ForecastData (episode identities + model digests + config)."""
+    h = hashlib.sha256(json.dumps([episode_ids, [str(p) for p in parts]]).encode())
+    return h.hexdigest()[:16]
+
+
+def config_dict(cfg: ForecastConfig) -> dict:
+    return asdict(cfg)
