@@ -131,9 +131,12 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=None, help="override the preset's optimiser steps")
     p.add_argument("--episodes", type=int, default=None, help="override the preset's training episodes")
     p.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: one thread makes the checkpoint bit-for-bit reproducible)")
 
 
 def run(args) -> int:
+    torch.set_num_threads(args.threads)
     cfg = PRESETS[args.preset]()
     for name in ("steps", "episodes", "seed"):
         if getattr(args, name) is not None:
@@ -146,7 +149,8 @@ def run(args) -> int:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     metrics = {
-        "command": f"tkjepa pretrain-thinker --preset {args.preset} --out {args.out}",
+        "command": f"tkjepa pretrain-thinker --preset {args.preset} --out {args.out}"
+                   + (f" --threads {args.threads}" if args.threads != 1 else ""),
         "accuracy": acc["overall"], "per_family": acc["per_family"], "eval_episodes": acc["n"],
         "eval_seeds": f"{EVAL_SEED0}..{EVAL_SEED0 + cfg.eval_episodes - 1}",
         "train_seeds": f"{TRAIN_SEED0}..{TRAIN_SEED0 + cfg.episodes - 1}",

@@ -17,7 +17,7 @@ from tkjepa.world import expert
 from tkjepa.world.env import MAX_STEP, TabletopEnv
 from tkjepa.world.tasks import FAMILIES
 
-WORLD_VERSION = "2"  # 2: the marked bowl's colour is also shown on a wall sign during the cue
+WORLD_VERSION = "3"  # 2: a wall sign in the marked bowl's colour during the cue; 3: the whole wall lit in it
 
 
 @dataclass

@@ -27,7 +27,7 @@ class Renderer:
         self.f = float(camera.intrinsic[0, 0])
         # Pixel-centre coordinates (OpenCV convention: pixel (i, j) is centred at u = j, v = i).
         self._Y, self._X = np.mgrid[0:self.S, 0:self.S].astype(np.float32)
-        self.background = self._table()
+        self.background, self.wall = self._table()
         self._static_key, self._static = None, None
 
     # -- scene ---------------------------------------------------------------------------------------
@@ -58,12 +58,13 @@ class Renderer:
         # far to near; bowls get a bias so what lies inside them draws on top
         for o in sorted(resting, key=lambda o: -(self._depth(o.position) + (0.02 if o.shape == "bowl" else 0))):
             self._object(img, o)
-        if cue_object >= 0:  # a marker floating over the marked bowl, and a sign in its colour on the wall
+        if cue_object >= 0:  # a marker floating over the marked bowl, and the wall lit in its colour
             b = state.objects[cue_object]
             uv, z = self.cam.project(b.position + np.array([0.0, 0.0, 0.09]))
             self._disc(img, uv, self.f * 0.012 / z, (255.0, 255.0, 255.0), shade=False)
-            s = self.S / 64  # the sign sits in the top-left corner of the wall, above the table
-            self._disc(img, (6.5 * s, 5.5 * s), 4.0 * s, np.array(COLORS[b.color], float), shade=False)
+            # The whole back wall, so a coarse vision tower (the tiny thinker: one token per 32×32 px) sees
+            # the colour in every top token; the ring alone is a few pixels.
+            img[self.wall] = np.array(COLORS[b.color], np.float32) * 0.85
         return img
 
     def _object(self, img, o) -> None:
@@ -224,8 +225,11 @@ class Renderer:
         return float(self.cam.to_camera(p)[2])
 
     # -- background ------------------------------------------------------------------------------------
-    def _table(self) -> np.ndarray:
-        """Wall, floor and a wooden table top: ray–plane intersection per pixel, computed once."""
+    def _table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Wall, floor and a wooden table top: ray–plane intersection per pixel, computed once.
+
+        Returns the image [S, S, 3] float and the wall mask [S, S] (floor/wall pixels in the top quarter).
+        """
         S, K, R, eye = self.S, self.cam.intrinsic, self.cam.pose[:3, :3], self.cam.eye
         v, u = self._Y.astype(float), self._X.astype(float)
         rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1) @ R.T
@@ -236,4 +240,5 @@ class Renderer:
         grain = 0.93 + 0.05 * np.sin(hit[..., 0] * 90 + np.sin(hit[..., 1] * 25) * 2)
         wood = np.array([196.0, 160.0, 118.0]) * grain[..., None]
         floor = np.array([96.0, 98.0, 108.0]) * (0.8 + 0.2 * (v / S))[..., None]
-        return np.where(on_table[..., None], wood, floor).astype(np.float32)
+        wall = ~on_table & (v < S / 4)
+        return np.where(on_table[..., None], wood, floor).astype(np.float32), wall
