@@ -7,7 +7,8 @@ import torch
 
 from tkjepa.head import TrajectoryHead, TrajectoryHeadConfig, acc_at, ade, fde, per_horizon, trajectory_metrics
 from tkjepa.predictor import GuidedPredictor, GuidedPredictorConfig
-from tkjepa.pyramid import PyramidConfig, PyramidExtractor, block_levels, collate_features, level_rows, masked_mean
+from tkjepa.pyramid import (PyramidConfig, PyramidExtractor, block_levels, collate_features, level_rows, masked_mean,
+                            pooled_projection)
 
 L, DV, NO, NN = 6, 24, 7, 3  # cached rows, VLM width, old / new tokens
 
@@ -119,6 +120,16 @@ def test_masked_pooling_ignores_padding():
     g["old_mask"][:] = False
     g["new_mask"][:] = False
     assert torch.isfinite(p(**guide(3) | {"old_mask": g["old_mask"], "new_mask": g["new_mask"]})).all()
+
+
+def test_pool_first_equals_project_then_pool():
+    """The pyramid pools before projecting; a Linear commutes with a mean, so it is the official order's value."""
+    torch.manual_seed(0)
+    proj = torch.nn.Linear(DV, 8)
+    x = torch.randn(3, 7, DV)
+    m = torch.tensor([[1, 1, 1, 0, 0, 0, 0], [1] * 7, [0] * 7], dtype=torch.bool)
+    assert torch.allclose(pooled_projection(proj, x, m), masked_mean(proj(x), m), atol=1e-6)
+    assert torch.equal(pooled_projection(proj, x, m)[2], torch.zeros(8))  # no real token: zeros, not the bias
 
 
 def test_single_stream_ignores_the_other():

@@ -44,16 +44,20 @@ def load_models(encoder=ENCODER, thinker=THINKER):
 
 
 def _digest(path) -> str:
+    """sha256 of a checkpoint's weights file (a hub name stands for itself)."""
+    import hashlib
+
     p = Path(path) / "model.safetensors"
-    return f"{p.stat().st_size}-{int(p.stat().st_mtime)}" if p.exists() else str(path)
+    return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else str(path)
 
 
 def world_data(seed: int, episodes: int, encoder, thinker, cfg: ForecastConfig, progress: bool = True,
                workers: int = 2) -> tuple[ForecastData, list[str]]:
     """ForecastData of world episodes 0..episodes-1 of `seed`, from the cache when it is there."""
     from tkjepa.jepa import world_frames
+    from tkjepa.world.generate import WORLD_VERSION
 
-    key = data_key([f"world:{seed}:{episodes}:v2"], _digest(ENCODER), _digest(THINKER), cfg)
+    key = data_key([f"world:{seed}:{episodes}:v{WORLD_VERSION}"], _digest(ENCODER), _digest(THINKER), cfg)
     path = CACHE / f"forecast-{key}.safetensors"
     if path.exists():
         return ForecastData.load(path), json.loads((path.with_suffix(".json")).read_text())

@@ -6,7 +6,7 @@ The thinker cache holds, per episode, hidden states of L decoder layers ("rows",
 `new_mask [B, Nn]` (mask False = padding; `collate_features` builds them from a list of cache entries).
 
 Per chosen level (row) ℓ, as the official code: each stream is projected (Linear Dv -> dim) and mean-pooled
-over its real tokens, then fused as [o, n, |o−n|, o⊙n] -> LayerNorm -> MLP -> dim. Shallow layers tend to
+over its real tokens (computed pool-first, `pooled_projection`: the same vector, ~N× cheaper), then fused as [o, n, |o−n|, o⊙n] -> LayerNorm -> MLP -> dim. Shallow layers tend to
 carry what is in the frames, deep ones what the VLM made of them; giving each predictor block its own level
 lets early blocks read the scene and late ones the plan (`level_vectors` shows what each level holds).
 
@@ -88,6 +88,16 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return s / mask.sum(1, keepdim=True).clamp(min=1).to(x.dtype)
 
 
+def pooled_projection(proj: nn.Linear, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """masked_mean(proj(x), mask), computed as proj(masked_mean(x, mask)): [B, N, Dv] -> [B, dim].
+
+    A linear map commutes with a mean, so pooling first gives the same vector while projecting one
+    vector per episode instead of N tokens (the prompt + visual stream has ~100). Rows without a real
+    token stay zero, as `masked_mean` of the projected tokens would give.
+    """
+    return proj(masked_mean(x, mask)) * mask.any(1, keepdim=True).to(x.dtype)
+
+
 def collate_features(features: Sequence) -> dict[str, torch.Tensor]:
     """A list of `ThinkerFeatures` (old [L, No_i, Dv], new [L, Nn_i, Dv]) -> a batch dict, right-padded.
 
@@ -140,8 +150,8 @@ class PyramidExtractor(nn.Module):
     def _level(self, lv: int, old, old_mask, new, new_mask) -> torch.Tensor:
         """Fused vector [B, dim] of level lv (row self.rows[lv])."""
         r = self.rows[lv]
-        o = masked_mean(self.old_proj[lv](old[:, r]), old_mask) if self.old_proj is not None else None
-        n = masked_mean(self.new_proj[lv](new[:, r]), new_mask) if self.new_proj is not None else None
+        o = pooled_projection(self.old_proj[lv], old[:, r], old_mask) if self.old_proj is not None else None
+        n = pooled_projection(self.new_proj[lv], new[:, r], new_mask) if self.new_proj is not None else None
         o = o if o is not None else torch.zeros_like(n)
         n = n if n is not None else torch.zeros_like(o)
         return self.fuse[lv](torch.cat([o, n, (o - n).abs(), o * n], dim=-1))
