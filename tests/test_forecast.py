@@ -127,3 +127,32 @@ def test_checkpoint_round_trip_and_evaluate(data, tmp_path):
     assert set(res["ablations"]) == {"thinkjepa_adaln"} and "const_velocity" in res["models"]
     m = res["ablations"]["thinkjepa_adaln"]
     assert set(m["rollout"]) == {"8", "16", "24", "32"} and 0 < m["ade"] < 1
+
+
+def test_vlm_only_windows_are_absolute(data):
+    """vlm_only predicts absolute positions: a later window must not be shifted by the previous one's end."""
+    m = Forecaster(_tiny("vlm_only"))
+    m.head.set_target_stats(data.traj.reshape(-1, 7, 3))
+    idx = torch.arange(2)
+    _, joints = m(data, idx, 2)
+    seq = torch.cat([torch.zeros_like(data.ctx[idx]), m.predictor.rollout(torch.zeros_like(data.ctx[idx]),
+                     guide=data.guide(idx), windows=2)], dim=1)
+    Tc, Tf = 4, 4
+    second = m.head(seq[:, Tf:Tf + Tc], seq[:, Tc + Tf:Tc + 2 * Tf], torch.zeros(2, 21))
+    torch.testing.assert_close(joints[:, 8:], second)
+
+
+def test_run_bench_schema_saves_and_does_not_depend_on_workers(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "ABLATIONS", {"inject_adaln": {"injection": "adaln"}, "stream_old": {"streams": "old"}})
+    monkeypatch.setattr(bench, "step_ms", lambda cfg, d, steps=20: 1.0)
+    kw = dict(seeds=2, steps=3, progress=False)
+    one = bench.run_bench(data, data, workers=1, save_dir=tmp_path, **kw)
+    two = bench.run_bench(data, data, workers=2, **kw)
+    assert set(one["models"]) == {"thinkjepa", "jepa_only", "vlm_only", "oracle", "const_velocity"}
+    assert set(one["ablations"]) == {"inject_adaln", "stream_old"}
+    for name in bench.HEADLINE:
+        assert one["models"][name]["seeds"] == 2 and set(one["models"][name]["rollout"]) == {"8", "16", "24", "32"}
+        assert one["ade_per_seed"][name] == two["ade_per_seed"][name]
+        assert one["ade_per_seed"][name][0] != one["ade_per_seed"][name][1]  # the seeds differ
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*bench.HEADLINE, "thinkjepa_adaln"])
+    assert load_forecaster(tmp_path / "thinkjepa_adaln").cfg.injection == "adaln"

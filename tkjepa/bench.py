@@ -5,8 +5,8 @@ Data: training episodes are world episodes of seed `TRAIN_SEED`; the default tes
 features are computed once per (episodes, encoder, thinker) and cached under `runs/cache/`.
 
 Metrics, over the 7 right-hand joints, on the frames after the forecast start: ADE (mean L2, m), FDE (L2 at
-the last frame), Acc@5cm (share of joint positions within 5 cm). The headline horizon is 16 frames (the
-sampler's): two recursive windows of the 8-frame predictor. `rollout` reports 1–4 windows (8 … 32 frames).
+the last frame), Acc@5cm (share of joint positions within 5 cm). The headline horizon is the trained one, one
+8-frame predictor window; `rollout` reports 1–4 recursive windows (8 … 32 frames, up to 4× the trained horizon).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ CACHE = REPO / "runs" / "cache"
 ENCODER = REPO / "data_samples" / "encoder_tiny"
 THINKER = REPO / "data_samples" / "thinker_tiny"
 TRAIN_SEED, TEST_SEED = 1000, 2000
-HEADLINE_FRAMES = 16
+HEADLINE_FRAMES = 8
 HEADLINE = ("thinkjepa", "jepa_only", "vlm_only", "oracle")
 # ablations of thinkjepa (one seed each): name -> TrainConfig overrides
 ABLATIONS = {"stream_old": {"streams": "old"}, "stream_new": {"streams": "new"},
@@ -145,12 +145,12 @@ def markdown_table(result: dict) -> str:
 
 def step_ms(cfg, data: ForecastData, steps: int = 20) -> float:
     """Median wall time (ms) of one training step, after 3 warm-up steps."""
-    from tkjepa.train import Forecaster, losses
+    from tkjepa.train import Forecaster, losses, make_optimizer
 
     torch.manual_seed(0)
     model = Forecaster(cfg, vlm_dim=data.old.shape[-1] if data.has_thinker else 128)
     model.head.set_target_stats(data.traj[data.valid])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = make_optimizer(model, cfg)
     times = []
     for s in range(steps + 3):
         idx = torch.randint(0, len(data), (cfg.batch_size,), generator=torch.Generator().manual_seed(s))
@@ -171,35 +171,67 @@ def train_config(name: str, seed: int, steps: int | None = None, **overrides):
     return replace(cfg, steps=steps) if steps else cfg
 
 
-def run_bench(train: ForecastData, test: ForecastData, seeds: int = 3, steps: int | None = None,
-              ablations: bool = True, save_dir: Path | None = None, progress: bool = True) -> dict:
-    """Train every headline model for `seeds` seeds (+ ablations, seed 0) and score them on `test`."""
+_JOB_DATA: dict = {}  # train/test data for the training workers (set before forking, shared copy-on-write)
+
+
+def _train_job(job: tuple) -> tuple[str, dict]:
+    """One (label, model, seed, overrides, save path) training run -> (label, test scores). Runs in a worker."""
     from tkjepa.train import save_forecaster
     from tkjepa.train import train as train_model
 
+    label, name, seed, steps, over, save = job
+    torch.set_num_threads(_JOB_DATA["threads"])
+    model, _ = train_model(train_config(name, seed, steps, **over), _JOB_DATA["train"], progress=False)
+    if save is not None:
+        save_forecaster(model, save)
+    return label, score(predict(model, _JOB_DATA["test"]), _JOB_DATA["test"])
+
+
+def run_bench(train: ForecastData, test: ForecastData, seeds: int = 3, steps: int | None = None,
+              ablations: bool = True, save_dir: Path | None = None, progress: bool = True,
+              workers: int = 2) -> dict:
+    """Train every headline model for `seeds` seeds (+ ablations, seed 0) and score them on `test`.
+
+    The runs are independent, seeded and use one torch thread each, so `workers` processes train them side by
+    side and the numbers do not depend on `workers`.
+    """
+    from tqdm.auto import tqdm
+
     t0 = time.perf_counter()
-    result = {"models": {}, "ablations": {}, "train_step_ms": {}}
-    per_seed = {}
+    save = (lambda sub: None) if save_dir is None else (lambda sub: str(Path(save_dir) / sub))
+    jobs = [(f"{name}/{seed}", name, seed, steps, {}, save(name) if seed == 0 else None)
+            for name in HEADLINE for seed in range(seeds)]
+    if ablations:
+        jobs += [(f"ablation/{abl}", "thinkjepa", 0, steps, over,
+                  save(f"thinkjepa_{over['injection']}") if abl.startswith("inject_") else None)
+                 for abl, over in ABLATIONS.items()]
+    _JOB_DATA.update(train=train, test=test, threads=1)
+    bar = tqdm(total=len(jobs), desc="train models", unit="model", disable=not progress)
+    scores = {}
+    if workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(workers) as pool:
+            for label, sc in pool.imap_unordered(_train_job, jobs):
+                scores[label] = sc
+                bar.update()
+    else:
+        for job in jobs:
+            label, sc = _train_job(job)
+            scores[label] = sc
+            bar.update()
+    bar.close()
+    result = {"models": {}, "ablations": {}, "train_step_ms": {}, "ade_per_seed": {}}
     for name in HEADLINE:
-        runs = []
-        for seed in range(seeds):
-            model, _ = train_model(train_config(name, seed, steps), train, progress=progress)
-            runs.append(score(predict(model, test), test))
-            if save_dir is not None and seed == 0:
-                save_forecaster(model, Path(save_dir) / name)
-        per_seed[name] = [r["ade"] for r in runs]
+        runs = [scores[f"{name}/{seed}"] for seed in range(seeds)]
+        result["ade_per_seed"][name] = [r["ade"] for r in runs]
         result["models"][name] = summarise(runs)
     cv = const_velocity(test, test.traj.shape[1])
     result["models"]["const_velocity"] = {**score(cv, test), "ade_std": 0.0, "fde_std": 0.0, "seeds": 0}
     if ablations:
-        for abl, over in ABLATIONS.items():
-            model, _ = train_model(train_config("thinkjepa", 0, steps, **over), train, progress=progress)
-            result["ablations"][abl] = score(predict(model, test), test)
-            if save_dir is not None and abl.startswith("inject_"):
-                save_forecaster(model, Path(save_dir) / f"thinkjepa_{over['injection']}")
+        result["ablations"] = {abl: scores[f"ablation/{abl}"] for abl in ABLATIONS}
     for name in ("thinkjepa", "jepa_only"):
         result["train_step_ms"][name] = step_ms(train_config(name, 0, steps), train)
-    result["ade_per_seed"] = per_seed
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
 
@@ -228,6 +260,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ablations", action="store_true", help="skip the ablations")
     p.add_argument("--save-checkpoints", default=None, help="write the seed-0 models here (e.g. data_samples/forecasters)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--workers", type=int, default=2, help="models trained side by side (one thread each)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -244,7 +277,7 @@ def run(args) -> int:
         test, _ = world_data(TEST_SEED, args.test_episodes, encoder, thinker, cfg, progress=not args.quiet)
     t_data = time.perf_counter() - t0
     result = run_bench(train, test, seeds=args.seeds, steps=args.steps, ablations=not args.no_ablations,
-                       save_dir=args.save_checkpoints, progress=not args.quiet)
+                       save_dir=args.save_checkpoints, progress=not args.quiet, workers=args.workers)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["data_seconds"] = round(t_data, 1)
     result["targets"] = targets(result)
