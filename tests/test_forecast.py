@@ -156,3 +156,13 @@ def test_run_bench_schema_saves_and_does_not_depend_on_workers(data, tmp_path, m
         assert one["ade_per_seed"][name][0] != one["ade_per_seed"][name][1]  # the seeds differ
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*bench.HEADLINE, "thinkjepa_adaln"])
     assert load_forecaster(tmp_path / "thinkjepa_adaln").cfg.injection == "adaln"
+
+
+def test_shipped_or_trained(tmp_path):
+    encoder, thinker = bench.load_models()
+    model, src = bench.shipped_or_trained("thinkjepa", encoder, thinker)
+    assert src == "shipped" and model.cfg.model == "thinkjepa"
+    model, src = bench.shipped_or_trained("thinkjepa_adaln", encoder, thinker, steps=2, episodes=8, folder=tmp_path)
+    assert src == "stand-in" and model.cfg.injection == "adaln"
+    with pytest.raises(ValueError, match="no recipe"):
+        bench.shipped_or_trained("nonsense", encoder, thinker, folder=tmp_path)

@@ -36,6 +36,30 @@ ABLATIONS = {"stream_old": {"streams": "old"}, "stream_new": {"streams": "new"},
              "inject_adaln": {"injection": "adaln"}, "inject_crossattn": {"injection": "crossattn"}}
 
 
+# the shipped checkpoints (data_samples/forecasters/<name>): name -> TrainConfig fields
+CHECKPOINTS = {"thinkjepa": {"model": "thinkjepa"}, "jepa_only": {"model": "jepa_only"},
+               "vlm_only": {"model": "vlm_only"}, "oracle": {"model": "oracle"},
+               "thinkjepa_adaln": {"model": "thinkjepa", "injection": "adaln"},
+               "thinkjepa_crossattn": {"model": "thinkjepa", "injection": "crossattn"}}
+
+
+def shipped_or_trained(name: str, encoder, thinker, steps: int = 60, episodes: int = 200, seed: int = 0,
+                       folder=SHIPPED):
+    """(model, "shipped" | "stand-in"): the checkpoint `folder/name` if it exists, else a stand-in trained for
+    `steps` steps on `episodes` world training episodes (what a lesson does without the shipped files)."""
+    from tkjepa.train import load_forecaster, train
+
+    path = Path(folder) / name
+    if (path / "config.json").exists():
+        return load_forecaster(path), "shipped"
+    if name not in CHECKPOINTS:
+        raise ValueError(f"no checkpoint {path} and no recipe for {name!r}; known: {', '.join(CHECKPOINTS)}")
+    data, _ = world_data(TRAIN_SEED, episodes, encoder, thinker, ForecastConfig(), progress=False)
+    model, _ = train(train_config(CHECKPOINTS[name]["model"], seed, steps,
+                                  **{k: v for k, v in CHECKPOINTS[name].items() if k != "model"}), data, progress=False)
+    return model, "stand-in"
+
+
 def load_models(encoder=ENCODER, thinker=THINKER):
     from tkjepa.encoder import load_encoder
     from tkjepa.thinker.model import load_thinker
