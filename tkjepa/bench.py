@@ -199,7 +199,7 @@ _JOB_DATA: dict = {}  # train/test data for the training workers (set before for
 
 
 def _train_job(job: tuple) -> tuple[str, dict]:
-    """One (label, model, seed, overrides, save path) training run -> (label, test scores). Runs in a worker."""
+    """One (label, model, seed, steps, overrides, save path) training run -> (label, test scores), in a worker."""
     from tkjepa.train import save_forecaster
     from tkjepa.train import train as train_model
 

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tkjepa.train", "train one forecaster (thinkjepa, jepa_only, vlm_only, oracle) on world episodes"),
     "bench": ("tkjepa.bench", "train and score every forecaster over seeds + ablations; writes JSON and a table"),
     "evaluate": ("tkjepa.evaluate", "score the shipped forecasters on any EgoDex-format folder (no training)"),
+    "attribute": ("tkjepa.attribution", "which thinker layers the thinkjepa forecaster leans on (IG + ablation)"),
     "quickstart": ("tkjepa.quickstart", "a two-minute tour on data_samples/ (what `make demo` runs)"),
 }
 
