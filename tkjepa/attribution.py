@@ -1,0 +1,259 @@
+"""`tkjepa attribute`: which thinker layers does the forecaster's prediction lean on? (Integrated Gradients)
+
+Scalar. For each episode, the progress of the predicted wrist (`rightHand`, joint 1) toward where it truly goes
+at the last frame of the trained horizon (frame 8): s = ⟨ŷ_8 − p_0, u⟩, p_0 the last observed wrist position,
+u the unit vector of the true displacement y_8 − p_0 (metres). s is linear in the prediction (IG stays
+well-behaved) and higher = more of the true motion predicted. Episodes whose true displacement is < 1 mm (u
+undefined) or whose frame 8 is not valid are skipped, and the JSON says how many.
+
+Attribution. Captum's `IntegratedGradients` over the two thinker inputs, old [B, L, No, Dv] and new
+[B, L, Nn, Dv] (L cached decoder layers). Baseline: the per-layer mean state (over the evaluated episodes and
+their unmasked tokens, the same vector at every token position), a "no episode-specific information"
+reference; zeros would be off-distribution for transformer states. The per-layer attribution of an episode is
+the signed sum over that layer's tokens and channels of both streams (metres of progress); by completeness the
+layers sum to s(input) − s(baseline), up to the convergence delta.
+
+Causal check. For each layer l, row l of old and new is replaced by the baseline for every episode (the other
+rows kept), one window is predicted, and ΔADE = ADE(ablated) − ADE(full) over the 8 trained frames
+(`tkjepa.bench.metrics`). Note the difference: IG moves all layers to the baseline together, the ablation one
+layer at a time. The Spearman rank correlation (average ranks for ties) is taken between the per-layer mean
+*absolute* attribution and ΔADE: a layer can matter in either direction of s, while removing it should only
+hurt ADE. The signed means are reported too.
+
+Unused layers. The pyramid reads only `PyramidExtractor.block_rows` (6 rows into 4 blocks: rows [0, 2, 3, 5]),
+so rows 1 and 4 get exactly zero attribution and zero ΔADE. `spearman` is over all layers, `spearman_used`
+over the used ones only. Deterministic: no sampling, no training.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from tkjepa.episode import RIGHT_HAND_JOINTS
+from tkjepa.episode import WRIST as WRIST_NAME
+
+WRIST = RIGHT_HAND_JOINTS.index(WRIST_NAME)  # the wrist's joint index in the forecasters' outputs
+
+
+@dataclass
+class AttributionConfig:
+    frame: int = 8               # the trained horizon's last frame (1-based): the scalar's target frame
+    n_steps: int = 32            # integration points of the IG path integral
+    internal_batch_size: int = 256  # rows per forward pass inside captum (bounds memory)
+    min_disp: float = 1e-3       # metres: true displacements below this leave u undefined (episode skipped)
+    method: str = "gausslegendre"  # captum's integration rule
+
+
+def scalar_terms(data, cfg: AttributionConfig | None = None) -> tuple[torch.Tensor, ...]:
+    """-> (p0 [E, 3], u [E, 3], keep [E] bool, y [E, 3]) for frame `cfg.frame` (8)."""
+    cfg = cfg or AttributionConfig()
+    p0 = data.past[:, -1, WRIST]
+    y = data.traj[:, cfg.frame - 1, WRIST]
+    d = y - p0
+    n = d.norm(dim=-1)
+    keep = (n >= cfg.min_disp) & data.valid[:, cfg.frame - 1].bool()
+    return p0, d / n.clamp_min(cfg.min_disp)[:, None], keep, y
+
+
+def baseline_states(data) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-layer mean state over episodes and unmasked tokens, broadcast: (old [1, L, No, Dv], new [1, L, Nn, Dv])."""
+    out = []
+    for x, m in ((data.old, data.old_mask), (data.new, data.new_mask)):
+        w = m.float()[:, None, :, None]                                        # [E, 1, N, 1]
+        mean = (x * w).sum((0, 2)) / w.sum((0, 2)).clamp_min(1)               # [L, Dv]
+        out.append(mean[None, :, None].expand(1, x.shape[1], x.shape[2], x.shape[3]))
+    return out[0], out[1]
+
+
+class ProgressScalar(torch.nn.Module):
+    """forward(old [B, L, No, Dv], new [B, L, Nn, Dv], idx [B]) -> s [B]: wrist progress (m) at frame 8.
+
+    `idx` picks each row's episode (masks, context, anchor, p0, u), so captum's expanded batches work.
+    """
+
+    def __init__(self, model, data, cfg: AttributionConfig | None = None):
+        super().__init__()
+        self.model, self.data, self.frame = model, data, (cfg or AttributionConfig()).frame
+        self.p0, self.u, _, _ = scalar_terms(data, cfg)
+
+    def forward(self, old, new, idx):
+        d = replace(self.data.subset(idx), old=old, new=new)
+        joints = self.model(d, torch.arange(len(idx)), 1)[1]                 # [B, 8, J, 3]
+        pred = joints[:, self.frame - 1, WRIST]
+        return ((pred - self.p0[idx]) * self.u[idx]).sum(-1)
+
+
+def integrated_gradients(model, data, cfg: AttributionConfig | None = None) -> dict:
+    """IG of the scalar for every episode of `data` -> {old [E, L, No, Dv], new [E, L, Nn, Dv], delta [E],
+    s [E], s_base [E]}. Call on the kept episodes only (see `scalar_terms`)."""
+    from captum.attr import IntegratedGradients
+
+    cfg = cfg or AttributionConfig()
+    model.eval().requires_grad_(False)
+    f = ProgressScalar(model, data, cfg)
+    b_old, b_new = baseline_states(data)
+    idx = torch.arange(len(data))
+    ig = IntegratedGradients(f)
+    (a_old, a_new), delta = ig.attribute(
+        (data.old.clone(), data.new.clone()), baselines=(b_old, b_new), additional_forward_args=(idx,),
+        n_steps=cfg.n_steps, method=cfg.method, internal_batch_size=cfg.internal_batch_size,
+        return_convergence_delta=True)
+    with torch.no_grad():
+        s = f(data.old, data.new, idx)
+        s_base = f(b_old.expand_as(data.old), b_new.expand_as(data.new), idx)
+    return {"old": a_old.detach(), "new": a_new.detach(), "delta": delta.detach(), "s": s, "s_base": s_base}
+
+
+def layer_attribution(ig: dict) -> torch.Tensor:
+    """Signed per-layer totals [E, L]: attributions summed over tokens and channels of both streams."""
+    return ig["old"].sum((2, 3)) + ig["new"].sum((2, 3))
+
+
+def token_attribution(model, data, i: int, cfg: AttributionConfig | None = None) -> dict:
+    """One episode's per-token totals (summed over layers and channels): {old [No], new [Nn], old_mask,
+    new_mask, s, s_base, delta}. The baseline is the mean over all of `data`; masked tokens get 0."""
+    cfg = cfg or AttributionConfig()
+    model.eval().requires_grad_(False)
+    from captum.attr import IntegratedGradients
+
+    f = ProgressScalar(model, data, cfg)
+    b_old, b_new = baseline_states(data)
+    idx = torch.tensor([i])
+    (a_old, a_new), delta = IntegratedGradients(f).attribute(
+        (data.old[idx].clone(), data.new[idx].clone()), baselines=(b_old, b_new), additional_forward_args=(idx,),
+        n_steps=cfg.n_steps, method=cfg.method, internal_batch_size=cfg.internal_batch_size,
+        return_convergence_delta=True)
+    with torch.no_grad():
+        s, s_base = f(data.old[idx], data.new[idx], idx), f(b_old, b_new, idx)
+    return {"old": a_old[0].sum((0, 2)), "new": a_new[0].sum((0, 2)), "old_mask": data.old_mask[i],
+            "new_mask": data.new_mask[i], "s": float(s), "s_base": float(s_base), "delta": float(delta)}
+
+
+@torch.no_grad()
+def ablation_delta_ade(model, data, cfg: AttributionConfig | None = None) -> tuple[float, list[float]]:
+    """(ADE of the full model, [ΔADE per layer]) over the trained horizon; layer l's old and new rows -> baseline."""
+    from tkjepa.bench import metrics
+
+    cfg = cfg or AttributionConfig()
+    model.eval()
+    b_old, b_new = baseline_states(data)
+    idx = torch.arange(len(data))
+
+    def ade(d):
+        return metrics(model(d, idx, 1)[1], d.traj, d.valid, cfg.frame)["ade"]
+
+    full = ade(data)
+    out = []
+    for l in range(data.old.shape[1]):
+        old, new = data.old.clone(), data.new.clone()
+        old[:, l], new[:, l] = b_old[:, l], b_new[:, l]
+        out.append(ade(replace(data, old=old, new=new)) - full)
+    return full, out
+
+
+def ranks(x) -> torch.Tensor:
+    """1-based ranks, ties sharing their average rank."""
+    x = torch.as_tensor(x, dtype=torch.float64)
+    order = torch.argsort(x, stable=True)
+    r = torch.empty_like(x)
+    r[order] = torch.arange(1, len(x) + 1, dtype=torch.float64)
+    for v in torch.unique(x):  # average the ranks of tied values
+        r[x == v] = r[x == v].mean()
+    return r
+
+
+def spearman(a, b) -> float:
+    """Spearman's ρ (Pearson of average ranks); nan when either side is constant."""
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = (ra.norm() * rb.norm()).item()
+    return float((ra * rb).sum() / den) if den > 0 else float("nan")
+
+
+def attribute(model, data, cfg: AttributionConfig | None = None) -> dict:
+    """The whole report (the JSON's fields) for a thinkjepa forecaster on `data`."""
+    cfg = cfg or AttributionConfig()
+    _, _, keep, _ = scalar_terms(data, cfg)
+    kept = data.subset(torch.nonzero(keep).flatten())
+    ig = integrated_gradients(model, kept, cfg)
+    per = layer_attribution(ig)                                              # [E, L]
+    full, delta_ade = ablation_delta_ade(model, kept, cfg)
+    used = sorted(set(model.predictor.pyramid.block_rows))
+    mean_abs = per.abs().mean(0).tolist()
+    nan = lambda v: None if v != v else round(v, 4)  # noqa: E731  (JSON has no NaN)
+    return {
+        "layers": list(model.predictor.pyramid.config.layers), "used": used,
+        "attribution": per.mean(0).tolist(), "attribution_abs": mean_abs, "ablation_delta_ade": delta_ade,
+        "block_rows": model.predictor.pyramid.block_rows,  # the row each predictor block reads
+        "block_gates": torch.tanh(model.predictor.gates).tolist(),  # each block's guidance gate tanh(α)
+        "spearman": nan(spearman(mean_abs, delta_ade)),
+        "spearman_used": nan(spearman([mean_abs[l] for l in used], [delta_ade[l] for l in used])),
+        "spearman_of": "per-layer mean |attribution| vs ΔADE (average ranks)",
+        "convergence_delta": float(ig["delta"].abs().mean()),
+        "s_mean": float(ig["s"].mean()), "s_baseline_mean": float(ig["s_base"].mean()), "ade_full": full,
+        "episodes": len(kept), "skipped": int((~keep).sum()),
+        "scalar": f"wrist progress <y_hat_{cfg.frame} - p0, u> (m), u = unit true displacement of the wrist "
+                  f"(rightHand) from the last observed frame to frame {cfg.frame}",
+        "baseline": "per-layer mean thinker state over the evaluated episodes' unmasked tokens (old and new streams)",
+        "method": f"captum IntegratedGradients, {cfg.n_steps} steps ({cfg.method})",
+        "note": f"rows {[l for l in range(len(mean_abs)) if l not in used]} feed no predictor block "
+                "(PyramidExtractor.block_rows): their attribution and ΔADE are exactly 0",
+    }
+
+
+def figure(result: dict):
+    """Plotly figure: per-layer mean |attribution| and signed mean (top), ablation ΔADE (bottom)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    x = [f"layer {l}" + ("" if i in result["used"] else " (unused)") for i, l in enumerate(result["layers"])]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=(
+        "IG attribution to wrist progress (m)", "ΔADE when the layer's guidance is ablated (m)"))
+    fig.add_bar(x=x, y=result["attribution_abs"], name="mean |attribution|", row=1, col=1)
+    fig.add_bar(x=x, y=result["attribution"], name="mean signed attribution", row=1, col=1)
+    fig.add_bar(x=x, y=result["ablation_delta_ade"], name="ablation ΔADE", row=2, col=1)
+    fig.update_layout(title=f"thinker layer attribution ({result['episodes']} episodes; Spearman "
+                            f"{result['spearman']}, used layers {result['spearman_used']})", height=600)
+    return fig
+
+
+def add_arguments(p) -> None:
+    from tkjepa.bench import SHIPPED
+
+    p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
+    p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes")
+    p.add_argument("--checkpoint", default=str(SHIPPED / "thinkjepa"), help="a thinkjepa forecaster checkpoint")
+    p.add_argument("--out", default="runs/attribute/attribution.json", help="JSON (+ attribution.html beside it)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    from tkjepa.bench import folder_data, load_models
+    from tkjepa.forecast import ForecastConfig
+    from tkjepa.train import load_forecaster
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    model = load_forecaster(args.checkpoint)
+    if model.cfg.model != "thinkjepa":
+        raise SystemExit(f"{args.checkpoint}: a {model.cfg.model} forecaster reads no thinker layers")
+    encoder, thinker = load_models()
+    data, _, _ = folder_data(args.data, encoder, thinker, ForecastConfig(), args.episodes,
+                             not getattr(args, "quiet", False))
+    torch.manual_seed(0)
+    result = attribute(model, data)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    figure(result).write_html(out.with_name("attribution.html"), include_plotlyjs=True)
+    print(json.dumps({k: result[k] for k in ("layers", "attribution", "ablation_delta_ade", "spearman",
+                                             "spearman_used", "convergence_delta", "episodes", "seconds")}))
+    return 0
