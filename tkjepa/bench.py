@@ -55,8 +55,8 @@ def shipped_or_trained(name: str, encoder, thinker, steps: int = 60, episodes: i
     if name not in CHECKPOINTS:
         raise ValueError(f"no checkpoint {path} and no recipe for {name!r}; known: {', '.join(CHECKPOINTS)}")
     data, _ = world_data(TRAIN_SEED, episodes, encoder, thinker, ForecastConfig(), progress=False)
-    model, _ = train(train_config(CHECKPOINTS[name]["model"], seed, steps,
-                                  **{k: v for k, v in CHECKPOINTS[name].items() if k != "model"}), data, progress=False)
+    recipe = dict(CHECKPOINTS[name])
+    model, _ = train(train_config(recipe.pop("model"), seed, steps, **recipe), data, progress=False)
     return model, "stand-in"
 
 
