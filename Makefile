@@ -1,8 +1,9 @@
 # tkjepa — set-up, tests and demos. Every target that needs Python first makes sure `.venv` exists and
 # holds the pinned install (CPU torch from constraints.txt); nothing has to be installed by hand.
 #
-#   make demo    the quickstart tour            make test    all tests + every notebook, executed
+#   make demo    the Gradio rollout viewer      make test    all tests + every notebook, executed
 #   make lab     JupyterLab on notebooks/       make clean   caches (keeps .venv); distclean: also .venv
+#   make quickstart  the text-and-HTML tour of the shipped episodes
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -32,14 +33,16 @@ PYTEST := $(PYTHON) -m pytest -q -p no:cacheprovider
 # The shipped sample episodes, bit for bit (data_samples/README.md lists every shipped file's command).
 SAMPLES_EPISODES_CMD := $(BIN)/tkjepa generate --out data_samples/episodes --episodes 48 --seed 2026
 BENCH_ARGS ?=
+DEMO_PORT  ?= 7860
 
 # Silences jupyter_core's "migrating to platformdirs" warning in every kernel nbmake starts.
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: help venv install test demo lab data-samples bench clean distclean
+.PHONY: help venv install test demo quickstart lab data-samples bench clean distclean
 
 help:
-	@echo "make demo          run the quickstart (creates .venv on first use)"
+	@echo "make demo          the rollout viewer on http://127.0.0.1:$(DEMO_PORT) (creates .venv on first use)"
+	@echo "make quickstart    a two-minute text-and-HTML tour of the shipped episodes"
 	@echo "make test          pytest tests/ and execute every notebooks/*.ipynb"
 	@echo "make lab           JupyterLab in notebooks/ on http://127.0.0.1"
 	@echo "make venv          create $(VENV) and install the pinned dependencies"
@@ -86,6 +89,9 @@ test: $(STAMP)
 	$(PYTEST) tests $(if $(NOTEBOOKS),--nbmake --nbmake-timeout=$(NBMAKE_TIMEOUT) $(NOTEBOOKS)) $(PYTEST_ARGS)
 
 demo: $(STAMP)
+	$(BIN)/tkjepa viewer --port $(DEMO_PORT)
+
+quickstart: $(STAMP)
 	$(BIN)/tkjepa quickstart
 
 lab: $(STAMP)
@@ -103,7 +109,7 @@ clean:
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o \
 	  \( -name __pycache__ -o -name .ipynb_checkpoints -o -name .pytest_cache -o -name .hypothesis \) \
 	  -type d -print0 | xargs -0 rm -rf
-	rm -rf build dist *.egg-info
+	rm -rf build dist *.egg-info tests/artifacts
 
 distclean: clean
 	rm -rf $(VENV)

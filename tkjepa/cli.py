@@ -22,7 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("tkjepa.bench", "train and score every forecaster over seeds + ablations; writes JSON and a table"),
     "evaluate": ("tkjepa.evaluate", "score the shipped forecasters on any EgoDex-format folder (no training)"),
     "attribute": ("tkjepa.attribution", "which thinker layers the thinkjepa forecaster leans on (IG + ablation)"),
-    "quickstart": ("tkjepa.quickstart", "a two-minute tour on data_samples/ (what `make demo` runs)"),
+    "viewer": ("tkjepa.viewer_app", "the Gradio rollout viewer on 127.0.0.1 (what `make demo` runs)"),
+    "quickstart": ("tkjepa.quickstart", "a two-minute tour on data_samples/ (what `make quickstart` runs)"),
 }
 
 

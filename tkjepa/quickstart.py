@@ -1,4 +1,4 @@
-"""`tkjepa quickstart` (what `make demo` runs): a two-minute tour of the shipped samples.
+"""`tkjepa quickstart` (what `make quickstart` runs): a two-minute tour of the shipped samples.
 
 It reads `data_samples/episodes`, shows what the dual-temporal sampler gives each branch, measures how
 ambiguous the future is for a forecaster that only sees the last frames, and writes an HTML report.

@@ -1,0 +1,35 @@
+"""Shared fixtures. `viewer_url`: the rollout viewer (demos/rollout_viewer.py) served in-process, once per run."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def viewer_module():
+    """demos/rollout_viewer.py imported by path (demos/ is not a package): its module-level `demo` is built."""
+    spec = importlib.util.spec_from_file_location("rollout_viewer", ROOT / "demos" / "rollout_viewer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def viewer_url(viewer_module):
+    from tkjepa.viewer_app import launch
+
+    url = launch(viewer_module.demo, port=free_port(), block=False)
+    yield url
+    viewer_module.demo.close()
