@@ -193,3 +193,13 @@ def test_generate_rejects_bad_arguments(tmp_path):
         main(["generate", "--out", str(tmp_path), "--episodes", "2", "--family", "juggle"])
     with pytest.raises(SystemExit, match="not an .hdf5 file or a folder"):
         main(["info", str(tmp_path / "missing")])
+
+
+def test_image_position_ceiling_reads_x_but_confounds_y_and_z(episodes):
+    """The frozen probe's ceiling (BENCHMARKS, issue 3): the exact pixel position of the wrist gives x, not z."""
+    from tkjepa.world.stats import image_position_ceiling
+
+    c = image_position_ceiling(episodes)
+    x, y, z = c["r2_xyz"]
+    assert x > 0.95 and z < 0.3 and y < 0.95
+    assert 0.8 < c["r2"] < 0.9 and c["frames"] == 64 * len(episodes)

@@ -99,3 +99,24 @@ def ambiguity_figure(report: dict):
     fig.update_layout(title=f"Wrist error over the next {report['horizon']} frames "
                             f"({report['episodes']} episodes)", yaxis_title="ADE (cm)", height=380)
     return fig
+
+
+def image_position_ceiling(episodes: list[Episode], size: int = 64) -> dict:
+    """How much of the wrist's 3D position is linear in its exact image position — the frozen probe's ceiling.
+
+    The best affine map from the wrist's pixel coordinates (u, v) to its world (x, y, z), fitted and scored
+    on every frame of `episodes`. An encoder whose tokens say exactly *where in the image* the hand is, and
+    nothing about its height, gives a linear probe at most this R². The camera looks steeply down, so one
+    image row holds many (depth, height) pairs: x reads off u, but y and z share v. Height would have to
+    come from the hand's apparent size or its shadow (lesson 02 discusses both).
+    Returns {"r2_xyz": [3], "r2": variance-weighted R² (the probe's headline number), "frames": n}.
+    """
+    from tkjepa.world.scene import default_camera  # noqa: PLC0415
+
+    p = np.concatenate([ep.positions([WRIST])[:, 0] for ep in episodes]).astype(float)   # [n, 3]
+    uv = default_camera(size).project(p)[0]
+    f = np.c_[uv, np.ones(len(uv))]
+    resid = p - f @ np.linalg.lstsq(f, p, rcond=None)[0]
+    ss_res, ss_tot = (resid ** 2).sum(0), ((p - p.mean(0)) ** 2).sum(0)
+    return {"r2_xyz": [float(r) for r in 1 - ss_res / ss_tot], "r2": float(1 - ss_res.sum() / ss_tot.sum()),
+            "frames": len(p)}
