@@ -171,6 +171,17 @@ def test_injection_selector_loads_that_checkpoint(client, paths):
         assert abs(n["models"]["thinkjepa"]["ade"] - film["models"]["thinkjepa"]["ade"]) > 1e-6
 
 
+def test_layer_subset_selector_loads_that_checkpoint(client, paths):
+    key = key_of(paths[1])
+    full = rollout(client, key, horizon=32)[3]
+    for levels in ("mid", "last"):
+        n = rollout(client, key, horizon=32, subset=f"layers: {levels}")[3]
+        assert n["checkpoint"] == f"thinkjepa_levels_{levels}" and not n["note"]
+        assert abs(n["models"]["thinkjepa"]["ade"] - full["models"]["thinkjepa"]["ade"]) > 1e-6
+    odd = rollout(client, key, horizon=32, injection="adaln", subset="layers: mid")[3]  # never trained together
+    assert odd["checkpoint"] == "thinkjepa" and "no shipped thinkjepa checkpoint" in odd["note"]
+
+
 def _copy_pair(src: Path, dst: Path, stem: str) -> tuple[Path, Path]:
     dst.mkdir(parents=True, exist_ok=True)
     return (Path(shutil.copyfile(src, dst / f"{stem}.hdf5")),

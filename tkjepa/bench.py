@@ -40,7 +40,12 @@ ABLATIONS = {"stream_old": {"streams": "old"}, "stream_new": {"streams": "new"},
 CHECKPOINTS = {"thinkjepa": {"model": "thinkjepa"}, "jepa_only": {"model": "jepa_only"},
                "vlm_only": {"model": "vlm_only"}, "oracle": {"model": "oracle"},
                "thinkjepa_adaln": {"model": "thinkjepa", "injection": "adaln"},
-               "thinkjepa_crossattn": {"model": "thinkjepa", "injection": "crossattn"}}
+               "thinkjepa_crossattn": {"model": "thinkjepa", "injection": "crossattn"},
+               "thinkjepa_levels_mid": {"model": "thinkjepa", "levels": "mid"},
+               "thinkjepa_levels_last": {"model": "thinkjepa", "levels": "last"}}
+# ablations whose seed-0 model `--save-checkpoints` keeps (the viewer's injection and layer-subset selectors)
+SAVED_ABLATIONS = {"inject_adaln": "thinkjepa_adaln", "inject_crossattn": "thinkjepa_crossattn",
+                   "levels_mid": "thinkjepa_levels_mid", "levels_last": "thinkjepa_levels_last"}
 
 
 def shipped_or_trained(name: str, encoder, thinker, steps: int = 60, episodes: int = 200, seed: int = 0,
@@ -227,7 +232,7 @@ def run_bench(train: ForecastData, test: ForecastData, seeds: int = 3, steps: in
             for name in HEADLINE for seed in range(seeds)]
     if ablations:
         jobs += [(f"ablation/{abl}", "thinkjepa", 0, steps, over,
-                  save(f"thinkjepa_{over['injection']}") if abl.startswith("inject_") else None)
+                  save(SAVED_ABLATIONS[abl]) if abl in SAVED_ABLATIONS else None)
                  for abl, over in ABLATIONS.items()]
     _JOB_DATA.update(train=train, test=test, threads=1)
     bar = tqdm(total=len(jobs), desc="train models", unit="model", disable=not progress)
