@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("tkjepa.bench", "train and score every forecaster over seeds + ablations; writes JSON and a table"),
     "evaluate": ("tkjepa.evaluate", "score the shipped forecasters on any EgoDex-format folder (no training)"),
     "attribute": ("tkjepa.attribution", "which thinker layers the thinkjepa forecaster leans on (IG + ablation)"),
+    "train-planner": ("tkjepa.worldmodel", "train the planner: action-conditioned world model + thinker subgoal head"),
+    "plan": ("tkjepa.planning", "CEM + MPC in the tabletop toward the final frame (flat) or thinker subgoals"),
     "viewer": ("tkjepa.viewer_app", "the Gradio rollout viewer on 127.0.0.1 (what `make demo` runs)"),
     "quickstart": ("tkjepa.quickstart", "a two-minute tour on data_samples/ (what `make quickstart` runs)"),
 }

@@ -1,0 +1,251 @@
+"""Planning: CEM on known energies, MPC with a perfect model in the env, the subgoal head's targets, the
+world model's action layout and causality, and `tkjepa plan` (keys, determinism, argument errors)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tkjepa import cli
+from tkjepa.planning import PLANNER, CEMConfig, cem, energy, env_action
+from tkjepa.world.env import MAX_STEP, TabletopEnv
+from tkjepa.world.expert import grasp_pose
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from tkjepa.bench import ENCODER
+    from tkjepa.encoder import load_encoder
+
+    return load_encoder(ENCODER)
+
+
+def test_cem_finds_the_minimum_of_a_quadratic():
+    target = torch.tensor([[0.3, -0.5, 0.8, -0.2], [-0.7, 0.1, 0.0, 0.6]])
+    cfg = CEMConfig(samples=64, topk=8, iters=12, horizon=2, init_std=0.8)
+    mean, hist = cem(lambda u: ((u - target) ** 2).sum((1, 2)), cfg, generator=torch.Generator().manual_seed(0))
+    assert mean.shape == (2, 4)
+    assert (mean - target).abs().max() < 0.05
+    assert hist[-1]["elite_energy"] < hist[0]["elite_energy"]
+    assert len(hist) == 12 and hist[0]["samples"].shape == (64, 2, 4)
+
+
+def test_cem_respects_the_action_box():
+    """The minimum outside [−1, 1] is found on the box's edge, never beyond it."""
+    mean, hist = cem(lambda u: ((u - 3.0) ** 2).sum((1, 2)), CEMConfig(samples=32, topk=4, iters=6, horizon=1),
+                     generator=torch.Generator().manual_seed(1))
+    assert all(h["samples"].abs().max() <= 1 for h in hist)
+    assert mean.min() > 0.9
+
+
+@pytest.mark.parametrize("kw", [{"samples": 1}, {"samples": 8, "topk": 9}, {"topk": 0}, {"iters": 0},
+                                {"horizon": 0}, {"momentum": 1.0}, {"init_std": 0.0}])
+def test_cem_config_rejects_bad_values(kw):
+    with pytest.raises(ValueError):
+        CEMConfig(**kw)
+
+
+def test_energy_kinds():
+    goal = torch.zeros(4, 3)
+    pred = torch.stack([torch.zeros(4, 3), torch.ones(4, 3), torch.tensor([[1.0] * 3, [-1.0] * 3] * 2)])
+    assert energy(pred, goal, "l1").tolist() == [0.0, 1.0, 1.0]
+    assert energy(pred, goal, "l2").tolist() == [0.0, 1.0, 1.0]
+    assert energy(pred, goal, "pooled").tolist() == [0.0, 1.0, 0.0]  # pooling cancels where things are
+    with pytest.raises(ValueError, match="energy"):
+        energy(pred, goal, "cosine")
+
+
+def test_mpc_with_a_perfect_model_grasps_the_cube():
+    """CEM + MPC with the env's own kinematics as the model: hover over the cube, descend, close, hold it."""
+    env = TabletopEnv(family="pick_place")
+    env.reset(3)
+    cube = env.task.subgoals[0][1]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(16):
+        grasp = grasp_pose(env.state.objects[cube])
+        wrist = torch.as_tensor(env.state.wrist, dtype=torch.float32)
+        above = np.linalg.norm(env.state.wrist[:2] - grasp[:2]) > 0.015  # first hover, so the hand pushes nothing
+        goal = torch.as_tensor(grasp + np.array([0.0, 0.0, 0.08]) * above, dtype=torch.float32)
+        want = 1.0 if float((wrist - torch.as_tensor(grasp, dtype=torch.float32)).norm()) < 0.02 else -1.0
+
+        def oracle_energy(u):  # [S, H, 4] -> [S]: distance along the path (2 frames per tubelet), grip as wanted
+            path = wrist + 2 * MAX_STEP * torch.cumsum(u[..., :3], 1)          # [S, H, 3]
+            return (path - goal).norm(dim=-1).mean(1) + 0.01 * (u[:, 0, 3] - want).abs()
+
+        mean, _ = cem(oracle_energy, CEMConfig(samples=64, topk=8, iters=6, horizon=2), generator=g)
+        for _ in range(2):
+            env.step(env_action(mean[0]))
+        if env.state.held == cube:
+            break
+    assert env.state.held == cube
+    assert env.state.touched == []  # it never swept into anything on the way
+
+
+def test_env_action_maps_the_box_to_the_env():
+    np.testing.assert_allclose(env_action([1, -1, 0.5, -1]), [MAX_STEP, -MAX_STEP, MAX_STEP / 2, 0.0])
+    np.testing.assert_allclose(env_action([0, 0, 0, 1])[3], 1.0)
+
+
+def test_action_pairs_layout():
+    from tkjepa.worldmodel import action_pairs
+
+    a = np.zeros((6, 4), np.float32)
+    a[:, 0] = np.arange(6) * 0.01  # dx of frame t's action = t cm
+    a[:, 3] = 1.0
+    pairs = action_pairs(a)
+    assert pairs.shape == (3, 8)
+    # pair j makes tubelet j = frames (2j, 2j+1): actions a_{2j-1}, a_{2j}; pair 0 starts with a still, open no-op
+    np.testing.assert_allclose(pairs[:, 0] * MAX_STEP, [0.0, 0.01, 0.03], atol=1e-6)
+    np.testing.assert_allclose(pairs[:, 4] * MAX_STEP, [0.0, 0.02, 0.04], atol=1e-6)
+    np.testing.assert_allclose(pairs[:, 3], [-1.0, 1.0, 1.0])
+
+
+def test_frame_latents_depend_on_their_frame_only(encoder):
+    from tkjepa.worldmodel import frame_latents, tubelet_states
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (12, 64, 64, 3), dtype=np.uint8)
+    z = frame_latents(encoder, frames)
+    assert z.shape == (12, 16, encoder.embed_dim)
+    changed = frames.copy()
+    changed[6:] = 0
+    z2 = frame_latents(encoder, changed)
+    assert torch.equal(z[:6], z2[:6]) and not torch.allclose(z[6:], z2[6:])
+    assert torch.allclose(frame_latents(encoder, frames, [4])[0], z[4], atol=1e-6)
+    frames[3] = frames[5]  # the same image gives the same latent, wherever it is in the episode
+    z3 = frame_latents(encoder, frames, [3, 5])
+    assert torch.allclose(z3[0], z3[1], atol=1e-6)
+    assert torch.allclose(tubelet_states(encoder, changed), z2[1::2], atol=1e-6)  # tubelet j: frame 2j+1
+
+
+def test_world_model_starts_from_the_last_state():
+    """An all-zero change leaves the last context state, layer-normed: the residual reading of the predictor."""
+    from tkjepa.worldmodel import WorldModel, WorldModelConfig
+
+    model = WorldModel(WorldModelConfig(dim=32, depth=1, latent_dim=8, tokens=4, context=2, horizon=2))
+    for p in model.predictor.proj.parameters():
+        torch.nn.init.zeros_(p)
+    ctx = torch.randn(3, 2, 4, 8)
+    out = model(ctx, torch.randn(3, 2, 8))
+    assert out.shape == (3, 2, 4, 8)
+    assert torch.allclose(out, torch.nn.functional.layer_norm(ctx[:, -1:], (8,)).expand_as(out), atol=1e-5)
+
+
+def test_world_model_windows_repeat_the_first_tubelet():
+    from tkjepa.worldmodel import WorldModelConfig, windows
+
+    z = torch.arange(2 * 6, dtype=torch.float32).view(2, 6, 1, 1).expand(2, 6, 2, 3)
+    data = {"z": z, "actions": torch.arange(2 * 6, dtype=torch.float32).view(2, 6, 1).expand(2, 6, 8)}
+    ctx, act, tgt = windows(data, torch.tensor([1, 0]), torch.tensor([0, 3]), WorldModelConfig(context=2, horizon=2))
+    assert ctx[:, :, 0, 0].tolist() == [[6, 6], [2, 3]]
+    assert act[:, :, 0].tolist() == [[7, 8], [4, 5]] and tgt[:, :, 0, 0].tolist() == [[7, 8], [4, 5]]
+
+
+def test_subgoal_target_is_the_latent_of_the_next_boundary_frame(encoder, monkeypatch):
+    from tkjepa.subgoal import clip_indices, next_boundary
+    from tkjepa.world.generate import WorldConfig, generate_episode
+    from tkjepa.worldmodel import frame_latents
+
+    ep = generate_episode(5, WorldConfig(family="pick_place"))
+    ends = [int(e) for e in ep.extras["subgoal_end"]]
+    assert next_boundary(ep, 2) == ends[0]
+    assert next_boundary(ep, ends[0]) == ends[0]          # frame ends[0] not yet observed
+    assert next_boundary(ep, ends[0] + 1) == ends[1]      # the grasp is seen: next is the place
+    assert next_boundary(ep, ends[1] + 1) == ep.num_frames - 1
+    held = np.asarray(ep.extras["held"])
+    assert held[ends[0]] == ep.extras["subgoal_objects"][0] and held[ends[0] - 3] < 0  # the grasp frame
+    assert clip_indices(20).max() == 19 and len(clip_indices(4)) == 8
+    # head_data's query at t: input the latent of frame t−1, target the latent of the boundary frame
+    import tkjepa.subgoal as sg
+    from tkjepa.world.generate import episode_seed
+
+    # the thinker's thoughts do not enter the targets: a stand-in that records which frames it was shown
+    shown = []
+    monkeypatch.setattr(sg, "think", lambda model, tok, eps, ts: (shown.extend(ts), torch.zeros(len(ts), 4),
+                                                              [torch.zeros(3, 4)] * len(ts), [""] * len(ts))[1:])
+    data = sg.head_data(sg.SubgoalConfig(query_every=5), encoder, (None, None), seed=0, episodes=1, progress=False)
+    assert shown == data["t"].tolist()
+    ep = generate_episode(episode_seed(0, 0), WorldConfig(family="pick_place"))
+    Z = frame_latents(encoder, ep.frames)
+    for t, b, z, target in zip(data["t"], data["target_frame"], data["z"], data["target"]):
+        assert b == next_boundary(ep, int(t)) and b >= t - 1
+        assert torch.allclose(z, Z[t - 1], atol=1e-6) and torch.allclose(target, Z[b], atol=1e-6)
+
+
+needs_planner = pytest.mark.skipif(not (PLANNER / "world_model.safetensors").exists(),
+                                   reason="no shipped planner (tkjepa train-planner --out data_samples/planner)")
+
+
+@needs_planner
+def test_plan_command_json_and_determinism(tmp_path):
+    args = ["plan", "--episodes", "2", "--mode", "thinker", "--max-steps", "2", "--samples", "8", "--topk", "2",
+            "--iters", "1", "--quiet"]
+    runs = []
+    for k in range(2):
+        out = tmp_path / f"plan{k}.json"
+        assert cli.main(args + ["--out", str(out)]) == 0
+        runs.append(json.loads(out.read_text()))
+    for key in ("success_rate", "episodes", "mean_steps", "seconds_per_action"):
+        assert key in runs[0]
+    assert runs[0]["episodes"] == 2 and 0 <= runs[0]["success_rate"] <= 1
+    strip = lambda r: [{k: v for k, v in e.items() if k != "seconds"} for e in r["per_episode"]]  # noqa: E731
+    assert strip(runs[0]) == strip(runs[1])
+    assert [e["family"] for e in runs[0]["per_episode"]] == ["pick_place", "touch_sequence"]
+
+
+@pytest.mark.parametrize("extra, msg", [(["--episodes", "0"], "episodes"), (["--samples", "4", "--topk", "8"], "topk"),
+                                        (["--world-seed", "1000"], "training"), (["--horizon", "9"], "horizon"),
+                                        (["--iters", "0"], "iters")])
+def test_plan_command_rejects_bad_arguments(extra, msg, capsys):
+    if "--horizon" in extra and not (PLANNER / "world_model.safetensors").exists():
+        pytest.skip("the horizon check needs the shipped world model")
+    with pytest.raises(SystemExit, match=msg):
+        cli.main(["plan", "--quiet"] + extra)
+
+
+def test_plan_command_rejects_an_unknown_mode():
+    with pytest.raises(SystemExit):
+        cli.main(["plan", "--mode", "greedy"])
+
+
+def test_oracle_boundary_follows_the_true_progress():
+    from tkjepa.planning import demonstration, oracle_boundary
+
+    demo, env = demonstration(11, "pick_place")
+    ends = [int(e) for e in demo.extras["subgoal_end"]]
+    assert oracle_boundary(env, demo) == ends[0]                 # nothing done: grasp next
+    env.state.held = env.task.subgoals[0][1]
+    assert oracle_boundary(env, demo) == ends[1]                 # holding the cube: place next
+    demo, env = demonstration(12, "touch_sequence")
+    ends, order = [int(e) for e in demo.extras["subgoal_end"]], [i for _, i in env.task.subgoals]
+    env.state.touched = [order[1]]                               # the second object first does not count
+    assert oracle_boundary(env, demo) == ends[0]
+    env.state.touched = [order[1], order[0]]
+    assert oracle_boundary(env, demo) == ends[1]
+    env.state.touched = [order[0], order[1]]
+    assert env.success() and oracle_boundary(env, demo) == demo.num_frames - 1
+
+
+@needs_planner
+def test_plan_warns_when_the_encoder_changed_since_training(tmp_path, capsys):
+    import shutil
+
+    from tkjepa.planning import load_planner
+
+    folder = tmp_path / "planner"
+    shutil.copytree(PLANNER, folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    load_planner(folder, need_head=False)
+    assert "warning" not in capsys.readouterr().out
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "encoder_sha256": "0" * 64}))
+    load_planner(folder, need_head=False)
+    assert "another encoder" in capsys.readouterr().out

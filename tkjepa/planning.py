@@ -1,0 +1,392 @@
+"""Planning with the latent world model: CEM over action sequences, MPC in the tabletop, goals from the thinker.
+
+The loop (V-JEPA 2-AC's, on our tiny models):
+1. encode the current observation: the latent of the last frame (`worldmodel.frame_latents`);
+2. CEM (`cem`): sample `samples` action sequences of `horizon` tubelets around a Gaussian, roll each out with
+   the action-conditioned predictor, score it by the *energy* = L1 distance of the last predicted latent to a
+   goal latent (`energy`), refit the Gaussian to the `topk` best (with `momentum`), `iters` times;
+3. execute the first action of the mean (one tubelet = 2 env frames with the same [dx, dy, dz, grip]), then
+   replan from the new observation (MPC), until `env.success()` or `max_steps` actions.
+
+Two sources of goal latents (`MODES`):
+- `flat`: the latent of the demonstration's final frame — the goal image. A short-horizon search
+  toward a far goal is greedy: it heads for where the hand ends (over the bowl; over the second object) and
+  skips what must happen first (the grasp; the first touch).
+- `thinker`: every `ask_every` actions the thinker looks at its clip of the frames so far and says what is
+  next ("holding nothing . next red cube"); the subgoal head (`tkjepa.subgoal`) turns its pyramid features
+  into z*, the latent of the next phase boundary, and the planner solves toward z* until it asks again.
+- `oracle` (a diagnostic: a perfect thinker): the latent of the demonstration's frame where the subgoal that
+  the *true* env state says is next was achieved (`oracle_boundary`) — what the subgoal head is trained to
+  predict, so flat < thinker ≤ oracle separates the thinker's share of the failures from the planner's.
+
+Action space: u ∈ [−1, 1]^4 per tubelet: displacement u[:3]·MAX_STEP per frame, grip (u[3] + 1)/2 —
+exactly the world model's normalised actions, so a plan needs no conversion. Like a robot's joint limits,
+the planner knows where its own wrist is (proprioception, as V-JEPA 2-AC's end-effector state) and keeps
+every sampled path inside `WORKSPACE`, the part of the table the camera sees (`keep_in_workspace`). Without
+it the search finds a cheap trick: a hand out of view differs from the goal frame in one place (the goal's
+hand is missing), a hand in the wrong place in two, so hiding the hand lowers the energy.
+
+`tkjepa plan --episodes N --mode flat|thinker --seed S --out plan.json`: held-out episodes (world seed
+`--world-seed`, default bench.TEST_SEED = 2000) of the multi-step families `subgoal.FAMILIES`, alternating.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from tkjepa.episode import Episode
+from tkjepa.subgoal import FAMILIES
+from tkjepa.world import hand
+from tkjepa.world.env import MAX_STEP, TabletopEnv
+from tkjepa.worldmodel import frame_latents
+
+MODES = ("flat", "thinker", "oracle")
+ENERGIES = ("l1", "l2", "pooled")
+PLANNER = Path(__file__).resolve().parent.parent / "data_samples" / "planner"
+WORKSPACE = (np.array([-0.21, 0.26, hand.MIN_WRIST_Z]), np.array([0.21, 0.62, 0.25]))  # wrist box in view (m)
+
+
+@dataclass
+class CEMConfig:
+    samples: int = 64         # action sequences per iteration
+    topk: int = 8             # elites the Gaussian is refit to
+    iters: int = 3            # refits per action
+    horizon: int = 2          # tubelets per sequence (≤ the world model's horizon)
+    init_std: float = 0.7     # initial std of u (in [−1, 1] units)
+    momentum: float = 0.15    # mean/std ← m·old + (1 − m)·elites' (V-JEPA 2-AC's default)
+
+    def __post_init__(self):
+        if self.samples < 2 or not 1 <= self.topk <= self.samples:
+            raise ValueError(f"need samples ≥ 2 and 1 ≤ topk ≤ samples, got samples={self.samples}, topk={self.topk}")
+        if self.iters < 1 or self.horizon < 1:
+            raise ValueError(f"iters and horizon must be ≥ 1, got iters={self.iters}, horizon={self.horizon}")
+        if not 0 <= self.momentum < 1 or self.init_std <= 0:
+            raise ValueError(f"need 0 ≤ momentum < 1 and init_std > 0, got {self.momentum}, {self.init_std}")
+
+
+def cem(energy_fn: Callable[[torch.Tensor], torch.Tensor], cfg: CEMConfig, dim: int = 4,
+        init_mean: torch.Tensor | None = None, generator: torch.Generator | None = None):
+    """Minimise energy_fn(u [S, H, dim] in [−1, 1]) -> [S] by the cross-entropy method.
+
+    Returns (mean [H, dim], history): one record per iteration with the mean, std, the samples' and the elites'
+    energies (what lesson 08 draws). The mean itself is always among the samples, so an iteration never
+    loses the current best guess.
+    """
+    mean = torch.zeros(cfg.horizon, dim) if init_mean is None else init_mean.clone()
+    std = torch.full((cfg.horizon, dim), cfg.init_std)
+    history = []
+    for _ in range(cfg.iters):
+        u = mean + std * torch.randn(cfg.samples, cfg.horizon, dim, generator=generator)
+        u[0] = mean
+        u = u.clamp(-1, 1)
+        e = energy_fn(u)                                                    # [S]
+        elite = u[torch.topk(e, cfg.topk, largest=False).indices]           # [K, H, dim]
+        history.append({"mean": mean.clone(), "std": std.clone(), "samples": u, "energy": e,
+                        "elite_energy": float(e.min())})
+        mean = cfg.momentum * mean + (1 - cfg.momentum) * elite.mean(0)
+        std = cfg.momentum * std + (1 - cfg.momentum) * (elite.std(0) if cfg.topk > 1 else torch.zeros_like(std))
+    return mean, history
+
+
+def keep_in_workspace(u: torch.Tensor, wrist, box=WORKSPACE) -> torch.Tensor:
+    """u [S, H, 4] -> u with each tubelet's displacement shortened so the wrist path (2 frames per tubelet,
+    from `wrist` [3]) stays in the box; grip untouched."""
+    lo, hi = (torch.as_tensor(b, dtype=u.dtype) for b in box)
+    pos, out = torch.as_tensor(np.asarray(wrist), dtype=u.dtype).expand(u.shape[0], 3), u.clone()
+    for k in range(u.shape[1]):
+        nxt = torch.minimum(torch.maximum(pos + 2 * MAX_STEP * u[:, k, :3], lo), hi)
+        out[:, k, :3] = (nxt - pos) / (2 * MAX_STEP)
+        pos = nxt
+    return out
+
+
+def env_action(u) -> np.ndarray:
+    """u [4] in [−1, 1] -> the env action [dx, dy, dz, grip]."""
+    u = np.asarray(u, float)
+    return np.concatenate([u[:3] * MAX_STEP, [(u[3] + 1) / 2]])
+
+
+def energy(pred: torch.Tensor, goal: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    """Distance of predicted latents [S, N, D] to a goal [N, D] -> [S].
+
+    l1: mean |ẑ − z_goal| over tokens and channels (V-JEPA 2-AC); l2: mean squared; pooled: L1 of the
+    token means (position-blind: only what is in the scene, not where).
+    """
+    if kind == "l1":
+        return (pred - goal).abs().mean((-2, -1))
+    if kind == "l2":
+        return (pred - goal).pow(2).mean((-2, -1))
+    if kind == "pooled":
+        return (pred.mean(-2) - goal.mean(-2)).abs().mean(-1)
+    raise ValueError(f"energy must be one of {ENERGIES}, got {kind!r}")
+
+
+class LatentPlanner:
+    """The encoder + action-conditioned predictor as a planner's world model, with the episode's latents."""
+
+    def __init__(self, encoder, world_model, cem_cfg: CEMConfig, energy_kind: str = "l1"):
+        if energy_kind not in ENERGIES:
+            raise ValueError(f"energy must be one of {ENERGIES}, got {energy_kind!r}")
+        c = world_model.config
+        if cem_cfg.horizon > c.future_tubelets:
+            raise ValueError(f"CEM horizon {cem_cfg.horizon} exceeds the world model's {c.future_tubelets} tubelets")
+        self.encoder, self.model, self.cfg, self.energy_kind = encoder, world_model, cem_cfg, energy_kind
+        self.latents: list[torch.Tensor] = []
+
+    def observe(self, frames: np.ndarray) -> torch.Tensor:
+        """Append the state of the last tubelet of frames [T, H, W, 3] (T even): its last frame's latent [N, D]."""
+        z = frame_latents(self.encoder, frames, [len(frames) - 1])[0]
+        self.latents.append(z)
+        return z
+
+    def context(self) -> torch.Tensor:
+        """The last Tc latents [Tc, N, D] (the first one repeated at the episode's start)."""
+        Tc = self.model.config.context_tubelets
+        lat = [self.latents[0]] * max(0, Tc - len(self.latents)) + self.latents[-Tc:]
+        return torch.stack(lat)
+
+    @torch.no_grad()
+    def predict(self, u: torch.Tensor) -> torch.Tensor:
+        """u [S, H, 4] -> predicted latents [S, H, N, D] from the current context (same action both frames)."""
+        c = self.model.config
+        S, H = u.shape[:2]
+        acts = torch.cat([u, u], -1)
+        acts = torch.cat([acts, acts[:, -1:].expand(S, c.future_tubelets - H, 8)], 1)  # pad to the model's H
+        return self.model(self.context()[None].expand(S, -1, -1, -1), actions=acts)[:, :H]
+
+    def plan(self, goal: torch.Tensor, generator: torch.Generator, init_mean=None, wrist=None):
+        """CEM toward `goal` [N, D] -> (mean [H, 4], history); with `wrist` [3], paths stay in WORKSPACE
+        (the returned mean is already bounded)."""
+        bound = (lambda u: u) if wrist is None else (lambda u: keep_in_workspace(u, wrist))  # noqa: E731
+        mean, hist = cem(lambda u: energy(self.predict(bound(u))[:, -1], goal, self.energy_kind), self.cfg,
+                         init_mean=init_mean, generator=generator)
+        return bound(mean[None])[0], hist
+
+
+@dataclass
+class PlanConfig:
+    mode: str = "thinker"        # flat | thinker
+    max_steps: int = 32          # planner actions (tubelets) per episode: 64 frames, the demonstrations' length
+    ask_every: int = 2           # thinker mode: actions between two questions to the thinker
+    energy: str = "l1"           # l1 | l2 | pooled
+    seed: int = 0                # CEM sampling
+    cem: CEMConfig = None
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.max_steps < 1 or self.ask_every < 1:
+            raise ValueError(f"max_steps and ask_every must be ≥ 1, got {self.max_steps}, {self.ask_every}")
+        self.cem = self.cem or CEMConfig()
+
+
+@torch.no_grad()
+def energy_landscape(env: TabletopEnv, goal: torch.Tensor, encoder, xs, ys, z: float | None = None,
+                     grip: float | None = None, kind: str = "l1") -> np.ndarray:
+    """Energy [len(ys), len(xs)] of the *encoded* frame with the wrist moved to (x, y, z) (z, grip default to
+    the current ones), everything else as in env's state: is the energy lowest where the goal's hand is?
+
+    The env itself is left unchanged.
+    """
+    saved = env.clone_state()
+    frames = []
+    for y in ys:
+        for x in xs:
+            env.state = env.clone_state()
+            env.state.wrist = np.array([x, y, saved.wrist[2] if z is None else z])
+            env.state.grip = saved.grip if grip is None else grip
+            frames.append(env.render())
+    env.state = saved
+    lat = frame_latents(encoder, np.stack(frames))                             # [P, N, D]
+    return energy(lat, goal, kind).view(len(ys), len(xs)).numpy()
+
+
+def oracle_boundary(env: TabletopEnv, demo) -> int:
+    """Demo frame of the next phase boundary given the env's true progress (held object, touches, success)."""
+    task, s = env.task, env.state
+    ends, last = [int(e) for e in demo.extras["subgoal_end"]], demo.num_frames - 1
+    if env.success():
+        return last
+    if task.family in ("pick_place", "marked_pick_place"):
+        return ends[1] if s.held == task.subgoals[0][1] else ends[0]
+    if task.family == "touch_sequence":
+        order = [i for _, i in task.subgoals]
+        done = 0
+        for i in s.touched:  # the longest prefix of the order touched so far, in order
+            done = done + 1 if done < len(order) and i == order[done] else (1 if i == order[0] else 0)
+        return ends[min(done, len(ends) - 1)]
+    return ends[0] if np.linalg.norm(s.wrist[:2] - demo.positions(["rightHand"])[ends[0], 0, :2]) > 0.02 else ends[1]
+
+
+def first_subgoal_done(env: TabletopEnv) -> bool:
+    """Partial progress: the cube grasped (pick_place) or the first object touched (touch_sequence)."""
+    kind, obj = env.task.subgoals[0]
+    return env.state.held == obj if kind == "grasp" else obj in env.state.touched
+
+
+def demonstration(seed: int, family: str):
+    """The expert's episode on world seed `seed` (its last frame is the flat goal) and the env reset on its scene."""
+    from tkjepa.world.generate import WorldConfig, generate_episode
+
+    demo = generate_episode(seed, WorldConfig(family=family))
+    env = TabletopEnv(family=family)
+    attempt = demo.extras["attempt"]
+    env.reset([seed, attempt] if attempt else seed)
+    return demo, env
+
+
+def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, head=None, thinker=None,
+                record: bool = False) -> dict:
+    """Plan one held-out episode; returns success, actions used, planning seconds (+ frames and subgoal texts
+    when `record`)."""
+    from tkjepa.subgoal import think
+
+    demo, env = demonstration(seed, family)
+    planner = LatentPlanner(encoder, world_model, cfg.cem, cfg.energy)
+    frames = [env.render(), env.step([0.0, 0.0, 0.0, 0.0])]        # tubelet 0: the start, still
+    planner.observe(np.stack(frames))
+    flat_goal = frame_latents(encoder, demo.frames, [demo.num_frames - 1])[0]
+    g = torch.Generator().manual_seed(seed * 7919 + cfg.seed)
+    mean, goal, texts, energies, success, steps = None, flat_goal, [], [], False, 0
+    demo_latents: dict[int, torch.Tensor] = {}
+    first_wrist = demo.positions(["rightHand"])[int(demo.extras["subgoal_end"][0]), 0]  # where subgoal 0 is done
+    first_done, closest = False, float(np.linalg.norm(env.state.wrist - first_wrist))
+    t0 = time.perf_counter()
+    for step in range(cfg.max_steps):
+        if cfg.mode == "thinker" and step % cfg.ask_every == 0:
+            seen = Episode(frames=np.stack(frames), transforms={}, confidences={}, intrinsic=demo.intrinsic,
+                           task=demo.task, instruction=demo.instruction, environment=demo.environment, fps=demo.fps)
+            thought, tokens, text = think(*thinker, [seen], [len(frames)])
+            with torch.no_grad():
+                goal = head(thought, tokens[0][None], torch.ones(1, len(tokens[0]), dtype=torch.bool),
+                            planner.latents[-1][None])[0]
+            texts.append((step, text[0]))
+        if cfg.mode == "oracle":
+            b = oracle_boundary(env, demo)
+            goal = demo_latents.setdefault(b, frame_latents(encoder, demo.frames, [b])[0])
+        init = None if mean is None else torch.cat([mean[1:], mean[-1:]])  # warm start: the plan shifted by one
+        mean, hist = planner.plan(goal, g, init, wrist=env.state.wrist)
+        energies.append(hist[-1]["elite_energy"])
+        for _ in range(2):
+            frames.append(env.step(env_action(mean[0])))
+            success = success or env.success()
+            first_done = first_done or first_subgoal_done(env)
+            closest = min(closest, float(np.linalg.norm(env.state.wrist - first_wrist)))
+        steps += 1
+        if success:
+            break
+        planner.observe(np.stack(frames))
+    seconds = time.perf_counter() - t0
+    out = {"seed": int(seed), "family": family, "success": bool(success), "steps": steps,
+           "seconds": round(seconds, 3), "final_energy": round(energies[-1], 4),
+           "first_subgoal": bool(first_done), "closest_to_first_cm": round(100 * closest, 1)}
+    if cfg.mode == "thinker":
+        out["subgoal_texts"] = texts
+    if record:
+        out.update(frames=np.stack(frames), energies=energies, flat_goal=flat_goal, demo=demo)
+    return out
+
+
+def episode_seeds(world_seed: int, episodes: int) -> list[tuple[int, str]]:
+    """(seed, family) of held-out episode i: world seed `world_seed`'s i-th episode, families alternating."""
+    from tkjepa.world.generate import episode_seed
+
+    return [(episode_seed(world_seed, i), FAMILIES[i % len(FAMILIES)]) for i in range(episodes)]
+
+
+def load_planner(folder=PLANNER, need_head: bool = True):
+    """(encoder, world model, subgoal head or None, (thinker, tokenizer) or None) for `tkjepa plan`."""
+    from tkjepa.bench import load_models
+    from tkjepa.subgoal import load_head
+    from tkjepa.worldmodel import load_world_model
+
+    folder = Path(folder)
+    if not (folder / "world_model.safetensors").exists():
+        raise SystemExit(f"{folder}: no planner checkpoint; train it with `tkjepa train-planner --out {folder}`")
+    from tkjepa.bench import ENCODER, THINKER, _digest
+
+    trained_on = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
+    for name, path in (("encoder", ENCODER), ("thinker", THINKER)):
+        if trained_on.get(f"{name}_sha256") not in (None, _digest(path)):
+            print(f"warning: {folder} was trained with another {name} than {path}; retrain it with "
+                  f"`tkjepa train-planner --out {folder}`")
+    encoder, thinker = load_models()
+    world_model, _ = load_world_model(folder)
+    head = load_head(folder) if need_head else None
+    return encoder, world_model, head, thinker if need_head else None
+
+
+def evaluate(cfg: PlanConfig, episodes: int, world_seed: int, models, progress: bool = True) -> dict:
+    """Success rate, mean actions and seconds per action over `episodes` held-out episodes."""
+    from tqdm.auto import tqdm
+
+    encoder, world_model, head, thinker = models
+    rows = [run_episode(s, fam, cfg, encoder, world_model, head, thinker)
+            for s, fam in tqdm(episode_seeds(world_seed, episodes), desc=cfg.mode, unit="ep", disable=not progress)]
+    per_family = {f: float(np.mean([r["success"] for r in rows if r["family"] == f]))
+                  for f in FAMILIES if any(r["family"] == f for r in rows)}
+    return {"success_rate": float(np.mean([r["success"] for r in rows])), "episodes": len(rows),
+            "mean_steps": float(np.mean([r["steps"] for r in rows])),
+            "first_subgoal_rate": float(np.mean([r["first_subgoal"] for r in rows])),
+            "median_closest_to_first_cm": float(np.median([r["closest_to_first_cm"] for r in rows])),
+            "seconds_per_action": sum(r["seconds"] for r in rows) / max(1, sum(r["steps"] for r in rows)),
+            "mode": cfg.mode, "per_family": per_family, "world_seed": world_seed,
+            "config": {**asdict(cfg), "cem": asdict(cfg.cem)}, "per_episode": rows}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--episodes", type=int, default=30, help="held-out episodes (families alternate)")
+    p.add_argument("--mode", default="thinker", choices=MODES,
+                   help="goal: final frame (flat), thinker subgoals, or the true next subgoal (oracle, a diagnostic)")
+    p.add_argument("--seed", type=int, default=0, help="CEM sampling seed")
+    p.add_argument("--world-seed", type=int, default=2000, help="held-out episode draw (training uses 1000, 1001)")
+    p.add_argument("--out", default=None, help="write the result JSON here")
+    p.add_argument("--planner", default=str(PLANNER), help="folder written by `tkjepa train-planner`")
+    p.add_argument("--samples", type=int, default=CEMConfig.samples, help="CEM samples per iteration")
+    p.add_argument("--topk", type=int, default=CEMConfig.topk, help="CEM elites")
+    p.add_argument("--iters", type=int, default=CEMConfig.iters, help="CEM iterations per action")
+    p.add_argument("--horizon", type=int, default=CEMConfig.horizon, help="planning horizon in tubelets")
+    p.add_argument("--momentum", type=float, default=CEMConfig.momentum, help="CEM momentum")
+    p.add_argument("--max-steps", type=int, default=PlanConfig.max_steps, help="actions (tubelets) per episode")
+    p.add_argument("--ask-every", type=int, default=PlanConfig.ask_every, help="thinker mode: actions per question")
+    p.add_argument("--energy", default="l1", choices=ENERGIES, help="latent distance to the goal")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true")
+
+
+def run(args) -> int:
+    from tkjepa.bench import TRAIN_SEED
+
+    torch.set_num_threads(args.threads)
+    if args.episodes < 1:
+        raise SystemExit("tkjepa plan: --episodes must be ≥ 1")
+    if args.world_seed in (TRAIN_SEED, TRAIN_SEED + 1):
+        raise SystemExit(f"tkjepa plan: --world-seed {args.world_seed} is a training draw; use a held-out one (2000)")
+    try:
+        cem_cfg = CEMConfig(samples=args.samples, topk=args.topk, iters=args.iters, horizon=args.horizon,
+                            momentum=args.momentum)
+        cfg = PlanConfig(mode=args.mode, max_steps=args.max_steps, ask_every=args.ask_every, energy=args.energy,
+                         seed=args.seed, cem=cem_cfg)
+    except ValueError as e:
+        raise SystemExit(f"tkjepa plan: {e}") from None
+    t0 = time.perf_counter()
+    models = load_planner(args.planner, need_head=args.mode == "thinker")
+    if cem_cfg.horizon > models[1].config.future_tubelets:
+        raise SystemExit(f"tkjepa plan: --horizon {cem_cfg.horizon} exceeds the world model's "
+                         f"{models[1].config.future_tubelets} tubelets")
+    result = evaluate(cfg, args.episodes, args.world_seed, models, progress=not args.quiet)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: result[k] for k in ("success_rate", "episodes", "mean_steps", "seconds_per_action",
+                                             "per_family", "first_subgoal_rate", "median_closest_to_first_cm",
+                                             "seconds")}))
+    return 0

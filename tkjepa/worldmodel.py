@@ -1,0 +1,325 @@
+"""The action-conditioned world model the planner searches with (V-JEPA 2-AC, shrunk to the tabletop).
+
+State. The planner's state is the frozen encoder's *frame latent*: the encoding of one frame shown as a
+still clip (the frame repeated 8 times; last tubelet), pooled 2×2 and layer-normed per token as
+`forecast.pooled_tokens` does: `z [N=16, D=96]`. Tubelet j's state is the latent of its last frame 2j+1.
+Why a still clip and not the sliding 8-frame window: the window's latent also encodes the motion inside the
+window, and measured on play data, the window latents of consecutive tubelets of a nearly still hand
+(< 0.6 cm per frame) differed by a mean L1 of 0.14 — about the energy between hand positions 10 cm apart. A
+goal frame and a predicted state must be comparable as *states*: a frame latent is a function of the frame
+alone, the same scene gives the same latent, and a goal image is encoded exactly like an observation.
+
+Actions. Action pair j = the env actions (a_{2j−1}, a_{2j}) that produce tubelet j's two frames, normalised
+to [−1, 1] (displacements / MAX_STEP, grip·2 − 1): `[8]`, the forecasting data's two-frames-per-tubelet layout.
+
+Model. `WorldModel`: a `GuidedPredictor(injection="none", action_dim=8, block_causal=True)` — Tc context
+states + H future mask tokens carrying the action pairs, so the prediction of tubelet t sees actions ≤ t
+only — read as a *change* of the last observed state: ẑ_t = LN(z_last + predictor(…)_t). Most of the scene
+does not move, so the network starts at "nothing changes" and spends its capacity on what the actions do.
+Trained with V-JEPA 2-AC's L1 teacher-forcing loss on layer-normed latents.
+
+Data. Expert demonstrations alone teach a model to ignore its actions (the action is a function of the
+state). So training episodes are *play*: the scripted expert with smooth random perturbations of random
+strength and random grip flips (70%), and random waypoint wandering with random grip (30%), over all four
+task families; see `play_episode`.
+
+`tkjepa train-planner --out data_samples/planner` trains this model, then the thinker's subgoal head
+(`tkjepa.subgoal`), and writes both with a `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+from safetensors.torch import load_file, save_file
+
+from tkjepa.encoder import frames_to_video
+from tkjepa.predictor import GuidedPredictor, GuidedPredictorConfig
+from tkjepa.world import expert, hand
+from tkjepa.world.env import MAX_STEP, TabletopEnv
+from tkjepa.world.scene import PLACE_X, TABLE_Y
+from tkjepa.world.tasks import FAMILIES
+
+CLIP = 8        # frames per encoder call (the encoder's pretraining clip length)
+POOL = 2        # 8×8 encoder tokens -> 4×4
+ACTION_DIM = 8  # two frames × [dx, dy, dz, grip] per tubelet
+
+
+# -- latents ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def frame_latents(encoder, frames: np.ndarray, indices=None, batch: int = 32) -> torch.Tensor:
+    """frames [T, H, W, 3] uint8 -> latents [len(indices), N, D] of frames `indices` (default: all), each
+    encoded alone as a still clip. Reads no frame but the ones indexed."""
+    indices = range(len(frames)) if indices is None else indices
+    out = []
+    for i in range(0, len(indices), batch):
+        still = np.repeat(frames[list(indices[i:i + batch])][:, None], CLIP, axis=1)  # [b, 8, H, W, 3]
+        z = encoder(frames_to_video(still))[:, -1]                                 # [b, 64, D]
+        g = int(round(z.shape[1] ** 0.5))
+        z = F.avg_pool2d(rearrange(z, "b (h w) d -> b d h w", h=g), POOL)
+        z = rearrange(z, "b d h w -> b (h w) d")
+        out.append(F.layer_norm(z, (z.shape[-1],)))
+    return torch.cat(out)
+
+
+def tubelet_states(encoder, frames: np.ndarray) -> torch.Tensor:
+    """frames [T, H, W, 3] (T even) -> states [T/2, N, D]: tubelet j's is the latent of frame 2j+1."""
+    return frame_latents(encoder, frames, range(1, len(frames), 2))
+
+
+def normalize_actions(actions: np.ndarray) -> np.ndarray:
+    """Env actions [..., 4] -> [..., 4] in [−1, 1]: displacement / MAX_STEP, grip·2 − 1."""
+    a = np.asarray(actions, np.float32)
+    return np.concatenate([np.clip(a[..., :3] / MAX_STEP, -1, 1), a[..., 3:] * 2 - 1], -1)
+
+
+def action_pairs(actions: np.ndarray) -> np.ndarray:
+    """Per-frame env actions [T, 4] (a_t makes frame t+1) -> normalised pairs [T/2, 8]; pair j makes tubelet j.
+
+    Pair 0's first action precedes the episode: a no-op (still, grip open).
+    """
+    a = normalize_actions(actions)
+    first = normalize_actions(np.zeros(4))[None]
+    prev = np.concatenate([first, a[:-1]])                                    # a_{t-1}
+    return rearrange(prev, "(j two) a -> j (two a)", two=2)
+
+
+# -- play data -------------------------------------------------------------------------------------------
+def play_episode(seed: int, family: str, num_frames: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(frames [T, 64, 64, 3] uint8, env actions [T, 4]) of one perturbed-expert or wandering episode."""
+    rng = np.random.default_rng([seed, 11])
+    env = TabletopEnv(family=family, num_frames=num_frames)
+    for attempt in range(20):
+        frames = [env.reset([seed, attempt] if attempt else seed)]
+        try:
+            segs, n_pre = expert.plan(env.task, env.state.objects, rng)
+            expert.set_speed_limits(env.state.wrist, segs, MAX_STEP)
+            expert.fit_timing(segs, n_pre, num_frames // 2 + int(rng.integers(-2, 4)), num_frames)
+            break
+        except ValueError:
+            continue
+    targets, grips = expert.desired_path(env.state.wrist, segs)
+    wander = rng.random() < 0.3
+    if wander:  # random waypoints, each held for a few frames, with a random grip
+        n = num_frames // 6 + 1
+        way = np.stack([rng.uniform(*PLACE_X, n), rng.uniform(TABLE_Y[0], TABLE_Y[1] - 0.05, n),
+                        rng.uniform(hand.MIN_WRIST_Z, 0.22, n)], 1)
+        targets = np.repeat(way, 6, axis=0)[:num_frames]
+        grips = np.repeat((rng.random(n) < 0.4).astype(float), 6)[:num_frames]
+    sigma = rng.uniform(0.0, 0.025)
+    drift, flip, actions = np.zeros(3), 0, []
+    for t in range(num_frames - 1):
+        drift = 0.8 * drift + rng.normal(0.0, sigma, 3)
+        move = targets[t] - env.state.wrist
+        if wander:
+            move = move / max(1.0, np.linalg.norm(move) / (0.7 * MAX_STEP))
+        if flip == 0 and rng.random() < 0.06:
+            flip = int(rng.integers(2, 7))
+        g = grips[t] if flip == 0 else 1.0 - grips[t]
+        flip = max(0, flip - 1)
+        a = np.concatenate([np.clip(move + drift, -MAX_STEP, MAX_STEP), [g]])
+        actions.append(a)
+        frames.append(env.step(a))
+    actions.append(np.array([0.0, 0.0, 0.0, env.state.grip]))
+    return np.stack(frames), np.stack(actions).astype(np.float32)
+
+
+def play_data(seed: int, episodes: int, encoder, progress: bool = True) -> dict[str, torch.Tensor]:
+    """{"z": [E, T/2, N, D] tubelet states, "actions": [E, T/2, 8] pairs} of `episodes` play episodes."""
+    from tqdm.auto import tqdm
+
+    from tkjepa.world.generate import episode_seed
+
+    zs, acts = [], []
+    for i in tqdm(range(episodes), desc="play data", unit="ep", disable=not progress):
+        frames, actions = play_episode(episode_seed(seed, i), FAMILIES[i % len(FAMILIES)])
+        zs.append(tubelet_states(encoder, frames))
+        acts.append(torch.from_numpy(action_pairs(actions)))
+    return {"z": torch.stack(zs), "actions": torch.stack(acts)}
+
+
+# -- the model -------------------------------------------------------------------------------------------
+@dataclass
+class WorldModelConfig:
+    latent_dim: int = 96        # D of the encoder's tokens
+    tokens: int = 16            # N tokens per tubelet after 2×2 pooling
+    dim: int = 64               # predictor width
+    depth: int = 4              # predictor blocks
+    num_heads: int = 4
+    context: int = 2            # Tc: observed tubelets the prediction starts from (4 frames: position + velocity)
+    horizon: int = 2            # H: tubelets predicted per call = the planning horizon (4 frames)
+    steps: int = 2500           # optimiser steps
+    batch_size: int = 64        # windows per step
+    lr: float = 1.5e-3          # peak AdamW lr (warmup 100 steps, cosine to 1% of it)
+    weight_decay: float = 0.04
+    episodes: int = 320         # play episodes (world seed `seed_data`)
+    seed_data: int = 1000       # = bench.TRAIN_SEED: planning is evaluated on seed 2000's episodes
+    seed: int = 0               # weights and batch order
+
+    def predictor_config(self) -> GuidedPredictorConfig:
+        return GuidedPredictorConfig(latent_dim=self.latent_dim, dim=self.dim, depth=self.depth,
+                                     num_heads=self.num_heads, context_tubelets=self.context,
+                                     future_tubelets=self.horizon, tokens=self.tokens, injection="none",
+                                     action_dim=ACTION_DIM, block_causal=True)
+
+
+class WorldModel(nn.Module):
+    """forward(ctx [B, Tc, N, D], actions [B, H, 8]) -> predicted states [B, H, N, D]."""
+
+    def __init__(self, cfg: WorldModelConfig):
+        super().__init__()
+        self.predictor = GuidedPredictor(cfg.predictor_config())
+
+    @property
+    def config(self) -> GuidedPredictorConfig:
+        return self.predictor.config
+
+    def forward(self, ctx: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        delta = self.predictor(ctx, actions=actions)                            # [B, H, N, D]
+        return F.layer_norm(ctx[:, -1:] + delta, (ctx.shape[-1],))
+
+
+def windows(data: dict, idx: torch.Tensor, start: torch.Tensor, cfg: WorldModelConfig):
+    """(ctx [B, Tc, N, D], actions [B, H, 8], target [B, H, N, D]) of windows whose last context tubelet is
+    `start` in episodes `idx`; context before tubelet 0 repeats tubelet 0."""
+    c = torch.clamp(start[:, None] + torch.arange(-cfg.context + 1, 1), min=0)         # [B, Tc]
+    f = start[:, None] + torch.arange(1, cfg.horizon + 1)                              # [B, H]
+    e = idx[:, None]
+    return data["z"][e, c], data["actions"][e, f], data["z"][e, f]
+
+
+def _lr(step: int, cfg: WorldModelConfig) -> float:
+    if step < 100:
+        return cfg.lr * (step + 1) / 100
+    frac = (step - 100) / max(1, cfg.steps - 100)
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * frac)))
+
+
+def train_world_model(cfg: WorldModelConfig, data: dict, val: dict | None = None,
+                      progress: bool = True) -> tuple[WorldModel, list[dict]]:
+    """L1 teacher forcing on random windows; a log record every 250 steps (+ validation when given)."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg.seed)
+    model = WorldModel(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    E, J = data["z"].shape[:2]
+    history = []
+    t0 = time.perf_counter()
+    for step in tqdm(range(cfg.steps), desc="world model", disable=not progress):
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        idx = torch.randint(0, E, (cfg.batch_size,), generator=g)
+        start = torch.randint(0, J - cfg.horizon, (cfg.batch_size,), generator=g)
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, cfg)
+
+        # forward: predict H tubelets from Tc latents + H action pairs
+        ctx, act, target = windows(data, idx, start, cfg)
+        loss = (model(ctx, actions=act) - target).abs().mean()
+
+        # backward & step
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+        if (step + 1) % 250 == 0 or step + 1 == cfg.steps:
+            rec = {"step": step + 1, "loss": loss.item(), "time_s": round(time.perf_counter() - t0, 1)}
+            if val is not None:
+                rec.update(evaluate_world_model(model, val, cfg))
+            history.append(rec)
+    return model.eval(), history
+
+
+@torch.no_grad()
+def evaluate_world_model(model: WorldModel, data: dict, cfg: WorldModelConfig, n: int = 1024) -> dict:
+    """Held-out L1 of the prediction with the true actions, with actions shuffled across windows (how much
+    the model reads its actions), and of copying the last context latent (how much it predicts at all)."""
+    g = torch.Generator().manual_seed(123)
+    E, J = data["z"].shape[:2]
+    idx, start = torch.randint(0, E, (n,), generator=g), torch.randint(0, J - cfg.horizon, (n,), generator=g)
+    ctx, act, target = windows(data, idx, start, cfg)
+    l1 = lambda p: float((p - target).abs().mean())  # noqa: E731
+    return {"val_l1": l1(model(ctx, actions=act)),
+            "val_l1_shuffled_actions": l1(model(ctx, actions=act[torch.randperm(n, generator=g)])),
+            "val_l1_copy_last": l1(ctx[:, -1:].expand_as(target))}
+
+
+def save_world_model(model: WorldModel, cfg: WorldModelConfig, path: str | Path) -> None:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "world_model.json").write_text(json.dumps(asdict(cfg), indent=1))
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(path / "world_model.safetensors"))
+
+
+def load_world_model(path: str | Path) -> tuple[WorldModel, WorldModelConfig]:
+    path = Path(path)
+    cfg = WorldModelConfig(**json.loads((path / "world_model.json").read_text()))
+    model = WorldModel(cfg)
+    model.load_state_dict(load_file(str(path / "world_model.safetensors")))
+    return model.eval(), cfg
+
+
+# -- `tkjepa train-planner` ----------------------------------------------------------------------------
+def add_arguments(p) -> None:
+    p.add_argument("--out", default="data_samples/planner", help="folder for the planner's weights + metrics.json")
+    p.add_argument("--episodes", type=int, default=None, help="play episodes for the world model (default 320)")
+    p.add_argument("--steps", type=int, default=None, help="world-model optimiser steps (default 2500)")
+    p.add_argument("--head-episodes", type=int, default=None, help="demonstrations for the subgoal head (default 200)")
+    p.add_argument("--head-steps", type=int, default=None, help="subgoal-head optimiser steps (default 1500)")
+    p.add_argument("--seed", type=int, default=0, help="weights and batch order; the data seeds are fixed")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: reproducible, no oversubscription)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def run(args) -> int:
+    import platform
+
+    from tkjepa import subgoal
+    from tkjepa.bench import ENCODER, THINKER, _digest, load_models
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    cfg = WorldModelConfig(seed=args.seed)
+    cfg.episodes = args.episodes or cfg.episodes
+    cfg.steps = args.steps or cfg.steps
+    encoder, thinker = load_models()
+    data = play_data(cfg.seed_data, cfg.episodes, encoder, progress=not args.quiet)
+    val = play_data(cfg.seed_data + 1, 48, encoder, progress=not args.quiet)
+    t_data = time.perf_counter() - t0
+    model, history = train_world_model(cfg, data, val, progress=not args.quiet)
+    save_world_model(model, cfg, args.out)
+    t_wm = time.perf_counter() - t0 - t_data
+
+    hcfg = subgoal.SubgoalConfig(seed=args.seed)
+    hcfg.episodes = args.head_episodes or hcfg.episodes
+    hcfg.steps = args.head_steps or hcfg.steps
+    head, head_metrics = subgoal.train_from_scratch(hcfg, encoder, thinker, progress=not args.quiet)
+    subgoal.save_head(head, hcfg, args.out)
+    t_head = time.perf_counter() - t0 - t_data - t_wm
+    metrics = {
+        "command": "tkjepa train-planner --out " + str(args.out),
+        "wall_time_s": round(time.perf_counter() - t0, 1),
+        "time_s": {"world_model_data": round(t_data, 1), "world_model_train": round(t_wm, 1),
+                   "subgoal_head": round(t_head, 1)},
+        "machine": f"{platform.machine()}, {args.threads} torch thread(s), torch {torch.__version__}",
+        "world_model": {"config": asdict(cfg), "final": history[-1], "history": history,
+                        "params": sum(p.numel() for p in model.parameters())},
+        "subgoal_head": head_metrics,
+        "encoder": str(ENCODER.name), "thinker": str(THINKER.name),
+        "encoder_sha256": _digest(ENCODER), "thinker_sha256": _digest(THINKER),
+    }
+    (Path(args.out) / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    f = history[-1]
+    print(f"world model: val L1 {f['val_l1']:.3f} (shuffled actions {f['val_l1_shuffled_actions']:.3f}, "
+          f"copy-last {f['val_l1_copy_last']:.3f}); subgoal head: val L1 {head_metrics['val_l1']:.3f} "
+          f"(copy-current {head_metrics['val_l1_copy_current']:.3f}); {metrics['wall_time_s']} s -> {args.out}")
+    return 0
