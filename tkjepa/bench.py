@@ -72,7 +72,7 @@ def load_models(encoder=ENCODER, thinker=THINKER):
     return load_encoder(encoder), load_thinker(thinker)
 
 
-def _digest(path) -> str:
+def checkpoint_digest(path) -> str:
     """sha256 of a checkpoint's weights file (a hub name stands for itself)."""
     import hashlib
 
@@ -86,7 +86,8 @@ def world_data(seed: int, episodes: int, encoder, thinker, cfg: ForecastConfig, 
     from tkjepa.jepa import world_frames
     from tkjepa.world.generate import WORLD_VERSION
 
-    key = data_key([f"world:{seed}:{episodes}:v{WORLD_VERSION}"], _digest(ENCODER), _digest(THINKER), cfg)
+    key = data_key([f"world:{seed}:{episodes}:v{WORLD_VERSION}"], checkpoint_digest(ENCODER),
+                   checkpoint_digest(THINKER), cfg)
     path = CACHE / f"forecast-{key}.safetensors"
     if path.exists():
         return ForecastData.load(path), json.loads((path.with_suffix(".json")).read_text())

@@ -310,11 +310,11 @@ def load_planner(folder=PLANNER, need_head: bool = True):
     folder = Path(folder)
     if not (folder / "world_model.safetensors").exists():
         raise SystemExit(f"{folder}: no planner checkpoint; train it with `tkjepa train-planner --out {folder}`")
-    from tkjepa.bench import ENCODER, THINKER, _digest
+    from tkjepa.bench import ENCODER, THINKER, checkpoint_digest
 
     trained_on = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
     for name, path in (("encoder", ENCODER), ("thinker", THINKER)):
-        if trained_on.get(f"{name}_sha256") not in (None, _digest(path)):
+        if trained_on.get(f"{name}_sha256") not in (None, checkpoint_digest(path)):
             print(f"warning: {folder} was trained with another {name} than {path}; retrain it with "
                   f"`tkjepa train-planner --out {folder}`")
     encoder, thinker = load_models()

@@ -284,7 +284,7 @@ def run(args) -> int:
     import platform
 
     from tkjepa import subgoal
-    from tkjepa.bench import ENCODER, THINKER, _digest, load_models
+    from tkjepa.bench import ENCODER, THINKER, checkpoint_digest, load_models
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -315,7 +315,7 @@ def run(args) -> int:
                         "params": sum(p.numel() for p in model.parameters())},
         "subgoal_head": head_metrics,
         "encoder": str(ENCODER.name), "thinker": str(THINKER.name),
-        "encoder_sha256": _digest(ENCODER), "thinker_sha256": _digest(THINKER),
+        "encoder_sha256": checkpoint_digest(ENCODER), "thinker_sha256": checkpoint_digest(THINKER),
     }
     (Path(args.out) / "metrics.json").write_text(json.dumps(metrics, indent=1))
     f = history[-1]
