@@ -28,7 +28,6 @@ the energy's minimum to where the subgoal is.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,12 +36,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from tkjepa.encoder import Block, init_weights
 from tkjepa.predictor import CrossAttention
 from tkjepa.pyramid import masked_mean
-from tkjepa.worldmodel import frame_latents
+from tkjepa.worldmodel import frame_latents, load_part, save_part
 
 FAMILIES = ("pick_place", "touch_sequence")  # the multi-step families the planner is scored on
 THINKER_CLIP = 8  # frames in the thinker's clip (SamplerConfig.tiny().thinker_frames)
@@ -221,15 +219,11 @@ def train_from_scratch(cfg: SubgoalConfig, encoder, thinker, progress: bool = Tr
 
 
 def save_head(head: SubgoalHead, cfg: SubgoalConfig, path: str | Path) -> None:
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "subgoal_head.json").write_text(json.dumps(asdict(cfg), indent=1))
-    tensors = {k: v.detach().contiguous() for k, v in head.state_dict().items()}
-    save_file(tensors, str(path / "subgoal_head.safetensors"))
+    save_part(head, cfg, path, "subgoal_head")
 
 
 def load_head(path: str | Path) -> SubgoalHead:
-    path = Path(path)
-    head = SubgoalHead(SubgoalConfig(**json.loads((path / "subgoal_head.json").read_text())))
-    head.load_state_dict(load_file(str(path / "subgoal_head.safetensors")))
+    fields, state = load_part(path, "subgoal_head")
+    head = SubgoalHead(SubgoalConfig(**fields))
+    head.load_state_dict(state)
     return head.eval()

@@ -30,6 +30,7 @@ task families; see `play_episode`.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -252,23 +253,36 @@ def evaluate_world_model(model: WorldModel, data: dict, cfg: WorldModelConfig, n
             "val_l1_copy_last": l1(ctx[:, -1:].expand_as(target))}
 
 
-def save_world_model(model: WorldModel, cfg: WorldModelConfig, path: str | Path) -> None:
+def save_part(model: nn.Module, cfg, path: str | Path, stem: str) -> None:
+    """`path/stem.json` (the config dataclass) + `path/stem.safetensors`, each written to a temporary name and
+    renamed, so an interrupted save never leaves a half-written file under the final name."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    (path / "world_model.json").write_text(json.dumps(asdict(cfg), indent=1))
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path / "world_model.safetensors"))
+    tmp_json, tmp_st = path / f".{stem}.json.tmp", path / f".{stem}.safetensors.tmp"
+    tmp_json.write_text(json.dumps(asdict(cfg), indent=1))
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp_st))
+    os.replace(tmp_st, path / f"{stem}.safetensors")
+    os.replace(tmp_json, path / f"{stem}.json")
+
+
+def load_part(path: str | Path, stem: str) -> tuple[dict, dict]:
+    """(config fields, state dict) saved by `save_part` (safetensors: no pickle)."""
+    path = Path(path)
+    return json.loads((path / f"{stem}.json").read_text()), load_file(str(path / f"{stem}.safetensors"))
+
+
+def save_world_model(model: WorldModel, cfg: WorldModelConfig, path: str | Path) -> None:
+    save_part(model, cfg, path, "world_model")
 
 
 def load_world_model(path: str | Path) -> tuple[WorldModel, WorldModelConfig]:
-    path = Path(path)
-    cfg = WorldModelConfig(**json.loads((path / "world_model.json").read_text()))
+    fields, state = load_part(path, "world_model")
+    cfg = WorldModelConfig(**fields)
     model = WorldModel(cfg)
-    model.load_state_dict(load_file(str(path / "world_model.safetensors")))
+    model.load_state_dict(state)
     return model.eval(), cfg
 
 
-# -- `tkjepa train-planner` ----------------------------------------------------------------------------
 def add_arguments(p) -> None:
     p.add_argument("--out", default="data_samples/planner", help="folder for the planner's weights + metrics.json")
     p.add_argument("--episodes", type=int, default=None, help="play episodes for the world model (default 320)")
