@@ -88,15 +88,17 @@ class ProgressScalar(torch.nn.Module):
         return ((pred - self.p0[idx]) * self.u[idx]).sum(-1)
 
 
-def integrated_gradients(model, data, cfg: AttributionConfig | None = None) -> dict:
+def integrated_gradients(model, data, cfg: AttributionConfig | None = None, base=None) -> dict:
     """IG of the scalar for every episode of `data` -> {old [E, L, No, Dv], new [E, L, Nn, Dv], delta [E],
-    s [E], s_base [E]}. Call on the kept episodes only (see `scalar_terms`)."""
+    s [E], s_base [E]}. Call on the kept episodes only (see `scalar_terms`). `base`: (old, new) baseline states
+    [1, L, 1 or S, Dv] (default: `baseline_states(data)`; the viewer passes its reference episodes' mean)."""
     from captum.attr import IntegratedGradients
 
     cfg = cfg or AttributionConfig()
     model.eval().requires_grad_(False)
     f = ProgressScalar(model, data, cfg)
-    b_old, b_new = baseline_states(data)
+    base = base or baseline_states(data)
+    b_old, b_new = (b.expand(1, -1, x.shape[2], -1) for b, x in zip(base, (data.old, data.new)))
     idx = torch.arange(len(data))
     ig = IntegratedGradients(f)
     (a_old, a_new), delta = ig.attribute(
@@ -135,25 +137,34 @@ def token_attribution(model, data, i: int, cfg: AttributionConfig | None = None)
 
 
 @torch.no_grad()
-def ablation_delta_ade(model, data, cfg: AttributionConfig | None = None) -> tuple[float, list[float]]:
-    """(ADE of the full model, [ΔADE per layer]) over the trained horizon; layer l's old and new rows -> baseline."""
+@torch.no_grad()
+def ablation_delta_ade(model, data, cfg: AttributionConfig | None = None, base=None) -> tuple[float, list[float]]:
+    """(ADE of the full model, [ΔADE per layer]) over the trained horizon; layer l's old and new rows -> `base`
+    (default: `baseline_states(data)`)."""
     from tkjepa.bench import metrics
 
     cfg = cfg or AttributionConfig()
     model.eval()
-    b_old, b_new = baseline_states(data)
+    base = base or baseline_states(data)
     idx = torch.arange(len(data))
 
     def ade(d):
         return metrics(model(d, idx, 1)[1], d.traj, d.valid, cfg.frame)["ade"]
 
     full = ade(data)
-    out = []
-    for l in range(data.old.shape[1]):
-        old, new = data.old.clone(), data.new.clone()
-        old[:, l], new[:, l] = b_old[:, l], b_new[:, l]
-        out.append(ade(replace(data, old=old, new=new)) - full)
-    return full, out
+    return full, [ade(ablate_layers(data, [l], base)) - full for l in range(data.old.shape[1])]
+
+
+def ablate_layers(data, layers, base: tuple[torch.Tensor, torch.Tensor]):
+    """`data` with thinker rows `layers` of both streams replaced by `base` = (old, new) states [1, L, 1 or S, Dv]
+    (broadcast over episodes and tokens); no layers: `data` itself."""
+    layers = list(layers)
+    if not layers:
+        return data
+    old, new = data.old.clone(), data.new.clone()
+    for l in layers:
+        old[:, l], new[:, l] = base[0][:, l], base[1][:, l]
+    return replace(data, old=old, new=new)
 
 
 def ranks(x) -> torch.Tensor:
@@ -208,7 +219,6 @@ def attribute(model, data, cfg: AttributionConfig | None = None) -> dict:
 
 def figure(result: dict):
     """Plotly figure: per-layer mean |attribution| and signed mean (top), ablation ΔADE (bottom)."""
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     x = [f"layer {l}" + ("" if i in result["used"] else " (unused)") for i, l in enumerate(result["layers"])]

@@ -32,7 +32,8 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image, ImageDraw
 
-from tkjepa.attribution import AttributionConfig, ProgressScalar, baseline_states, scalar_terms
+from tkjepa.attribution import (AttributionConfig, ablate_layers, ablation_delta_ade, baseline_states,
+                                integrated_gradients, scalar_terms)
 from tkjepa.bench import CACHE, SHIPPED, const_velocity, folder_data, load_models, metrics
 from tkjepa.egodex import EgoDexFormatError, find_episodes, load_episode
 from tkjepa.episode import RIGHT_HAND_JOINTS, WRIST
@@ -126,17 +127,6 @@ def const_velocity_both(d: ForecastData, windows: int, frames_per_window: int) -
     f = frames_per_window
     one_shot = [const_velocity(d if k == 0 else replace(d, past=d.traj[:, k * f - 2:k * f]), f) for k in range(windows)]
     return {"recursive": const_velocity(d, windows * f), "one_shot": torch.cat(one_shot, dim=1)}
-
-
-def ablate(d: ForecastData, layers, base: tuple[torch.Tensor, torch.Tensor]) -> ForecastData:
-    """`d` with thinker rows `layers` of both streams replaced by the baseline states [1, L, 1, Dv]."""
-    layers = list(layers)
-    if not layers:
-        return d
-    old, new = d.old.clone(), d.new.clone()
-    old[:, layers] = base[0][:, layers].expand(len(d), -1, old.shape[2], -1)
-    new[:, layers] = base[1][:, layers].expand(len(d), -1, new.shape[2], -1)
-    return replace(d, old=old, new=new)
 
 
 def stage_upload(files, max_mb: float, root: Path) -> Path:
@@ -308,7 +298,7 @@ class Viewer:
         key = (checkpoint, tuple(sorted(ablated)))
         with self._lock:
             if key not in view.ablated:
-                d = ablate(view.data, key[1], self.base)
+                d = ablate_layers(view.data, key[1], self.base)
                 view.ablated[key] = {m: p[0] for m, p in forecast_both(self.models[checkpoint], d,
                                                                        self.fcfg.windows).items()}
                 while len(view.ablated) > 32:
@@ -328,8 +318,6 @@ class Viewer:
         {"layers", "used", "attribution" [L] (m, signed), "ablation_delta_ade" [L] (m), "ade_full", "s",
         "s_base", "delta"}; or {"skipped": reason} when the scalar is undefined for this episode.
         """
-        from captum.attr import IntegratedGradients
-
         cfg = cfg or AttributionConfig()
         model, d = self.models[checkpoint], view.data
         layers, used = self.layers(checkpoint)
@@ -337,21 +325,10 @@ class Viewer:
         if not bool(keep[0]):
             return {"layers": layers, "used": used, "skipped": "the wrist moves < 1 mm by frame "
                     f"{cfg.frame} (or frame {cfg.frame} is missing): the attribution scalar is undefined"}
-        f = ProgressScalar(model, d, cfg)
-        b_old, b_new = (b.expand(1, -1, x.shape[2], -1) for b, x in zip(self.base, (d.old, d.new)))
-        idx = torch.arange(1)
-        (a_old, a_new), delta = IntegratedGradients(f).attribute(
-            (d.old.clone(), d.new.clone()), baselines=(b_old, b_new), additional_forward_args=(idx,),
-            n_steps=cfg.n_steps, method=cfg.method, internal_batch_size=cfg.internal_batch_size,
-            return_convergence_delta=True)
-        with torch.no_grad():
-            s, s_base = float(f(d.old, d.new, idx)), float(f(b_old, b_new, idx))
-
-            def ade(x: ForecastData) -> float:
-                return metrics(model(x, idx, 1)[1], x.traj, x.valid, cfg.frame)["ade"]
-
-            full = ade(d)
-            delta_ade = [ade(ablate(d, [r], self.base)) - full for r in range(len(layers))]
+        ig = integrated_gradients(model, d, cfg, base=self.base)
+        a_old, a_new, delta = ig["old"], ig["new"], ig["delta"]
+        s, s_base = float(ig["s"][0]), float(ig["s_base"][0])
+        full, delta_ade = ablation_delta_ade(model, d, cfg, base=self.base)
         per_layer = (a_old.sum((2, 3)) + a_new.sum((2, 3)))[0]       # [L] signed, metres of progress
         return {"layers": layers, "used": used, "attribution": per_layer.tolist(), "ablation_delta_ade": delta_ade,
                 "ade_full": full, "s": s, "s_base": s_base, "delta": float(delta.abs().max())}
