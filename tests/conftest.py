@@ -1,4 +1,5 @@
-"""Shared fixtures. `viewer_url`: the rollout viewer (demos/rollout_viewer.py) served in-process, once per run."""
+"""Shared fixtures. `viewer_url`: the rollout viewer (demos/rollout_viewer.py) served in-process, once per run;
+`one_thread`: torch on one thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread")`)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,14 @@ def viewer_url(viewer_module):
     url = launch(viewer_module.demo, port=free_port(), block=False)
     yield url
     viewer_module.demo.close()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tensors this small only lose to thread hand-offs (4× slower on a busy 2-core machine)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -13,13 +13,7 @@ from tkjepa.pyramid import (PyramidConfig, PyramidExtractor, block_levels, colla
 L, DV, NO, NN = 6, 24, 7, 3  # cached rows, VLM width, old / new tokens
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors this small only lose to thread hand-offs (4× slower on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run fastest on one thread
 
 
 def pyr_cfg(**kw):

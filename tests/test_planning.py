@@ -13,12 +13,7 @@ from tkjepa.world.env import MAX_STEP, TabletopEnv
 from tkjepa.world.expert import grasp_pose
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small tensors run fastest on one thread
 
 
 @pytest.fixture(scope="module")
