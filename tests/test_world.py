@@ -48,11 +48,38 @@ def test_expert_succeeds_first_time_in_every_family():
 
 def test_decision_point_sits_at_the_forecast_start(episodes):
     s = 32
+    decisions = np.array([ep.extras["decision_frame"] for ep in episodes])
+    assert np.all((decisions >= s) & (decisions <= s + 6)), decisions
+    assert np.mean(decisions == s) > 0.9  # later only when the first subgoal cannot be done by then
     for ep in episodes:
-        d = ep.extras["decision_frame"]
-        assert s - 2 <= d <= s + 6, d
         w = ep.positions([WRIST])[:, 0]
         assert np.linalg.norm(w[s - 1] - w[s - 4]) < 0.01  # the dense window sees a still hand
+        d = ep.extras["decision_frame"]
+        assert np.linalg.norm(w[d + 4] - w[d]) > 0.01  # and it is on its way four frames after the decision
+
+
+def test_hand_height_is_visible_as_the_offset_to_its_shadow(episodes):
+    """From the hand's image position alone, height and depth are confounded (one pixel row, many (y, z));
+    with its shadow's, which falls `SHADOW_SHEAR` per metre of height to the front left, xyz is linear."""
+    from tkjepa.world.render import PALM, SHADOW_SHEAR
+
+    cam = default_camera(64)
+    p = np.concatenate([ep.positions([WRIST])[:, 0] for ep in episodes])
+    shadow = p + PALM
+    shadow[:, :2] += SHADOW_SHEAR * p[:, 2:]
+    shadow[:, 2] = 0.0
+
+    def r2(features):
+        f = np.c_[features, np.ones(len(features))]
+        resid = p - f @ np.linalg.lstsq(f, p, rcond=None)[0]
+        return 1 - (resid ** 2).sum(0) / ((p - p.mean(0)) ** 2).sum(0)
+
+    hand_only, with_shadow = r2(cam.project(p)[0]), r2(np.c_[cam.project(p)[0], cam.project(shadow)[0]])
+    assert hand_only[2] < 0.3 and hand_only[1] < 0.95      # z (and so y) not readable from the hand alone
+    assert np.all(with_shadow > 0.98), with_shadow
+    frame = episodes[0].frames[20].astype(float)
+    u, v = np.round(cam.project(shadow[20])[0]).astype(int)
+    assert frame[v, u].mean() < frame[5:, :].mean()        # and the shadow is drawn there: darker than average
 
 
 def test_future_is_ambiguous_without_the_subgoal(episodes):

@@ -2,9 +2,9 @@
 
 Timing is the point of the world. Each task has a *decision point*: the moment the hand has finished one
 subgoal (holding the lifted cube; just touched the first object; hovering over the object to push) and
-has not begun the next. The expert waits there, hovering still, until the decision point falls near the
-episode's middle — the forecast start — so the last observed frames show a hand at rest whose next
-destination (which bowl? which object?) only the instruction, or an early visual cue, can tell.
+has not begun the next. The expert waits there, hovering still, until the episode's middle — the
+forecast start — and sets off on the very next frame, so the last observed frames show a hand at rest
+whose next destination (which bowl? which object?) only the instruction, or an early visual cue, can tell.
 """
 
 from __future__ import annotations

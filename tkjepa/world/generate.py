@@ -17,7 +17,9 @@ from tkjepa.world import expert
 from tkjepa.world.env import MAX_STEP, TabletopEnv
 from tkjepa.world.tasks import FAMILIES
 
-WORLD_VERSION = "3"  # 2: a wall sign in the marked bowl's colour during the cue; 3: the whole wall lit in it
+# 2: a wall sign in the marked bowl's colour during the cue; 3: the whole wall lit in it; 4: the hand leaves
+# the decision point exactly at the forecast start, and shadows fall to the front left (height is visible)
+WORLD_VERSION = "4"
 
 
 @dataclass
@@ -69,8 +71,10 @@ def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
     task, objects = env.task, env.state.objects
     segments, n_pre = expert.plan(task, objects, rng)
     expert.set_speed_limits(env.state.wrist, segments, MAX_STEP)
-    decision = int(round(cfg.split * T)) + int(rng.integers(-2, 4))
-    decision = expert.fit_timing(segments, n_pre, decision, T)
+    # The hand leaves the decision point at the forecast start itself (later only if the first subgoal takes
+    # longer): a random onset would make *when* the hand moves as uncertain as *where*, and the where is
+    # what the thinker knows and the lesson is about.
+    decision = expert.fit_timing(segments, n_pre, int(round(cfg.split * T)), T)
     targets, grips = expert.desired_path(env.state.wrist, segments)
     start, end = expert.subgoal_timings(segments, len(task.subgoals))
 

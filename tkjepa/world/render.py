@@ -2,8 +2,10 @@
 
 Every object is drawn as a few screen-space primitives — discs, flat ellipses, convex polygons and
 capsules — with anti-aliased edges from signed distances, each evaluated only inside its bounding box,
-composited far-to-near (painter's algorithm). Depth shows as perspective size and as soft shadows on the
-table that spread and fade as the hand rises.
+composited far-to-near (painter's algorithm). Depth shows as perspective size and as shadows on the table,
+cast by a light above, behind and to the right: a shadow falls toward the front left of what casts it,
+`SHADOW_SHEAR` metres per metre of height. So the hand's height is the offset between the hand and its
+shadow — in the open, not hidden under the hand, as a shadow straight below a steeply viewed hand is.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ SKIN = np.array([232.0, 188.0, 160.0])
 SLEEVE = np.array([72.0, 72.0, 78.0])
 LIGHT = np.array([-0.35, -0.55, 0.76])  # in screen coordinates (x right, y down, z toward the viewer)
 LIGHT /= np.linalg.norm(LIGHT)
+# Where a shadow falls on the table: (dx, dy) per metre of height above it (toward −x, and −y = the viewer).
+SHADOW_SHEAR = np.array([-0.45, -0.35])
+PALM = np.array([0.0, 0.035, 0.0])  # the hand's shadow is centred under the palm, just ahead of the wrist
 
 
 class Renderer:
@@ -40,10 +45,10 @@ class Renderer:
             self._static_key, self._static = key, self._static_layer(state, cue_object)
         img = self._static.copy()
         wrist = state.wrist
-        self._shadow(img, wrist + np.array([0.0, 0.035, -wrist[2]]), 0.045, wrist[2] - hand.MIN_WRIST_Z)
+        self._shadow(img, wrist + PALM, 0.045, wrist[2])
         held = state.objects[state.held] if state.held >= 0 else None
         if held is not None:
-            self._shadow(img, held.position, held.radius * 1.15, held.position[2])
+            self._shadow(img, held.position, held.radius * 1.15, held.position[2], held.height)
         self._hand(img, wrist, state.grip, held)
         return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
@@ -51,7 +56,7 @@ class Renderer:
         img = self.background.copy()
         resting = [o for i, o in enumerate(state.objects) if i != state.held]
         for o in resting:  # shadows lie on the table, under everything
-            self._shadow(img, o.position, o.radius * 1.15, max(o.position[2], 0.0))
+            self._shadow(img, o.position, o.radius * 1.15, max(o.position[2], 0.0), o.height)
         if cue_object >= 0:
             b = state.objects[cue_object]
             self._flat_ellipse(img, b.position, b.radius * 1.55, (255.0, 255.0, 255.0), inner=b.radius * 1.2)
@@ -147,15 +152,20 @@ class Renderer:
             alpha = alpha * (1 - self._ellipse_alpha(win, u, v, ai, bi))
         self._composite(img, win, alpha, np.asarray(color, float))
 
-    def _shadow(self, img, base, radius, height) -> None:
-        """Soft shadow of something `height` metres above `base`'s table point: wider and fainter higher up."""
+    def _shadow(self, img, base, radius, height, thickness: float = 0.0) -> None:
+        """Shadow on the table of something whose bottom is `height` m above `base`'s table point.
+
+        It falls `SHADOW_SHEAR` × (height + thickness / 2) away from the point below it, and widens and fades
+        a little with height, staying dark enough to be seen (and located) at the hand's highest.
+        """
         height = max(float(height), 0.0)
-        center = np.array([base[0], base[1], 0.0])
-        u, v, a, b = self._ellipse_params(center, radius * (1 + 2.0 * height))
+        offset = SHADOW_SHEAR * (height + thickness / 2)
+        center = np.array([base[0] + offset[0], base[1] + offset[1], 0.0])
+        u, v, a, b = self._ellipse_params(center, radius * (1 + 1.0 * height))
         win = self._window(u - a - 1, u + a + 1, v - b - 1, v + b + 1)
         if win is None:
             return
-        alpha = self._ellipse_alpha(win, u, v, a, b, soft=1.0 + 10 * height) * (0.45 * np.exp(-5 * height))
+        alpha = self._ellipse_alpha(win, u, v, a, b, soft=1.0 + 4 * height) * (0.5 * np.exp(-2.5 * height))
         self._composite(img, win, alpha, np.zeros(3))
 
     def _polygon(self, img, pts, color) -> None:
