@@ -124,17 +124,36 @@ def test_ridge_probe_recovers_a_linear_map():
     assert abs(r["r2"]) < 1e-9 and r["r2_xyz"] == pytest.approx([0, 0, 0], abs=1e-9)
 
 
+def test_standardised_ridge_ignores_feature_scales():
+    """Scaling one feature column changes what the plain ridge predicts but not the standardised one."""
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(80, 60, generator=g, dtype=torch.float64)
+    Y = X[:, :3] + 0.5 * torch.randn(80, 3, generator=g, dtype=torch.float64)
+    Xs = X.clone()
+    Xs[:, 0] *= 100.0
+    Xe = torch.randn(20, 60, generator=g, dtype=torch.float64)
+    Xes = Xe.clone()
+    Xes[:, 0] *= 100.0
+    for dual in (False, True):  # 80 rows > 60 features, then 40 < 60
+        n = 40 if dual else 80
+        std = [RidgeProbe(standardize=True).fit(x[:n], Y[:n], 1.0) for x in (X, Xs)]
+        torch.testing.assert_close(std[0].predict(Xe), std[1].predict(Xes))
+        raw = [RidgeProbe().fit(x[:n], Y[:n], 1.0) for x in (X, Xs)]
+        assert (raw[0].predict(Xe) - raw[1].predict(Xes)).abs().max() > 1e-2
+
+
 def test_train_and_export_then_probe_cli(tmp_path):
     """The whole pipeline at toy size: world episodes -> pretrain -> checkpoint + metrics -> `tkjepa probe`."""
     from tkjepa.world import write_dataset
 
-    cfg = small_cfg(train_episodes=3, heldout_episodes=2, steps=2, clip_frames=8)
+    cfg = small_cfg(train_episodes=3, probe_episodes=4, heldout_episodes=2, steps=2, clip_frames=8)
     metrics = train_and_export(cfg, tmp_path / "enc", progress=False)
     assert {"config.json", "model.safetensors", "metrics.json", "diagnostics.json", "diagnostics.html"} <= {
         p.name for p in (tmp_path / "enc").iterdir()}
     assert not (tmp_path / "enc" / "train_state.safetensors").exists()
     saved = json.loads((tmp_path / "enc" / "metrics.json").read_text())
     assert saved["probe"]["pretrained"]["episodes"] == 2 and "erank" in saved["final"]
+    assert saved["probe"]["pretrained"]["fit_episodes"] == 4  # the probe fits on more than the 3 trained on
     assert metrics["probe"]["random_init"]["r2"] == saved["probe"]["random_init"]["r2"]
     assert isinstance(load_encoder(tmp_path / "enc"), VideoEncoder)
 
@@ -143,3 +162,7 @@ def test_train_and_export_then_probe_cli(tmp_path):
                           "--checkpoint", str(tmp_path / "enc"), "--json"], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout)
     assert set(result) >= {"r2", "episodes"} and result["episodes"] == 1 and np.isfinite(result["r2"])
+    out = subprocess.run([sys.executable, "-m", "tkjepa.cli", "probe", "--world", "5", "--heldout", "2",
+                          "--checkpoint", "random", "--json"], capture_output=True, text=True, check=True)
+    world = json.loads(out.stdout)
+    assert world["episodes"] == 2 and world["fit_episodes"] == 3 and world["checkpoint"] == "random"

@@ -62,23 +62,18 @@ def test_hand_height_is_visible_as_the_offset_to_its_shadow(episodes):
     """From the hand's image position alone, height and depth are confounded (one pixel row, many (y, z));
     with its shadow's, which falls `SHADOW_SHEAR` per metre of height to the front left, xyz is linear."""
     from tkjepa.world.render import PALM, SHADOW_SHEAR
+    from tkjepa.world.stats import image_position_ceiling
 
-    cam = default_camera(64)
-    p = np.concatenate([ep.positions([WRIST])[:, 0] for ep in episodes])
+    hand_only, with_shadow = image_position_ceiling(episodes), image_position_ceiling(episodes, shadow=True)
+    x, y, z = hand_only["r2_xyz"]
+    assert x > 0.95 and z < 0.3 and y < 0.95             # z (and so y) not readable from the hand alone
+    assert 0.8 < hand_only["r2"] < 0.9 and hand_only["frames"] == 64 * len(episodes)
+    assert min(with_shadow["r2_xyz"]) > 0.98, with_shadow
+    p = episodes[0].positions([WRIST])[20, 0]
     shadow = p + PALM
-    shadow[:, :2] += SHADOW_SHEAR * p[:, 2:]
-    shadow[:, 2] = 0.0
-
-    def r2(features):
-        f = np.c_[features, np.ones(len(features))]
-        resid = p - f @ np.linalg.lstsq(f, p, rcond=None)[0]
-        return 1 - (resid ** 2).sum(0) / ((p - p.mean(0)) ** 2).sum(0)
-
-    hand_only, with_shadow = r2(cam.project(p)[0]), r2(np.c_[cam.project(p)[0], cam.project(shadow)[0]])
-    assert hand_only[2] < 0.3 and hand_only[1] < 0.95      # z (and so y) not readable from the hand alone
-    assert np.all(with_shadow > 0.98), with_shadow
+    shadow[:2] += SHADOW_SHEAR * p[2]
+    u, v = np.round(default_camera(64).project(np.r_[shadow[:2], 0.0][None])[0][0]).astype(int)
     frame = episodes[0].frames[20].astype(float)
-    u, v = np.round(cam.project(shadow[20])[0]).astype(int)
     assert frame[v, u].mean() < frame[5:, :].mean()        # and the shadow is drawn there: darker than average
 
 
@@ -220,13 +215,3 @@ def test_generate_rejects_bad_arguments(tmp_path):
         main(["generate", "--out", str(tmp_path), "--episodes", "2", "--family", "juggle"])
     with pytest.raises(SystemExit, match="not an .hdf5 file or a folder"):
         main(["info", str(tmp_path / "missing")])
-
-
-def test_image_position_ceiling_reads_x_but_confounds_y_and_z(episodes):
-    """The frozen probe's ceiling (BENCHMARKS, issue 3): the exact pixel position of the wrist gives x, not z."""
-    from tkjepa.world.stats import image_position_ceiling
-
-    c = image_position_ceiling(episodes)
-    x, y, z = c["r2_xyz"]
-    assert x > 0.95 and z < 0.3 and y < 0.95
-    assert 0.8 < c["r2"] < 0.9 and c["frames"] == 64 * len(episodes)

@@ -131,7 +131,8 @@ class PretrainConfig:
     masks: list[MaskConfig] = field(default_factory=lambda: [MaskConfig.short_range(), MaskConfig.long_range()])
     data_seed: int = 0          # world dataset seed (episode i has seed tkjepa.world.episode_seed(data_seed, i))
     train_episodes: int = 160   # episodes 0 .. train_episodes-1 are pretraining data
-    heldout_episodes: int = 60  # the next ones, never trained on, score the probe
+    probe_episodes: int = 1280  # episodes 0 .. probe_episodes-1 fit the frozen probe (≥ train_episodes)
+    heldout_episodes: int = 200  # the next ones, never trained on, score the probe
     clip_frames: int = 8        # frames per training clip (T); later stages read 8-frame windows too
     batch_size: int = 16        # clips per step
     steps: int = 1600           # optimiser steps (≈ 6 min on 2 quiet cores)
@@ -348,24 +349,26 @@ def train_and_export(cfg: PretrainConfig, out: str | Path, resume: bool = False,
 
     Writes config.json + model.safetensors (the *target* encoder, which V-JEPA also evaluates and ships: the
     EMA average is smoother than the last online weights), metrics.json, diagnostics.json/.html.
-    The probe is fitted on the pretraining episodes (pretraining never saw their labels) and scored on
-    `cfg.heldout_episodes` further episodes nobody trained on.
+    The probe is fitted on the first `cfg.probe_episodes` episodes (the pretraining ones and more: pretraining
+    never saw their labels, and the 6144-feature probe needs many) and scored on `cfg.heldout_episodes` further
+    episodes nobody trained on.
     """
     from tkjepa.probe import probe_r2
 
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    episodes = world_frames(cfg.data_seed, range(cfg.train_episodes + cfg.heldout_episodes))
-    train_eps, heldout = episodes[:cfg.train_episodes], episodes[cfg.train_episodes:]
+    n_fit = max(cfg.probe_episodes, cfg.train_episodes)
+    episodes = world_frames(cfg.data_seed, range(n_fit + cfg.heldout_episodes))
+    train_eps, fit_eps, heldout = episodes[:cfg.train_episodes], episodes[:n_fit], episodes[n_fit:]
     t_data = time.perf_counter() - t0
     frames = torch.from_numpy(np.stack([e.frames for e in train_eps]))
     model, history = pretrain(cfg, frames, out, resume=resume, progress=progress)
     t_train = time.perf_counter() - t0 - t_data
     seed_everything(cfg.seed)
     random_init = VideoEncoder(cfg.encoder)  # the very weights pretraining started from
-    probe = {"pretrained": probe_r2(model.target_encoder, train_eps, heldout),
-             "random_init": probe_r2(random_init, train_eps, heldout)}
+    probe = {"pretrained": probe_r2(model.target_encoder, fit_eps, heldout),
+             "random_init": probe_r2(random_init, fit_eps, heldout)}
     model.target_encoder.save_pretrained(out)
     metrics = {"command": command, "wall_time_s": round(time.perf_counter() - t0, 1),
                "time_s": {"world": round(t_data, 1), "pretrain": round(t_train, 1)},

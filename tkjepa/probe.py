@@ -3,15 +3,18 @@
 For each tubelet of a clip the encoder gives N tokens of width D; the probe is one linear map (ridge
 regression, closed form) from those tokens, flattened to N·D features, to the wrist (`rightHand`) 3D position
 in world metres at the tubelet's last frame. The encoder is frozen; only the linear map is fitted, on some
-episodes, and R² is measured on *other* episodes. R² is computed per coordinate (x, y, z) and averaged
-(scikit-learn's "uniform_average"), so each axis counts equally whatever its spread.
+episodes, and R² is measured on *other* episodes: the share of the 3D position variance explained
+(`r2_score`; per-axis values are reported beside it).
 
 Flattened tokens keep *where* in the frame a feature fires, which a linear map needs to read a position; a
-pooled vector would have to encode position in its channels. A randomly initialised encoder is the
-baseline: its features are random projections of the pixels, so whatever pretraining adds shows up as the
-gap between the two R²s.
+pooled vector would have to encode position in its channels. The price is many features (64 × 96 = 6144 for
+the tiny encoder), so the probe needs about a thousand fit episodes (32 tubelets each) before it stops
+being data-limited: BENCHMARKS.md shows R² against the number of fit episodes. A randomly initialised
+encoder is the baseline: its features are random projections of the pixels, so whatever pretraining adds
+shows up as the gap between the two R²s.
 
-`tkjepa probe --data DIR --json` runs the probe on EgoDex-format episodes (real or `tkjepa generate`d).
+`tkjepa probe --data DIR --json` runs the probe on EgoDex-format episodes (real or `tkjepa generate`d);
+`tkjepa probe --world N` on N fresh world episodes, generated in memory.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class ProbeConfig:
     joint: str = WRIST                # target joint
     fit_fraction: float = 2 / 3       # share of episodes that fit the probe; the rest are held out
     lambdas: tuple[float, ...] = tuple(10.0 ** k for k in range(-4, 3))  # ridge strengths × mean(s²), by validation
+    standardize: bool = True          # scale every feature to unit variance (on the fit rows) before the ridge
     batch_size: int = 16              # clips per encoder call
 
 
@@ -87,12 +91,19 @@ class RidgeProbe:
     λ is relative to the features' mean squared singular value, so one grid of λ suits any encoder's scale;
     it may differ per output coordinate (three independent ridge regressions). One eigendecomposition of the
     smaller Gram matrix (M×M when M < F, else F×F) serves every λ (`fit_path`), so choosing λ on a
-    validation split costs almost nothing.
+    validation split costs almost nothing. standardize=True divides each centred feature by its std first
+    (folded into W, so the probe stays one linear map of the raw tokens): the ridge penalty then treats a
+    rarely active channel — a hand-sized feature fires in one token of 64 — like a busy one.
     """
+
+    def __init__(self, standardize: bool = False):
+        self.standardize = standardize
 
     def fit_path(self, X: torch.Tensor, Y: torch.Tensor, lambdas) -> list["RidgeProbe"]:
         mu_x, mu_y = X.mean(0), Y.mean(0)
         Xc, Yc = X - mu_x, Y - mu_y
+        sd = Xc.std(0).clamp_min(1e-6) if self.standardize and len(X) > 1 else torch.ones_like(mu_x)
+        Xc = Xc / sd
         dual = Xc.shape[0] < Xc.shape[1]
         evals, V = torch.linalg.eigh(Xc @ Xc.T if dual else Xc.T @ Xc)  # [r], [r, r]
         evals = evals.clamp_min(0)
@@ -101,9 +112,9 @@ class RidgeProbe:
         for lam in lambdas:
             lam_y = torch.as_tensor(lam, dtype=X.dtype).expand(Y.shape[1])  # one λ per output
             coef = V @ (VtY / (evals[:, None] + lam_y[None] * evals.mean()))  # [r, 3]
-            p = RidgeProbe()
+            p = RidgeProbe(self.standardize)
             p.mu_x, p.mu_y, p.lam = mu_x, mu_y, [float(v) for v in lam_y]
-            p.W = Xc.T @ coef if dual else coef                           # [F, 3]
+            p.W = (Xc.T @ coef if dual else coef) / sd[:, None]           # [F, 3], in raw-feature units
             probes.append(p)
         return probes
 
@@ -122,42 +133,69 @@ def probe_r2(encoder: VideoEncoderBase, fit_episodes, eval_episodes, cfg: ProbeC
     va = ids >= len(fit_episodes) - n_val if n_val else torch.ones_like(ids, dtype=torch.bool)
     tr = ~va if n_val else va  # with under 5 fit episodes, λ is chosen on the fit data itself
     scores = torch.tensor([r2_score(Y[va], p.predict(X[va]))["r2_xyz"]
-                           for p in RidgeProbe().fit_path(X[tr], Y[tr], cfg.lambdas)])  # [n_λ, 3]
+                           for p in RidgeProbe(cfg.standardize).fit_path(X[tr], Y[tr], cfg.lambdas)])  # [n_λ, 3]
     lam = [cfg.lambdas[i] for i in scores.argmax(0)]
-    probe = RidgeProbe().fit(X, Y, lam)
+    probe = RidgeProbe(cfg.standardize).fit(X, Y, lam)
     Xe, Ye, _ = clip_features(encoder, eval_episodes, cfg, cfg.eval_clips)
     return {**r2_score(Ye, probe.predict(Xe)), "episodes": len(eval_episodes), "fit_episodes": len(fit_episodes),
             "samples": int(len(Ye)), "lambda": lam, "joint": cfg.joint}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="EgoDex-format folder (or `tkjepa generate` output)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="EgoDex-format folder (or `tkjepa generate` output)")
+    src.add_argument("--world", type=int, metavar="N",
+                     help="instead of a folder: N fresh world episodes of --seed, generated in memory")
+    p.add_argument("--seed", type=int, default=0, help="world dataset seed for --world (default 0)")
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
-                   help="encoder folder or hub name (default: the shipped tiny encoder)")
+                   help="encoder folder or hub name (default: the shipped tiny encoder); 'random': the tiny "
+                        "encoder at its seed-0 initialisation, the baseline")
     p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes found")
     p.add_argument("--fit-fraction", type=float, default=ProbeConfig.fit_fraction,
                    help="share of episodes (the first ones) that fit the probe; R² is on the rest")
+    p.add_argument("--heldout", type=int, default=None, metavar="K",
+                   help="instead of --fit-fraction: score R² on the last K episodes, fit on all the others")
+    p.add_argument("--raw", action="store_true", help="ridge on the raw features (no per-feature standardising)")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
+
+
+def random_encoder(seed: int = 0) -> VideoEncoderBase:
+    """The tiny encoder as pretraining starts it (seed `seed`): the probe's baseline."""
+    from tkjepa.encoder import EncoderConfig, VideoEncoder
+    from tkjepa.jepa import seed_everything
+
+    seed_everything(seed)
+    return VideoEncoder(EncoderConfig.tiny())
 
 
 def run(args) -> int:
     from tkjepa.egodex import find_episodes, load_episode
 
     t0 = time.perf_counter()
-    encoder = load_encoder(args.checkpoint)
-    paths = find_episodes(args.data)[:args.episodes]
-    if len(paths) < 2:
-        raise SystemExit(f"{args.data}: need at least 2 episodes (some to fit, some to evaluate), found {len(paths)}")
+    encoder = random_encoder() if args.checkpoint == "random" else load_encoder(args.checkpoint)
     size = getattr(getattr(encoder, "config", None), "crop_size", 64)  # a VJEPA2 model wants its crop size
-    episodes = [load_episode(p, size=size) for p in paths]
-    n_fit = min(max(1, round(len(episodes) * args.fit_fraction)), len(episodes) - 1)
-    cfg = ProbeConfig(fit_fraction=args.fit_fraction)
+    if args.world is not None:
+        from tkjepa.jepa import world_frames
+
+        if size != 64:
+            raise SystemExit(f"--world renders 64x64 frames; this encoder wants {size}x{size}: use --data")
+        episodes = world_frames(args.seed, range(args.world))[:args.episodes]
+    else:
+        paths = find_episodes(args.data)[:args.episodes]
+        episodes = [load_episode(p, size=size) for p in paths]
+    if len(episodes) < 2:
+        raise SystemExit(f"{args.data or '--world'}: need at least 2 episodes (some to fit, some to evaluate), "
+                         f"found {len(episodes)}")
+    n_fit = len(episodes) - args.heldout if args.heldout else round(len(episodes) * args.fit_fraction)
+    n_fit = min(max(1, n_fit), len(episodes) - 1)
+    cfg = ProbeConfig(fit_fraction=args.fit_fraction, standardize=not args.raw)
     result = probe_r2(encoder, episodes[:n_fit], episodes[n_fit:], cfg)
     result.update(checkpoint=str(args.checkpoint), seconds=round(time.perf_counter() - t0, 2))
     if args.json:
         print(json.dumps(result))
     else:
         xyz = ", ".join(f"{a} {v:.3f}" for a, v in zip("xyz", result["r2_xyz"]))
+        lam = ", ".join(f"{v:g}" for v in result["lambda"])
         print(f"probe R² {result['r2']:.3f} ({xyz}) on {result['episodes']} held-out episodes "
-              f"(fit on {result['fit_episodes']}, λ={result['lambda']:g}) in {result['seconds']} s")
+              f"(fit on {result['fit_episodes']}, λ = {lam}) in {result['seconds']} s")
     return 0

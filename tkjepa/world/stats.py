@@ -101,21 +101,30 @@ def ambiguity_figure(report: dict):
     return fig
 
 
-def image_position_ceiling(episodes: list[Episode], size: int = 64) -> dict:
-    """How much of the wrist's 3D position is linear in its exact image position — the frozen probe's ceiling.
+def image_position_ceiling(episodes: list[Episode], size: int = 64, shadow: bool = False) -> dict:
+    """How much of the wrist's 3D position is linear in exact image positions — the frozen probe's ceiling.
 
     The best affine map from the wrist's pixel coordinates (u, v) to its world (x, y, z), fitted and scored
     on every frame of `episodes`. An encoder whose tokens say exactly *where in the image* the hand is, and
     nothing about its height, gives a linear probe at most this R². The camera looks steeply down, so one
-    image row holds many (depth, height) pairs: x reads off u, but y and z share v. Height would have to
-    come from the hand's apparent size or its shadow (lesson 02 discusses both).
+    image row holds many (depth, height) pairs: x reads off u, but y and z share v.
+    shadow=True adds the pixel position of the hand's shadow, which falls `render.SHADOW_SHEAR` per metre of
+    height to the front left of the point under the palm: the hand-to-shadow offset is the height, and the
+    map becomes (almost) exact. The gap between the two is what an encoder gains by seeing the shadow.
     Returns {"r2_xyz": [3], "r2": variance-weighted R² (the probe's headline number), "frames": n}.
     """
+    from tkjepa.world.render import PALM, SHADOW_SHEAR  # noqa: PLC0415
     from tkjepa.world.scene import default_camera  # noqa: PLC0415
 
+    cam = default_camera(size)
     p = np.concatenate([ep.positions([WRIST])[:, 0] for ep in episodes]).astype(float)   # [n, 3]
-    uv = default_camera(size).project(p)[0]
-    f = np.c_[uv, np.ones(len(uv))]
+    feats = [cam.project(p)[0]]
+    if shadow:
+        s = p + PALM
+        s[:, :2] += SHADOW_SHEAR * p[:, 2:]
+        s[:, 2] = 0.0
+        feats.append(cam.project(s)[0])
+    f = np.concatenate([*feats, np.ones((len(p), 1))], axis=1)
     resid = p - f @ np.linalg.lstsq(f, p, rcond=None)[0]
     ss_res, ss_tot = (resid ** 2).sum(0), ((p - p.mean(0)) ** 2).sum(0)
     return {"r2_xyz": [float(r) for r in 1 - ss_res / ss_tot], "r2": float(1 - ss_res.sum() / ss_tot.sum()),
