@@ -130,7 +130,7 @@ def test_world_model_starts_from_the_last_state():
     for p in model.predictor.proj.parameters():
         torch.nn.init.zeros_(p)
     ctx = torch.randn(3, 2, 4, 8)
-    out = model(ctx, torch.randn(3, 2, 8))
+    out = model(ctx, torch.randn(3, 2, 11))  # 8 action values + 3 of wrist state per future tubelet
     assert out.shape == (3, 2, 4, 8)
     assert torch.allclose(out, torch.nn.functional.layer_norm(ctx[:, -1:], (8,)).expand_as(out), atol=1e-5)
 
@@ -139,10 +139,34 @@ def test_world_model_windows_repeat_the_first_tubelet():
     from tkjepa.worldmodel import WorldModelConfig, windows
 
     z = torch.arange(2 * 6, dtype=torch.float32).view(2, 6, 1, 1).expand(2, 6, 2, 3)
-    data = {"z": z, "actions": torch.arange(2 * 6, dtype=torch.float32).view(2, 6, 1).expand(2, 6, 8)}
-    ctx, act, tgt = windows(data, torch.tensor([1, 0]), torch.tensor([0, 3]), WorldModelConfig(context=2, horizon=2))
-    assert ctx[:, :, 0, 0].tolist() == [[6, 6], [2, 3]]
+    data = {"z": z, "actions": torch.arange(2 * 6, dtype=torch.float32).view(2, 6, 1).expand(2, 6, 8),
+            "wrist": -torch.arange(2 * 6, dtype=torch.float32).view(2, 6, 1).expand(2, 6, 3)}
+    cfg = WorldModelConfig(context=2, horizon=2, proprio=False)
+    ctx, act, tgt = windows(data, torch.tensor([1, 0]), torch.tensor([0, 3]), cfg)
+    assert ctx[:, :, 0, 0].tolist() == [[6, 6], [2, 3]] and act.shape[-1] == 8
     assert act[:, :, 0].tolist() == [[7, 8], [4, 5]] and tgt[:, :, 0, 0].tolist() == [[7, 8], [4, 5]]
+    _, act, _ = windows(data, torch.tensor([1, 0]), torch.tensor([0, 3]), WorldModelConfig(context=2, horizon=2))
+    assert act.shape[-1] == 11 and act[:, :, 8].tolist() == [[-7, -8], [-4, -5]]  # the future tubelets' wrists
+
+
+def test_wrist_path_follows_the_env():
+    """The planner's proprioception: where a bounded action sequence takes the wrist is where the env puts it."""
+    from tkjepa.planning import keep_in_workspace, wrist_path
+    from tkjepa.worldmodel import WORKSPACE, play_episode, wrist_features
+
+    env = TabletopEnv(family="pick_place")
+    env.reset(3)
+    u = keep_in_workspace(torch.rand(1, 5, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1, env.state.wrist)
+    path = wrist_path(u, env.state.wrist)[0]
+    for k in range(5):
+        for _ in range(2):
+            env.step(env_action(u[0, k]))
+        np.testing.assert_allclose(env.state.wrist, path[k].numpy(), atol=1e-5)
+    assert np.all(np.abs(wrist_features(path.numpy())) <= 1 + 1e-6)
+    np.testing.assert_allclose(wrist_features(np.stack(WORKSPACE)), [[-1, -1, -1], [1, 1, 1]], atol=1e-6)
+    frames, actions, wrists = play_episode(4, "push", num_frames=8)
+    assert frames.shape[0] == actions.shape[0] == wrists.shape[0] == 8
+    assert np.abs(np.diff(wrists, axis=0)).max() <= MAX_STEP + 1e-6  # one capped step a frame
 
 
 def test_subgoal_target_is_the_latent_of_the_next_boundary_frame(encoder, monkeypatch):

@@ -43,14 +43,12 @@ import torch
 
 from tkjepa.episode import Episode
 from tkjepa.subgoal import FAMILIES
-from tkjepa.world import hand
 from tkjepa.world.env import MAX_STEP, TabletopEnv
-from tkjepa.worldmodel import frame_latents
+from tkjepa.worldmodel import ACTION_DIM, STATE_DIM, WORKSPACE, frame_latents, wrist_features
 
 MODES = ("flat", "thinker", "oracle")
 ENERGIES = ("l1", "l2", "pooled")
 PLANNER = Path(__file__).resolve().parent.parent / "data_samples" / "planner"
-WORKSPACE = (np.array([-0.21, 0.26, hand.MIN_WRIST_Z]), np.array([0.21, 0.62, 0.25]))  # wrist box in view (m)
 
 
 @dataclass
@@ -107,6 +105,13 @@ def keep_in_workspace(u: torch.Tensor, wrist, box=WORKSPACE) -> torch.Tensor:
     return out
 
 
+def wrist_path(u: torch.Tensor, wrist) -> torch.Tensor:
+    """u [S, H, 4] (kept in the workspace) -> the wrist [S, H, 3] at the end of each tubelet, from `wrist` [3]:
+    each action moves it by its displacement, twice per tubelet (the env's kinematics inside the workspace)."""
+    start = torch.as_tensor(np.asarray(wrist), dtype=u.dtype)
+    return start + torch.cumsum(2 * MAX_STEP * u[..., :3], dim=1)
+
+
 def env_action(u) -> np.ndarray:
     """u [4] in [−1, 1] -> the env action [dx, dy, dz, grip]."""
     u = np.asarray(u, float)
@@ -152,20 +157,31 @@ class LatentPlanner:
         lat = [self.latents[0]] * max(0, Tc - len(self.latents)) + self.latents[-Tc:]
         return torch.stack(lat)
 
+    @property
+    def proprio(self) -> bool:
+        """Does the world model read the wrist state (ACTION_DIM + STATE_DIM inputs per tubelet)?"""
+        return self.model.config.action_dim == ACTION_DIM + STATE_DIM
+
     @torch.no_grad()
-    def predict(self, u: torch.Tensor) -> torch.Tensor:
-        """u [S, H, 4] -> predicted latents [S, H, N, D] from the current context (same action both frames)."""
+    def predict(self, u: torch.Tensor, wrist=None) -> torch.Tensor:
+        """u [S, H, 4] -> predicted latents [S, H, N, D] from the current context (same action both frames).
+        A proprioceptive world model also needs the current `wrist` [3] (m) to know where each u takes it."""
         c = self.model.config
         S, H = u.shape[:2]
         acts = torch.cat([u, u], -1)
-        acts = torch.cat([acts, acts[:, -1:].expand(S, c.future_tubelets - H, 8)], 1)  # pad to the model's H
+        if self.proprio:
+            if wrist is None:
+                raise ValueError("this world model reads the wrist state: pass the current wrist position")
+            w = torch.from_numpy(wrist_features(wrist_path(u, wrist).numpy()))
+            acts = torch.cat([acts, w], -1)
+        acts = torch.cat([acts, acts[:, -1:].expand(S, c.future_tubelets - H, acts.shape[-1])], 1)  # pad to H
         return self.model(self.context()[None].expand(S, -1, -1, -1), actions=acts)[:, :H]
 
     def plan(self, goal: torch.Tensor, generator: torch.Generator, init_mean=None, wrist=None):
         """CEM toward `goal` [N, D] -> (mean [H, 4], history); with `wrist` [3], paths stay in WORKSPACE
         (the returned mean is already bounded)."""
         bound = (lambda u: u) if wrist is None else (lambda u: keep_in_workspace(u, wrist))  # noqa: E731
-        mean, hist = cem(lambda u: energy(self.predict(bound(u))[:, -1], goal, self.energy_kind), self.cfg,
+        mean, hist = cem(lambda u: energy(self.predict(bound(u), wrist)[:, -1], goal, self.energy_kind), self.cfg,
                          init_mean=init_mean, generator=generator)
         return bound(mean[None])[0], hist
 

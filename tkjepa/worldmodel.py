@@ -11,6 +11,12 @@ alone, the same scene gives the same latent, and a goal image is encoded exactly
 
 Actions. Action pair j = the env actions (a_{2j−1}, a_{2j}) that produce tubelet j's two frames, normalised
 to [−1, 1] (displacements / MAX_STEP, grip·2 − 1): `[8]`, the forecasting data's two-frames-per-tubelet layout.
+Proprioception (`proprio=True`, V-JEPA 2-AC's end-effector state): each tubelet's input also carries the wrist
+position at its last frame, normalised to the workspace box (`wrist_features`, `[3]`): `[11]` in all. The
+robot knows where its own hand is, and for a candidate action sequence where it *will* be (the wrist moves by
+the commanded displacement: `planning.wrist_path`), so the model is told where to draw the hand and spends
+its capacity on how the scene looks there — without it, the action's effect had to be inferred from a latent
+that places the hand only roughly (issue 3's probe).
 
 Model. `WorldModel`: a `GuidedPredictor(injection="none", action_dim=8, block_causal=True)` — Tc context
 states + H future mask tokens carrying the action pairs, so the prediction of tubelet t sees actions ≤ t
@@ -52,6 +58,8 @@ from tkjepa.world.tasks import FAMILIES
 CLIP = 8        # frames per encoder call (the encoder's pretraining clip length)
 POOL = 2        # 8×8 encoder tokens -> 4×4
 ACTION_DIM = 8  # two frames × [dx, dy, dz, grip] per tubelet
+STATE_DIM = 3   # proprioception: the wrist position at the tubelet's last frame
+WORKSPACE = (np.array([-0.21, 0.26, hand.MIN_WRIST_Z]), np.array([0.21, 0.62, 0.25]))  # wrist box in view (m)
 
 
 # -- latents ---------------------------------------------------------------------------------------------
@@ -82,6 +90,12 @@ def normalize_actions(actions: np.ndarray) -> np.ndarray:
     return np.concatenate([np.clip(a[..., :3] / MAX_STEP, -1, 1), a[..., 3:] * 2 - 1], -1)
 
 
+def wrist_features(wrist) -> np.ndarray:
+    """Wrist positions [..., 3] (m) -> [..., 3], the workspace box mapped to [−1, 1]."""
+    lo, hi = WORKSPACE
+    return ((np.asarray(wrist, np.float64) - (lo + hi) / 2) / ((hi - lo) / 2)).astype(np.float32)
+
+
 def action_pairs(actions: np.ndarray) -> np.ndarray:
     """Per-frame env actions [T, 4] (a_t makes frame t+1) -> normalised pairs [T/2, 8]; pair j makes tubelet j.
 
@@ -94,8 +108,9 @@ def action_pairs(actions: np.ndarray) -> np.ndarray:
 
 
 # -- play data -------------------------------------------------------------------------------------------
-def play_episode(seed: int, family: str, num_frames: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(frames [T, 64, 64, 3] uint8, env actions [T, 4]) of one perturbed-expert or wandering episode."""
+def play_episode(seed: int, family: str, num_frames: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frames [T, 64, 64, 3] uint8, env actions [T, 4], wrist [T, 3] at each frame) of one perturbed-expert or
+    wandering episode."""
     rng = np.random.default_rng([seed, 11])
     env = TabletopEnv(family=family, num_frames=num_frames)
     for attempt in range(20):
@@ -116,7 +131,7 @@ def play_episode(seed: int, family: str, num_frames: int = 64) -> tuple[np.ndarr
         targets = np.repeat(way, 6, axis=0)[:num_frames]
         grips = np.repeat((rng.random(n) < 0.4).astype(float), 6)[:num_frames]
     sigma = rng.uniform(0.0, 0.025)
-    drift, flip, actions = np.zeros(3), 0, []
+    drift, flip, actions, wrists = np.zeros(3), 0, [], [env.state.wrist.copy()]
     for t in range(num_frames - 1):
         drift = 0.8 * drift + rng.normal(0.0, sigma, 3)
         move = targets[t] - env.state.wrist
@@ -129,22 +144,25 @@ def play_episode(seed: int, family: str, num_frames: int = 64) -> tuple[np.ndarr
         a = np.concatenate([np.clip(move + drift, -MAX_STEP, MAX_STEP), [g]])
         actions.append(a)
         frames.append(env.step(a))
+        wrists.append(env.state.wrist.copy())
     actions.append(np.array([0.0, 0.0, 0.0, env.state.grip]))
-    return np.stack(frames), np.stack(actions).astype(np.float32)
+    return np.stack(frames), np.stack(actions).astype(np.float32), np.stack(wrists).astype(np.float32)
 
 
 def play_data(seed: int, episodes: int, encoder, progress: bool = True) -> dict[str, torch.Tensor]:
-    """{"z": [E, T/2, N, D] tubelet states, "actions": [E, T/2, 8] pairs} of `episodes` play episodes."""
+    """{"z": [E, T/2, N, D] tubelet states, "actions": [E, T/2, 8] pairs, "wrist": [E, T/2, 3] wrist features
+    at each tubelet's last frame} of `episodes` play episodes."""
     from tqdm.auto import tqdm
 
     from tkjepa.world.generate import episode_seed
 
-    zs, acts = [], []
+    zs, acts, wrists = [], [], []
     for i in tqdm(range(episodes), desc="play data", unit="ep", disable=not progress):
-        frames, actions = play_episode(episode_seed(seed, i), FAMILIES[i % len(FAMILIES)])
+        frames, actions, wrist = play_episode(episode_seed(seed, i), FAMILIES[i % len(FAMILIES)])
         zs.append(tubelet_states(encoder, frames))
         acts.append(torch.from_numpy(action_pairs(actions)))
-    return {"z": torch.stack(zs), "actions": torch.stack(acts)}
+        wrists.append(torch.from_numpy(wrist_features(wrist[1::2])))
+    return {"z": torch.stack(zs), "actions": torch.stack(acts), "wrist": torch.stack(wrists)}
 
 
 # -- the model -------------------------------------------------------------------------------------------
@@ -164,16 +182,23 @@ class WorldModelConfig:
     episodes: int = 320         # play episodes (world seed `seed_data`)
     seed_data: int = 1000       # = bench.TRAIN_SEED: planning is evaluated on seed 2000's episodes
     seed: int = 0               # weights and batch order
+    proprio: bool = True        # each future tubelet's input also holds its wrist position (STATE_DIM)
+
+    @property
+    def input_dim(self) -> int:
+        return ACTION_DIM + (STATE_DIM if self.proprio else 0)
 
     def predictor_config(self) -> GuidedPredictorConfig:
         return GuidedPredictorConfig(latent_dim=self.latent_dim, dim=self.dim, depth=self.depth,
                                      num_heads=self.num_heads, context_tubelets=self.context,
                                      future_tubelets=self.horizon, tokens=self.tokens, injection="none",
-                                     action_dim=ACTION_DIM, block_causal=True)
+                                     action_dim=self.input_dim, block_causal=True)
 
 
 class WorldModel(nn.Module):
-    """forward(ctx [B, Tc, N, D], actions [B, H, 8]) -> predicted states [B, H, N, D]."""
+    """forward(ctx [B, Tc, N, D], actions [B, H, input_dim]) -> predicted states [B, H, N, D].
+
+    With proprioception, actions[..., 8:11] are `wrist_features` of the wrist at each future tubelet's end."""
 
     def __init__(self, cfg: WorldModelConfig):
         super().__init__()
@@ -189,12 +214,15 @@ class WorldModel(nn.Module):
 
 
 def windows(data: dict, idx: torch.Tensor, start: torch.Tensor, cfg: WorldModelConfig):
-    """(ctx [B, Tc, N, D], actions [B, H, 8], target [B, H, N, D]) of windows whose last context tubelet is
-    `start` in episodes `idx`; context before tubelet 0 repeats tubelet 0."""
+    """(ctx [B, Tc, N, D], inputs [B, H, input_dim], target [B, H, N, D]) of windows whose last context
+    tubelet is `start` in episodes `idx`; context before tubelet 0 repeats tubelet 0."""
     c = torch.clamp(start[:, None] + torch.arange(-cfg.context + 1, 1), min=0)         # [B, Tc]
     f = start[:, None] + torch.arange(1, cfg.horizon + 1)                              # [B, H]
     e = idx[:, None]
-    return data["z"][e, c], data["actions"][e, f], data["z"][e, f]
+    inputs = data["actions"][e, f]
+    if cfg.proprio:
+        inputs = torch.cat([inputs, data["wrist"][e, f]], -1)
+    return data["z"][e, c], inputs, data["z"][e, f]
 
 
 def _lr(step: int, cfg: WorldModelConfig) -> float:
@@ -241,8 +269,8 @@ def train_world_model(cfg: WorldModelConfig, data: dict, val: dict | None = None
 
 @torch.no_grad()
 def evaluate_world_model(model: WorldModel, data: dict, cfg: WorldModelConfig, n: int = 1024) -> dict:
-    """Held-out L1 of the prediction with the true actions, with actions shuffled across windows (how much
-    the model reads its actions), and of copying the last context latent (how much it predicts at all)."""
+    """Held-out L1 of the prediction with the true actions, with actions (and wrist states) shuffled across
+    windows (how much the model reads them), and of copying the last context latent (how much it predicts)."""
     g = torch.Generator().manual_seed(123)
     E, J = data["z"].shape[:2]
     idx, start = torch.randint(0, E, (n,), generator=g), torch.randint(0, J - cfg.horizon, (n,), generator=g)
@@ -277,7 +305,7 @@ def save_world_model(model: WorldModel, cfg: WorldModelConfig, path: str | Path)
 
 def load_world_model(path: str | Path) -> tuple[WorldModel, WorldModelConfig]:
     fields, state = load_part(path, "world_model")
-    cfg = WorldModelConfig(**fields)
+    cfg = WorldModelConfig(**{"proprio": False, **fields})  # files from before proprioception lack the field
     model = WorldModel(cfg)
     model.load_state_dict(state)
     return model.eval(), cfg
