@@ -103,7 +103,7 @@ class RidgeProbe:
         mu_x, mu_y = X.mean(0), Y.mean(0)
         Xc, Yc = X - mu_x, Y - mu_y
         sd = Xc.std(0).clamp_min(1e-6) if self.standardize and len(X) > 1 else torch.ones_like(mu_x)
-        Xc = Xc / sd
+        Xc /= sd  # in place: X can be gigabytes
         dual = Xc.shape[0] < Xc.shape[1]
         evals, V = torch.linalg.eigh(Xc @ Xc.T if dual else Xc.T @ Xc)  # [r], [r, r]
         evals = evals.clamp_min(0)
@@ -130,8 +130,10 @@ def probe_r2(encoder: VideoEncoderBase, fit_episodes, eval_episodes, cfg: ProbeC
     cfg = cfg or ProbeConfig()
     X, Y, ids = clip_features(encoder, fit_episodes, cfg)
     n_val = len(fit_episodes) // 5
-    va = ids >= len(fit_episodes) - n_val if n_val else torch.ones_like(ids, dtype=torch.bool)
-    tr = ~va if n_val else va  # with under 5 fit episodes, λ is chosen on the fit data itself
+    # rows are in episode order, so the validation episodes (the last fifth) are the last rows: slices, not copies
+    n_tr = int((ids < len(fit_episodes) - n_val).sum()) if n_val else len(X)
+    tr, va = (slice(0, n_tr), slice(n_tr, None)) if n_val else (slice(None), slice(None))
+    # (with under 5 fit episodes, λ is chosen on the fit data itself)
     scores = torch.tensor([r2_score(Y[va], p.predict(X[va]))["r2_xyz"]
                            for p in RidgeProbe(cfg.standardize).fit_path(X[tr], Y[tr], cfg.lambdas)])  # [n_λ, 3]
     lam = [cfg.lambdas[i] for i in scores.argmax(0)]
