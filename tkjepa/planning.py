@@ -24,7 +24,9 @@ exactly the world model's normalised actions, so a plan needs no conversion. Lik
 the planner knows where its own wrist is (proprioception, as V-JEPA 2-AC's end-effector state) and keeps
 every sampled path inside `WORKSPACE`, the part of the table the camera sees (`keep_in_workspace`). Without
 it the search finds a cheap trick: a hand out of view differs from the goal frame in one place (the goal's
-hand is missing), a hand in the wrong place in two, so hiding the hand lowers the energy.
+hand is missing), a hand in the wrong place in two, so hiding the hand lowers the energy. The same
+proprioception feeds the world model: for each candidate, `wrist_path` gives the wrist at the end of every
+tubelet (exact inside the workspace), and a proprioceptive world model reads it beside the actions.
 
 `tkjepa plan --episodes N --mode flat|thinker --seed S --out plan.json`: held-out episodes (world seed
 `--world-seed`, default bench.TEST_SEED = 2000) of the multi-step families `subgoal.FAMILIES`, alternating.
