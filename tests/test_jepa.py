@@ -12,7 +12,7 @@ from tkjepa.encoder import EncoderConfig, VideoEncoder, load_encoder
 from tkjepa.jepa import (JEPA, MaskedPredictor, PredictorConfig, PretrainConfig, collapse_diagnostics,
                          effective_rank, latent_loss, lr_at, pretrain, train_and_export, vicreg_regularizer)
 from tkjepa.masks import MaskConfig, sample_masks
-from tkjepa.probe import RidgeProbe, r2_score
+from tkjepa.probe import RidgeProbe, r2_score, select_and_fit
 
 torch.set_num_threads(2)
 
@@ -124,6 +124,46 @@ def test_ridge_probe_recovers_a_linear_map():
     assert abs(r["r2"]) < 1e-9 and r["r2_xyz"] == pytest.approx([0, 0, 0], abs=1e-9)
 
 
+def test_ridge_fit_solves_what_fit_path_decomposes():
+    """`fit` (one Cholesky solve per distinct λ) and `fit_path` (one eigendecomposition for every λ) give the
+    same map, in the primal and the dual form, with one λ per output coordinate."""
+    g = torch.Generator().manual_seed(2)
+    X = torch.randn(120, 40, generator=g, dtype=torch.float64)
+    Y = X[:, :3] @ torch.randn(3, 3, generator=g, dtype=torch.float64) + torch.randn(120, 3, generator=g, dtype=torch.float64)
+    lam = [0.01, 1.0, 0.01]
+    for n in (120, 30):  # M > F, then M < F
+        for standardize in (False, True):
+            a = RidgeProbe(standardize).fit(X[:n], Y[:n], lam)
+            b = RidgeProbe(standardize).fit_path(X[:n], Y[:n], [1.0, lam])[1]
+            assert a.lam == b.lam == lam
+            torch.testing.assert_close(a.W, b.W, rtol=1e-6, atol=1e-9)
+            torch.testing.assert_close(a.predict(X), b.predict(X), rtol=1e-6, atol=1e-9)
+    # a different λ per output really differs from one shared λ
+    shared = RidgeProbe().fit(X[:30], Y[:30], 1.0)
+    assert not torch.allclose(shared.W[:, 0], RidgeProbe().fit(X[:30], Y[:30], lam).W[:, 0])
+
+
+def test_select_and_fit_matches_the_two_step_probe():
+    """The one-Gram path of `select_and_fit` (more rows than features) chooses the same λs and fits the same map
+    as scoring `fit_path` on the validation rows, then `fit` on every row."""
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(200, 30, generator=g, dtype=torch.float64) * torch.linspace(0.1, 5.0, 30, dtype=torch.float64) + 2.0
+    Y = X[:, :3] * torch.tensor([1.0, -0.5, 0.2], dtype=torch.float64) + torch.randn(200, 3, generator=g, dtype=torch.float64)
+    lambdas = tuple(10.0 ** k for k in range(-3, 3))
+    for standardize in (True, False):
+        for n_tr in (150, 200):  # a validation split, then λ chosen on the fit rows themselves
+            va = slice(n_tr if n_tr < 200 else 0, None)
+            scores = torch.tensor([r2_score(Y[va], p.predict(X[va]))["r2_xyz"]
+                                   for p in RidgeProbe(standardize).fit_path(X[:n_tr], Y[:n_tr], lambdas)])
+            lam = [lambdas[i] for i in scores.argmax(0)]
+            ref = RidgeProbe(standardize).fit(X, Y, lam)
+            probe, chosen = select_and_fit(X.clone(), Y, n_tr, lambdas, standardize)
+            assert chosen == lam
+            torch.testing.assert_close(probe.predict(X), ref.predict(X), rtol=1e-8, atol=1e-8)
+            torch.testing.assert_close(probe.W, ref.W, rtol=1e-7, atol=1e-9)
+    assert probe.lam == chosen
+
+
 def test_standardised_ridge_ignores_feature_scales():
     """Scaling one feature column changes what the plain ridge predicts but not the standardised one."""
     g = torch.Generator().manual_seed(1)
@@ -166,3 +206,12 @@ def test_train_and_export_then_probe_cli(tmp_path):
                           "--checkpoint", "random", "--json"], capture_output=True, text=True, check=True)
     world = json.loads(out.stdout)
     assert world["episodes"] == 2 and world["fit_episodes"] == 3 and world["checkpoint"] == "random"
+    # --fit: fewer fit episodes, the same held-out ones (the same rows are scored: same sample count)
+    out = subprocess.run([sys.executable, "-m", "tkjepa.cli", "probe", "--world", "5", "--heldout", "2", "--fit", "2",
+                          "--checkpoint", "random", "--json"], capture_output=True, text=True, check=True)
+    fewer = json.loads(out.stdout)
+    assert fewer["fit_episodes"] == 2 and fewer["episodes"] == 2 and fewer["samples"] == world["samples"]
+    assert fewer["r2"] != world["r2"]
+    bad = subprocess.run([sys.executable, "-m", "tkjepa.cli", "probe", "--world", "5", "--heldout", "2", "--fit", "4",
+                          "--checkpoint", "random"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--fit 4: choose 1 … 3" in bad.stderr

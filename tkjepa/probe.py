@@ -85,6 +85,22 @@ def r2_score(y: torch.Tensor, y_hat: torch.Tensor) -> dict:
             "r2_xyz": [float(v) for v in r2_xyz]}
 
 
+def ridge_solve(G: torch.Tensor, rhs: torch.Tensor, lam) -> torch.Tensor | None:
+    """coef [r, k] solving (G + λ_j·mean eig(G)·I) coef_j = rhs_j for each output j (λ a float or k of them),
+    one Cholesky factorisation per distinct λ; None when G + λ'·I is not positive definite in floating point."""
+    lam_y = torch.as_tensor(lam, dtype=G.dtype).expand(rhs.shape[1])
+    scale = G.diagonal().mean()  # the mean eigenvalue, trace / r
+    eye = torch.eye(len(G), dtype=G.dtype)
+    coef = torch.empty_like(rhs)
+    for lam_v in lam_y.unique():
+        L, info = torch.linalg.cholesky_ex(G + lam_v * scale * eye)
+        if info:
+            return None
+        cols = lam_y == lam_v
+        coef[:, cols] = torch.cholesky_solve(rhs[:, cols], L)
+    return coef
+
+
 class RidgeProbe:
     """y ≈ (x − μ_x) W + μ_y with W = (XᵀX + λ'·I)⁻¹ Xᵀ Y on centred X [M, F], Y [M, 3]; λ' = λ·mean eigenvalue.
 
@@ -100,6 +116,7 @@ class RidgeProbe:
         self.standardize = standardize
 
     def fit_path(self, X: torch.Tensor, Y: torch.Tensor, lambdas) -> list["RidgeProbe"]:
+        """One probe per λ in `lambdas` (a float or one per output each), from one eigendecomposition."""
         mu_x, mu_y = X.mean(0), Y.mean(0)
         Xc, Yc = X - mu_x, Y - mu_y
         sd = Xc.std(0).clamp_min(1e-6) if self.standardize and len(X) > 1 else torch.ones_like(mu_x)
@@ -119,10 +136,70 @@ class RidgeProbe:
         return probes
 
     def fit(self, X: torch.Tensor, Y: torch.Tensor, lam) -> "RidgeProbe":
-        return self.fit_path(X, Y, [lam])[0]
+        """One λ (a float, or one per output): a Cholesky solve per distinct λ, far cheaper than the
+        eigendecomposition `fit_path` shares between many λs, for the same solution."""
+        mu_x, mu_y = X.mean(0), Y.mean(0)
+        Xc, Yc = X - mu_x, Y - mu_y
+        sd = Xc.std(0).clamp_min(1e-6) if self.standardize and len(X) > 1 else torch.ones_like(mu_x)
+        Xc /= sd
+        dual = Xc.shape[0] < Xc.shape[1]
+        G = Xc @ Xc.T if dual else Xc.T @ Xc                                # [r, r]
+        coef = ridge_solve(G, Yc if dual else Xc.T @ Yc, lam)              # [r, 3]
+        if coef is None:  # too ill-conditioned to factor
+            return self.fit_path(X, Y, [lam])[0]
+        return self._set(mu_x, mu_y, (Xc.T @ coef if dual else coef) / sd[:, None], lam)
+
+    def _set(self, mu_x, mu_y, W, lam) -> "RidgeProbe":
+        self.mu_x, self.mu_y, self.W = mu_x, mu_y, W                        # W [F, 3] in raw-feature units
+        self.lam = [float(v) for v in torch.as_tensor(lam, dtype=W.dtype).expand(W.shape[1])]
+        return self
 
     def predict(self, X: torch.Tensor) -> torch.Tensor:
         return (X - self.mu_x) @ self.W + self.mu_y
+
+
+def select_and_fit(X: torch.Tensor, Y: torch.Tensor, n_tr: int, lambdas, standardize: bool = True
+                   ) -> tuple[RidgeProbe, list[float]]:
+    """λ per output coordinate chosen on rows n_tr: (fitted on rows :n_tr), then the probe refitted on every row.
+
+    The same result as `RidgeProbe.fit_path(X[:n_tr], …)` scored on X[n_tr:] followed by `RidgeProbe.fit(X, …)`,
+    computed from one F×F Gram matrix when there are more rows than features: the training rows' Gram matrix
+    serves every λ (one Cholesky solve each) and, plus the validation rows' and a rank-one correction of the
+    mean and scale, the refit. X is standardised in place (it can be gigabytes).
+    n_tr = len(X): λ is chosen on the fit rows themselves.
+    """
+    tr, va = slice(0, n_tr), slice(n_tr if n_tr < len(X) else 0, None)
+    if n_tr < X.shape[1]:  # fewer rows than features: the M×M (dual) path of RidgeProbe is the cheap one
+        scores = torch.tensor([r2_score(Y[va], p.predict(X[va]))["r2_xyz"]
+                               for p in RidgeProbe(standardize).fit_path(X[tr], Y[tr], lambdas)])  # [n_λ, 3]
+        lam = [lambdas[i] for i in scores.argmax(0)]
+        return RidgeProbe(standardize).fit(X, Y, lam), lam
+    # standardise every row with the training rows' mean and std
+    mu, y_tr = X[tr].mean(0), Y[tr].mean(0)
+    X -= mu
+    sd = X[tr].std(0).clamp_min(1e-6) if standardize else torch.ones_like(mu)
+    X /= sd
+    G = X[tr].T @ X[tr]                                                    # [F, F]
+    rhs = X[tr].T @ (Y[tr] - y_tr)                                         # [F, 3]
+    scores = []
+    for lam_v in lambdas:
+        coef = ridge_solve(G, rhs, lam_v)
+        if coef is None:
+            raise ValueError(f"ridge λ = {lam_v} leaves the Gram matrix singular; use larger lambdas")
+        scores.append(r2_score(Y[va], X[va] @ coef + y_tr)["r2_xyz"])
+    lam = [lambdas[i] for i in torch.tensor(scores).argmax(0)]
+    # refit on every row: Gram of all rows about their own mean, rescaled to their own std
+    if n_tr < len(X):
+        G += X[va].T @ X[va]
+    n, d = len(X), X.mean(0)                                               # d: all rows' mean, in training units
+    G -= n * torch.outer(d, d)
+    sd_all = (sd * (G.diagonal() / max(n - 1, 1)).clamp_min(0).sqrt()).clamp_min(1e-6) if standardize else sd
+    r = sd_all / sd                                                        # all rows' std in training units
+    y_bar = Y.mean(0)
+    coef = ridge_solve(G / torch.outer(r, r), (X.T @ (Y - y_bar)) / r[:, None], lam)
+    if coef is None:
+        raise ValueError(f"ridge λ = {lam} leaves the Gram matrix singular; use larger lambdas")
+    return RidgeProbe(standardize)._set(mu + sd * d, y_bar, coef / sd_all[:, None], lam), lam
 
 
 def probe_r2(encoder: VideoEncoderBase, fit_episodes, eval_episodes, cfg: ProbeConfig | None = None) -> dict:
@@ -130,14 +207,11 @@ def probe_r2(encoder: VideoEncoderBase, fit_episodes, eval_episodes, cfg: ProbeC
     cfg = cfg or ProbeConfig()
     X, Y, ids = clip_features(encoder, fit_episodes, cfg)
     n_val = len(fit_episodes) // 5
-    # rows are in episode order, so the validation episodes (the last fifth) are the last rows: slices, not copies
-    n_tr = int((ids < len(fit_episodes) - n_val).sum()) if n_val else len(X)
-    tr, va = (slice(0, n_tr), slice(n_tr, None)) if n_val else (slice(None), slice(None))
+    # rows are in episode order, so the validation episodes (the last fifth) are the last rows
     # (with under 5 fit episodes, λ is chosen on the fit data itself)
-    scores = torch.tensor([r2_score(Y[va], p.predict(X[va]))["r2_xyz"]
-                           for p in RidgeProbe(cfg.standardize).fit_path(X[tr], Y[tr], cfg.lambdas)])  # [n_λ, 3]
-    lam = [cfg.lambdas[i] for i in scores.argmax(0)]
-    probe = RidgeProbe(cfg.standardize).fit(X, Y, lam)
+    n_tr = int((ids < len(fit_episodes) - n_val).sum()) if n_val else len(X)
+    probe, lam = select_and_fit(X, Y, n_tr, cfg.lambdas, cfg.standardize)
+    del X
     Xe, Ye, _ = clip_features(encoder, eval_episodes, cfg, cfg.eval_clips)
     return {**r2_score(Ye, probe.predict(Xe)), "episodes": len(eval_episodes), "fit_episodes": len(fit_episodes),
             "samples": int(len(Ye)), "lambda": lam, "joint": cfg.joint}
@@ -157,6 +231,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="share of episodes (the first ones) that fit the probe; R² is on the rest")
     p.add_argument("--heldout", type=int, default=None, metavar="K",
                    help="instead of --fit-fraction: score R² on the last K episodes, fit on all the others")
+    p.add_argument("--fit", type=int, default=None, metavar="F",
+                   help="fit on only the first F of the episodes before the held-out ones (a learning curve on "
+                        "one fixed held-out set)")
     p.add_argument("--raw", action="store_true", help="ridge on the raw features (no per-feature standardising)")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
 
@@ -190,8 +267,13 @@ def run(args) -> int:
                          f"found {len(episodes)}")
     n_fit = len(episodes) - args.heldout if args.heldout else round(len(episodes) * args.fit_fraction)
     n_fit = min(max(1, n_fit), len(episodes) - 1)
+    heldout = episodes[n_fit:]
+    if args.fit is not None:
+        if not 1 <= args.fit <= n_fit:
+            raise SystemExit(f"--fit {args.fit}: choose 1 … {n_fit} (the episodes before the held-out ones)")
+        n_fit = args.fit
     cfg = ProbeConfig(fit_fraction=args.fit_fraction, standardize=not args.raw)
-    result = probe_r2(encoder, episodes[:n_fit], episodes[n_fit:], cfg)
+    result = probe_r2(encoder, episodes[:n_fit], heldout, cfg)
     result.update(checkpoint=str(args.checkpoint), seconds=round(time.perf_counter() - t0, 2))
     if args.json:
         print(json.dumps(result))
