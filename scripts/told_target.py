@@ -1,0 +1,95 @@
+"""Where does a forecaster lose the subgoal? Oracles told more and more, with and without the latent loss.
+
+    .venv/bin/python scripts/told_target.py [--steps 600] [--workers 2] [--out runs/told_target.json]
+
+The benchmark's `oracle` is told the true next subgoal as one-hots of its kind, colour and shape ("grasp the
+yellow cube"): *which* object, not *where* it is, so it must still find the object in the latent tokens. This
+script trains, with the benchmark's recipe (seed 0, 600 steps, world seeds 1000 / 2000), the same forecaster
+told also *where*: the 3D offset from the last observed wrist to the wrist pose that achieves the subgoal
+(`tkjepa.world.stats.canonical_pose`, the ideal forecasters' destination), and each of them with the latent
+L1 term of the loss on (λ = 1, the benchmark's) and off (λ = 0), beside thinkjepa and jepa_only at λ = 0.
+Test ADE over the 8 trained frames, in cm, on the benchmark's 200 test episodes. BENCHMARKS.md (issue 5)
+reads the table. Deterministic: one torch thread per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import tkjepa.train as T
+from tkjepa.bench import TEST_SEED, TRAIN_SEED, load_models, predict, score, train_config, world_data
+from tkjepa.episode import WRIST
+from tkjepa.forecast import ForecastConfig
+from tkjepa.jepa import world_frames
+from tkjepa.world.stats import canonical_pose, next_subgoal
+
+RUNS = (  # label, model, told where, latent weight λ
+    ("oracle (which), λ=1", "oracle", False, 1.0),
+    ("oracle (which + where), λ=1", "oracle", True, 1.0),
+    ("oracle (which), λ=0", "oracle", False, 0.0),
+    ("oracle (which + where), λ=0", "oracle", True, 0.0),
+    ("thinkjepa, λ=0", "thinkjepa", False, 0.0),
+    ("jepa_only, λ=0", "jepa_only", False, 0.0),
+)
+_DATA: dict = {}
+
+
+def where(seed: int, n: int) -> torch.Tensor:
+    """[n, 3]: canonical wrist pose of the next subgoal minus the last observed wrist, ×10 (≈ unit scale)."""
+    out = []
+    for ep in world_frames(seed, range(n)):
+        s = ep.num_frames // 2
+        k = next_subgoal(ep, s)
+        goal = canonical_pose(ep, ep.extras["subgoal_kinds"][k], int(ep.extras["subgoal_objects"][k]), s - 1)
+        out.append(goal - ep.positions([WRIST])[s - 1, 0])
+    return 10 * torch.tensor(np.array(out), dtype=torch.float32)
+
+
+def job(run: tuple) -> dict:
+    label, model, told, lam = run
+    torch.set_num_threads(1)
+    train, test = _DATA["told" if told else "plain"]
+    T.ORACLE_DIM = train.oracle.shape[1]  # the oracle's input width (15, or 18 when also told where)
+    m, _ = T.train(train_config(model, 0, _DATA["steps"], latent_weight=lam), train, progress=False)
+    s = score(predict(m, test), test)
+    return {"label": label, "ade_cm": round(100 * s["ade"], 3), "fde_cm": round(100 * s["fde"], 3),
+            "fde32_cm": round(100 * s["rollout"]["32"]["fde"], 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", default="runs/told_target.json")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    encoder, thinker = load_models()
+    cfg = ForecastConfig()
+    train, _ = world_data(TRAIN_SEED, 1000, encoder, thinker, cfg)
+    test, _ = world_data(TEST_SEED, 200, encoder, thinker, cfg)
+    told = []
+    for d, seed in ((train, TRAIN_SEED), (test, TEST_SEED)):
+        e = d.subset(slice(None))
+        e.oracle = torch.cat([d.oracle, where(seed, len(d))], dim=1)
+        told.append(e)
+    _DATA.update(plain=(train, test), told=tuple(told), steps=args.steps)
+    with mp.get_context("fork").Pool(args.workers) as pool:
+        rows = pool.map(job, RUNS, chunksize=1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"runs": rows, "seconds": round(time.perf_counter() - t0, 1)}, indent=1))
+    print("| forecaster | ADE (cm) | FDE (cm) | FDE after 32 frames (cm) |\n| --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['label']} | {r['ade_cm']:.2f} | {r['fde_cm']:.2f} | {r['fde32_cm']:.1f} |")
+    print(f"{time.perf_counter() - t0:.0f} s -> {out}")
+
+
+if __name__ == "__main__":
+    main()
