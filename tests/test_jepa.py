@@ -215,3 +215,24 @@ def test_train_and_export_then_probe_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "tkjepa.cli", "probe", "--world", "5", "--heldout", "2", "--fit", "4",
                           "--checkpoint", "random"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--fit 4: choose 1 … 3" in bad.stderr
+
+
+def test_pretrain_encoder_cli_probe_flags(tmp_path, monkeypatch, capsys):
+    """`tkjepa pretrain-encoder --probe-episodes N --no-probe-baseline` (a toy preset): the probe fits on N
+    episodes, the random-init baseline is skipped, and the probes' time is recorded."""
+    import tkjepa.jepa as jepa
+    from tkjepa.cli import main
+
+    monkeypatch.setitem(jepa.PRESETS, "tiny", lambda: small_cfg(train_episodes=3, probe_episodes=4, heldout_episodes=2,
+                                                                steps=2, clip_frames=8))
+    torch.set_num_threads(1)  # the probes may take every core, and must hand the caller's count back
+    try:
+        assert main(["pretrain-encoder", "--out", str(tmp_path / "enc"), "--probe-episodes", "5",
+                     "--no-probe-baseline", "--quiet"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(2)
+    saved = json.loads((tmp_path / "enc" / "metrics.json").read_text())
+    assert list(saved["probe"]) == ["pretrained"] and saved["probe"]["pretrained"]["fit_episodes"] == 5
+    assert saved["config"]["probe_episodes"] == 5 and saved["time_s"]["probes"] >= 0
+    assert "fit on 5, 2 held-out episodes" in capsys.readouterr().out

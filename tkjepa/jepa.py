@@ -409,6 +409,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-state", action="store_true", help="keep the resumable training state at the end")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-step log")
+    p.add_argument("--probe-episodes", type=int, default=None, metavar="N",
+                   help="fit the probe on world episodes 0..N-1 (default: the preset's 1280; it scores the next 200)")
     p.add_argument("--no-probe-baseline", action="store_true",
                    help="skip the random-initialisation baseline probe (≈ 80 s less on 2 cores)")
 
@@ -417,7 +419,8 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = PRESETS[args.preset]()
-    for key, value in (("steps", args.steps), ("seed", args.seed), ("reg_weight", args.reg_weight)):
+    for key, value in (("steps", args.steps), ("seed", args.seed), ("reg_weight", args.reg_weight),
+                       ("probe_episodes", args.probe_episodes)):
         if value is not None:
             setattr(cfg, key, value)
     cfg.use_ema = not args.no_ema
