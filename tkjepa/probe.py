@@ -117,11 +117,7 @@ class RidgeProbe:
 
     def fit_path(self, X: torch.Tensor, Y: torch.Tensor, lambdas) -> list["RidgeProbe"]:
         """One probe per λ in `lambdas` (a float or one per output each), from one eigendecomposition."""
-        mu_x, mu_y = X.mean(0), Y.mean(0)
-        Xc, Yc = X - mu_x, Y - mu_y
-        sd = Xc.std(0).clamp_min(1e-6) if self.standardize and len(X) > 1 else torch.ones_like(mu_x)
-        Xc /= sd  # in place: X can be gigabytes
-        dual = Xc.shape[0] < Xc.shape[1]
+        mu_x, mu_y, Xc, Yc, sd, dual = self._centre(X, Y)
         evals, V = torch.linalg.eigh(Xc @ Xc.T if dual else Xc.T @ Xc)  # [r], [r, r]
         evals = evals.clamp_min(0)
         VtY = V.T @ (Yc if dual else Xc.T @ Yc)                          # [r, 3]
@@ -138,16 +134,21 @@ class RidgeProbe:
     def fit(self, X: torch.Tensor, Y: torch.Tensor, lam) -> "RidgeProbe":
         """One λ (a float, or one per output): a Cholesky solve per distinct λ, far cheaper than the
         eigendecomposition `fit_path` shares between many λs, for the same solution."""
-        mu_x, mu_y = X.mean(0), Y.mean(0)
-        Xc, Yc = X - mu_x, Y - mu_y
-        sd = Xc.std(0).clamp_min(1e-6) if self.standardize and len(X) > 1 else torch.ones_like(mu_x)
-        Xc /= sd
-        dual = Xc.shape[0] < Xc.shape[1]
+        mu_x, mu_y, Xc, Yc, sd, dual = self._centre(X, Y)
         G = Xc @ Xc.T if dual else Xc.T @ Xc                                # [r, r]
         coef = ridge_solve(G, Yc if dual else Xc.T @ Yc, lam)              # [r, 3]
         if coef is None:  # too ill-conditioned to factor
             return self.fit_path(X, Y, [lam])[0]
         return self._set(mu_x, mu_y, (Xc.T @ coef if dual else coef) / sd[:, None], lam)
+
+    def _centre(self, X: torch.Tensor, Y: torch.Tensor) -> tuple:
+        """(μ_x, μ_y, Xc, Yc, sd, dual): centred (and, with standardize, unit-variance) copies of X, Y; dual when
+        there are fewer rows than features (then the M×M Gram matrix is the smaller one)."""
+        mu_x, mu_y = X.mean(0), Y.mean(0)
+        Xc, Yc = X - mu_x, Y - mu_y
+        sd = Xc.std(0).clamp_min(1e-6) if self.standardize and len(X) > 1 else torch.ones_like(mu_x)
+        Xc /= sd  # in place on the copy: X can be gigabytes
+        return mu_x, mu_y, Xc, Yc, sd, Xc.shape[0] < Xc.shape[1]
 
     def _set(self, mu_x, mu_y, W, lam) -> "RidgeProbe":
         self.mu_x, self.mu_y, self.W = mu_x, mu_y, W                        # W [F, 3] in raw-feature units
