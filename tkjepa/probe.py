@@ -125,10 +125,8 @@ class RidgeProbe:
         for lam in lambdas:
             lam_y = torch.as_tensor(lam, dtype=X.dtype).expand(Y.shape[1])  # one λ per output
             coef = V @ (VtY / (evals[:, None] + lam_y[None] * evals.mean()))  # [r, 3]
-            p = RidgeProbe(self.standardize)
-            p.mu_x, p.mu_y, p.lam = mu_x, mu_y, [float(v) for v in lam_y]
-            p.W = (Xc.T @ coef if dual else coef) / sd[:, None]           # [F, 3], in raw-feature units
-            probes.append(p)
+            probes.append(RidgeProbe(self.standardize)._set(mu_x, mu_y, (Xc.T @ coef if dual else coef) / sd[:, None],
+                                                            lam))
         return probes
 
     def fit(self, X: torch.Tensor, Y: torch.Tensor, lam) -> "RidgeProbe":
