@@ -218,8 +218,9 @@ def test_train_and_export_then_probe_cli(tmp_path):
 
 
 def test_pretrain_encoder_cli_probe_flags(tmp_path, monkeypatch, capsys):
-    """`tkjepa pretrain-encoder --probe-episodes N --no-probe-baseline` (a toy preset): the probe fits on N
-    episodes, the random-init baseline is skipped, and the probes' time is recorded."""
+    """`tkjepa pretrain-encoder` flags (a toy preset): `--probe-episodes N` fits the probe on N episodes,
+    `--train-episodes` and `--loss` reach the config, the random-init baseline is skipped unless
+    `--probe-baseline` asks for it, and the probes' time is recorded."""
     import tkjepa.jepa as jepa
     from tkjepa.cli import main
 
@@ -227,12 +228,17 @@ def test_pretrain_encoder_cli_probe_flags(tmp_path, monkeypatch, capsys):
                                                                 steps=2, clip_frames=8))
     torch.set_num_threads(1)  # the probes may take every core, and must hand the caller's count back
     try:
-        assert main(["pretrain-encoder", "--out", str(tmp_path / "enc"), "--probe-episodes", "5",
-                     "--no-probe-baseline", "--quiet"]) == 0
+        assert main(["pretrain-encoder", "--out", str(tmp_path / "enc"), "--probe-episodes", "5", "--quiet",
+                     "--train-episodes", "2", "--loss", "l1"]) == 0
         assert torch.get_num_threads() == 1
+        assert main(["pretrain-encoder", "--out", str(tmp_path / "base"), "--probe-baseline", "--quiet"]) == 0
     finally:
         torch.set_num_threads(2)
     saved = json.loads((tmp_path / "enc" / "metrics.json").read_text())
     assert list(saved["probe"]) == ["pretrained"] and saved["probe"]["pretrained"]["fit_episodes"] == 5
     assert saved["config"]["probe_episodes"] == 5 and saved["time_s"]["probes"] >= 0
-    assert "fit on 5, 2 held-out episodes" in capsys.readouterr().out
+    assert (saved["config"]["train_episodes"], saved["config"]["loss"]) == (2, "l1")
+    out = capsys.readouterr().out
+    assert "fit on 5, 2 held-out episodes): pretrained" in out and out.count("random init") == 1  # the 2nd run's
+    base = json.loads((tmp_path / "base" / "metrics.json").read_text())
+    assert list(base["probe"]) == ["pretrained", "random_init"] and base["probe"]["pretrained"]["fit_episodes"] == 4

@@ -130,12 +130,12 @@ class PretrainConfig:
     predictor: PredictorConfig = field(default_factory=PredictorConfig.tiny)  # the masked predictor
     masks: list[MaskConfig] = field(default_factory=lambda: [MaskConfig.short_range(), MaskConfig.long_range()])
     data_seed: int = 0          # world dataset seed (episode i has seed tkjepa.world.episode_seed(data_seed, i))
-    train_episodes: int = 160   # episodes 0 .. train_episodes-1 are pretraining data
-    probe_episodes: int = 1280  # episodes 0 .. probe_episodes-1 fit the frozen probe (≥ train_episodes)
+    train_episodes: int = 640   # episodes 0 .. train_episodes-1 are pretraining data
+    probe_episodes: int = 2560  # episodes 0 .. probe_episodes-1 fit the frozen probe (≥ train_episodes)
     heldout_episodes: int = 200  # the next ones, never trained on, score the probe
     clip_frames: int = 8        # frames per training clip (T); later stages read 8-frame windows too
     batch_size: int = 16        # clips per step
-    steps: int = 1600           # optimiser steps (≈ 6 min on 2 quiet cores)
+    steps: int = 1600           # optimiser steps (≈ 5.5 min on 2 quiet cores, 2 threads)
     lr: float = 1e-3            # peak AdamW learning rate (after warmup)
     min_lr: float = 1e-5        # learning rate at the end of the cosine decay
     warmup: int = 100           # linear warmup steps
@@ -143,7 +143,7 @@ class PretrainConfig:
     ema: tuple[float, float] = (0.99, 1.0)  # momentum cosine schedule (start, end)
     use_ema: bool = True        # False: no EMA, the target is the online encoder itself (m = 0)
     stop_grad: bool = True      # False (only with use_ema=False): gradients also flow through the targets
-    loss: str = "l1"            # latent loss: "l1" or "l2"
+    loss: str = "l2"            # latent loss: "l1" or "l2" (the tiny preset's choice: BENCHMARKS.md compares them)
     reg_weight: float = 0.01    # λ of the VICReg anti-collapse term (0 disables it)
     log_every: int = 50         # steps between diagnostics
     ckpt_every: int = 200       # steps between resumable training-state checkpoints
@@ -404,15 +404,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="override the preset's optimiser steps")
     p.add_argument("--seed", type=int, default=None, help="override the preset's seed")
     p.add_argument("--reg-weight", type=float, default=None, help="λ of the VICReg anti-collapse term (0: off)")
+    p.add_argument("--loss", choices=("l1", "l2"), default=None, help="override the preset's latent loss")
+    p.add_argument("--train-episodes", type=int, default=None, metavar="N",
+                   help="pretrain on world episodes 0..N-1 (default: the preset's 640)")
     p.add_argument("--no-ema", action="store_true", help="ablation: targets from the online encoder (m = 0)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.safetensors")
     p.add_argument("--keep-state", action="store_true", help="keep the resumable training state at the end")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-step log")
     p.add_argument("--probe-episodes", type=int, default=None, metavar="N",
-                   help="fit the probe on world episodes 0..N-1 (default: the preset's 1280; it scores the next 200)")
-    p.add_argument("--no-probe-baseline", action="store_true",
-                   help="skip the random-initialisation baseline probe (≈ 80 s less on 2 cores)")
+                   help="fit the probe on world episodes 0..N-1 (default: the preset's 2560; it scores the next 200)")
+    p.add_argument("--probe-baseline", action="store_true",
+                   help="also probe the random initialisation, the baseline (≈ 2 min more on 2 cores)")
 
 
 def run(args) -> int:
@@ -420,13 +423,14 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     cfg = PRESETS[args.preset]()
     for key, value in (("steps", args.steps), ("seed", args.seed), ("reg_weight", args.reg_weight),
+                       ("loss", args.loss), ("train_episodes", args.train_episodes),
                        ("probe_episodes", args.probe_episodes)):
         if value is not None:
             setattr(cfg, key, value)
     cfg.use_ema = not args.no_ema
     command = "tkjepa " + " ".join(sys.argv[1:])
     m = train_and_export(cfg, args.out, resume=args.resume, progress=not args.quiet, keep_state=args.keep_state,
-                         command=command, baseline=not args.no_probe_baseline)
+                         command=command, baseline=args.probe_baseline)
     p, f = m["probe"]["pretrained"], m["final"]
     r = m["probe"].get("random_init")
     print(f"probe R² (wrist xyz, fit on {p['fit_episodes']}, {p['episodes']} held-out episodes): pretrained "
