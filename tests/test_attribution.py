@@ -67,7 +67,7 @@ def test_baseline_is_the_masked_per_layer_mean():
 def test_ig_completeness_on_the_real_model(ig):
     total = A.layer_attribution(ig).sum(1)                                   # [E]
     gap = ig["s"] - ig["s_base"]
-    assert gap.abs().max() > 1e-3                                            # the thinker moves s at all
+    assert gap.abs().min() > 1e-4            # the thinker moves s (0.5-0.6 mm here), far above IG's error
     err = (total - gap).abs()
     assert (err < 0.01 * gap.abs() + 1e-7).all(), (total, gap)               # within 1 % of s(x) − s(baseline)
     torch.testing.assert_close(ig["delta"].abs(), err, atol=1e-6, rtol=1e-3)
