@@ -12,6 +12,10 @@ context tokens as a cheap, explicit guard whose two parts read directly as the d
 λ = 0 let the content std sink to ~0.04 (partial collapse) and λ = 0.1 spread the tokens but gave a worse
 hand probe. SIGReg (LeJEPA: random 1-D projections matched to a Gaussian) is the more principled choice
 for large runs; we did not try it here, its value is harder to relate to the per-dimension diagnostics.
+
+Latent loss. V-JEPA uses L1, which is robust to the few tokens nobody can predict. The tiny preset uses L2,
+which probed a little better on the tabletop (single runs, BENCHMARKS.md); `--loss l1` gives V-JEPA's choice.
+A run is deterministic for a given machine and torch thread count: the shipped checkpoint used `--threads 2`.
 """
 
 from __future__ import annotations
