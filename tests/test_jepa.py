@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from tkjepa.encoder import EncoderConfig, VideoEncoder, load_encoder
+from tkjepa.encoder import EncoderConfig, VideoEncoder, frames_to_video, load_encoder
 from tkjepa.jepa import (JEPA, MaskedPredictor, PredictorConfig, PretrainConfig, collapse_diagnostics,
                          effective_rank, latent_loss, lr_at, pretrain, train_and_export, vicreg_regularizer)
 from tkjepa.masks import MaskConfig, sample_masks
-from tkjepa.probe import RidgeProbe, r2_score, select_and_fit
+from tkjepa.probe import ProbeConfig, RidgeProbe, clip_features, r2_score, select_and_fit
 
 torch.set_num_threads(2)
 
@@ -242,3 +242,33 @@ def test_pretrain_encoder_cli_probe_flags(tmp_path, monkeypatch, capsys):
     assert "fit on 5, 2 held-out episodes): pretrained" in out and out.count("random init") == 1  # the 2nd run's
     base = json.loads((tmp_path / "base" / "metrics.json").read_text())
     assert list(base["probe"]) == ["pretrained", "random_init"] and base["probe"]["pretrained"]["fit_episodes"] == 4
+
+
+class _ToyEpisode:
+    """What `clip_features` reads of an episode: frames, their count, and a joint's positions per frame."""
+
+    def __init__(self, frames: int, seed: int):
+        g = np.random.default_rng(seed)
+        self.frames = g.integers(0, 256, (frames, 32, 32, 3), dtype=np.uint8)
+        self.num_frames = frames
+        self._pos = g.normal(size=(frames, 1, 3)).astype(np.float32)
+
+    def positions(self, joints):
+        return self._pos
+
+
+def test_clip_features_rows_follow_episodes_clips_and_tubelets():
+    """One row per tubelet, in episode / clip / tubelet order: the tokens of that tubelet (as encoding the
+    clip alone gives them), the joint at the tubelet's last frame, and the episode's index."""
+    torch.manual_seed(0)
+    enc = VideoEncoder(EncoderConfig(patch_size=8, embed_dim=16, depth=1, num_heads=2)).eval()
+    eps = [_ToyEpisode(24, 0), _ToyEpisode(17, 1)]                    # 3 clips of 8, then 2 (one frame left over)
+    X, Y, ids = clip_features(enc, eps, ProbeConfig(batch_size=2))    # batches split the first episode's clips
+    assert X.shape == (5 * 4, 16 * 16) and Y.shape == (20, 3) and ids.tolist() == [0] * 12 + [1] * 8
+    for r, (e, t0) in enumerate([(0, 0), (0, 8), (0, 16), (1, 0), (1, 8)]):
+        with torch.no_grad():
+            z = enc(frames_to_video(eps[e].frames[t0:t0 + 8]))[0]     # [4, 16, 16]
+        torch.testing.assert_close(X[4 * r:4 * r + 4], z.flatten(1), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(Y[4 * r:4 * r + 4], torch.from_numpy(eps[e]._pos[t0 + 1:t0 + 8:2, 0]))
+    with pytest.raises(ValueError, match="no episode has 8 frames"):
+        clip_features(enc, [_ToyEpisode(7, 2)])

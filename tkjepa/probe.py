@@ -54,21 +54,31 @@ def clip_features(encoder: VideoEncoderBase, episodes, cfg: ProbeConfig | None =
     cfg = cfg or ProbeConfig()
     max_clips = max_clips or cfg.max_clips
     encoder.eval()
-    X, Y, ids = [], [], []
-    ts = encoder.tubelet_size
-    for e, ep in enumerate(episodes):
+    plans = []  # each episode's clip starts: non-overlapping, evenly spaced
+    for ep in episodes:
         n = ep.num_frames // cfg.clip_frames
-        starts = np.unique(np.linspace(0, n - 1, min(n, max_clips)).round().astype(int)) * cfg.clip_frames
+        plans.append(np.unique(np.linspace(0, n - 1, min(n, max_clips)).round().astype(int)) * cfg.clip_frames)
+    X = Y = ids = None
+    row, ts = 0, encoder.tubelet_size
+    for e, (ep, starts) in enumerate(zip(episodes, plans)):
         pos = torch.from_numpy(ep.positions([cfg.joint])[:, 0])                     # [T, 3]
         for i in range(0, len(starts), cfg.batch_size):
             s = starts[i:i + cfg.batch_size]
             video = frames_to_video(np.stack([ep.frames[t:t + cfg.clip_frames] for t in s]))  # [b, T, 3, H, W]
             z = encoder(video)                                                     # [b, T', N, D]
-            X.append(rearrange(z, "b t n d -> (b t) (n d)"))
+            if X is None:  # one matrix filled in place: concatenating chunks would need twice its memory
+                m = sum(len(p) for p in plans) * z.shape[1]
+                X, Y = torch.empty(m, z.shape[2] * z.shape[3]), torch.empty(m, 3)
+                ids = torch.empty(m, dtype=torch.long)
+            k = z.shape[0] * z.shape[1]
+            X[row:row + k] = rearrange(z, "b t n d -> (b t) (n d)")
             last = torch.as_tensor(s)[:, None] + torch.arange(z.shape[1]) * ts + ts - 1      # [b, T']
-            Y.append(pos[last.flatten()])
-            ids.append(torch.full((z.shape[0] * z.shape[1],), e))
-    return torch.cat(X).float(), torch.cat(Y).float(), torch.cat(ids)
+            Y[row:row + k] = pos[last.flatten()]
+            ids[row:row + k] = e
+            row += k
+    if X is None:
+        raise ValueError(f"no episode has {cfg.clip_frames} frames: nothing to probe")
+    return X, Y, ids
 
 
 def r2_score(y: torch.Tensor, y_hat: torch.Tensor) -> dict:
