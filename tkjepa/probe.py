@@ -167,6 +167,13 @@ class RidgeProbe:
         return (X - self.mu_x) @ self.W + self.mu_y
 
 
+def _solve_or_raise(G: torch.Tensor, rhs: torch.Tensor, lam) -> torch.Tensor:
+    coef = ridge_solve(G, rhs, lam)
+    if coef is None:
+        raise ValueError(f"ridge λ = {lam} leaves the Gram matrix singular; use larger lambdas")
+    return coef
+
+
 def select_and_fit(X: torch.Tensor, Y: torch.Tensor, n_tr: int, lambdas, standardize: bool = True
                    ) -> tuple[RidgeProbe, list[float]]:
     """λ per output coordinate chosen on rows n_tr: (fitted on rows :n_tr), then the probe refitted on every row.
@@ -190,12 +197,7 @@ def select_and_fit(X: torch.Tensor, Y: torch.Tensor, n_tr: int, lambdas, standar
     X /= sd
     G = X[tr].T @ X[tr]                                                    # [F, F]
     rhs = X[tr].T @ (Y[tr] - y_tr)                                         # [F, 3]
-    scores = []
-    for lam_v in lambdas:
-        coef = ridge_solve(G, rhs, lam_v)
-        if coef is None:
-            raise ValueError(f"ridge λ = {lam_v} leaves the Gram matrix singular; use larger lambdas")
-        scores.append(r2_score(Y[va], X[va] @ coef + y_tr)["r2_xyz"])
+    scores = [r2_score(Y[va], X[va] @ _solve_or_raise(G, rhs, lam_v) + y_tr)["r2_xyz"] for lam_v in lambdas]
     lam = [lambdas[i] for i in torch.tensor(scores).argmax(0)]
     # refit on every row: Gram of all rows about their own mean, rescaled to their own std
     if n_tr < len(X):
@@ -205,9 +207,7 @@ def select_and_fit(X: torch.Tensor, Y: torch.Tensor, n_tr: int, lambdas, standar
     sd_all = (sd * (G.diagonal() / max(n - 1, 1)).clamp_min(0).sqrt()).clamp_min(1e-6) if standardize else sd
     r = sd_all / sd                                                        # all rows' std in training units
     y_bar = Y.mean(0)
-    coef = ridge_solve(G / torch.outer(r, r), (X.T @ (Y - y_bar)) / r[:, None], lam)
-    if coef is None:
-        raise ValueError(f"ridge λ = {lam} leaves the Gram matrix singular; use larger lambdas")
+    coef = _solve_or_raise(G / torch.outer(r, r), (X.T @ (Y - y_bar)) / r[:, None], lam)
     return RidgeProbe(standardize)._set(mu + sd * d, y_bar, coef / sd_all[:, None], lam), lam
 
 
