@@ -166,3 +166,18 @@ def test_shipped_or_trained(tmp_path):
     assert src == "stand-in" and model.cfg.injection == "adaln"
     with pytest.raises(ValueError, match="no recipe"):
         bench.shipped_or_trained("nonsense", encoder, thinker, folder=tmp_path)
+
+
+def test_world_data_cache_is_keyed_by_the_models_given(tmp_path, monkeypatch, encoder):
+    """Another thinker (or encoder) must not be served the cached features of the shipped one."""
+    from tkjepa.thinker.model import build_thinker
+
+    monkeypatch.setattr(bench, "CACHE", tmp_path)
+    cfg = forecast.ForecastConfig()
+    a = build_thinker(seed=0)
+    first, _ = bench.world_data(5, 2, encoder, a, cfg, progress=False, workers=1)
+    again, _ = bench.world_data(5, 2, encoder, a, cfg, progress=False, workers=1)  # from the cache
+    other, _ = bench.world_data(5, 2, encoder, build_thinker(seed=1), cfg, progress=False, workers=1)
+    assert len(list(tmp_path.glob("forecast-*.safetensors"))) == 2
+    assert torch.equal(first.new, again.new) and first.new.shape[0] == 2
+    assert not torch.equal(first.old, other.old)  # recomputed with the other thinker's weights

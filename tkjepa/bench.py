@@ -82,12 +82,17 @@ def checkpoint_digest(path) -> str:
 
 def world_data(seed: int, episodes: int, encoder, thinker, cfg: ForecastConfig, progress: bool = True,
                workers: int = 2) -> tuple[ForecastData, list[str]]:
-    """ForecastData of world episodes 0..episodes-1 of `seed`, from the cache when it is there."""
+    """ForecastData of world episodes 0..episodes-1 of `seed`, from the cache when it is there.
+
+    The cache key holds the digests of the `encoder` and `thinker` (model, tokenizer) weights given, so another
+    thinker (e.g. a `tkjepa pretrain-thinker --ground-cm` experiment) gets its own entry.
+    """
     from tkjepa.jepa import world_frames
+    from tkjepa.thinker.cache import weights_digest
     from tkjepa.world.generate import WORLD_VERSION
 
-    key = data_key([f"world:{seed}:{episodes}:v{WORLD_VERSION}"], checkpoint_digest(ENCODER),
-                   checkpoint_digest(THINKER), cfg)
+    key = data_key([f"world:{seed}:{episodes}:v{WORLD_VERSION}"], weights_digest(encoder),
+                   weights_digest(thinker[0]) if thinker is not None else None, cfg)
     path = CACHE / f"forecast-{key}.safetensors"
     if path.exists():
         return ForecastData.load(path), json.loads((path.with_suffix(".json")).read_text())
