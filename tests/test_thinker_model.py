@@ -1,5 +1,6 @@
 """Thinker model: construction, loading without remote code, multi-layer features and their masks."""
 
+import numpy as np
 import pytest
 import torch
 from transformers import Qwen3VLForConditionalGeneration
@@ -9,6 +10,7 @@ from tkjepa.thinker.inputs import build_inputs
 from tkjepa.thinker.model import (ThinkerConfig, build_thinker, default_layers, extract_features,
                                   generated_mask, load_thinker, video_config_of)
 from tkjepa.world import generate_episode
+from tkjepa.world.generate import WorldConfig
 
 CLIP = [0, 4, 9, 13, 18, 22, 27, 31]
 
@@ -136,21 +138,68 @@ def test_pretrain_smoke_then_think_json(tmp_path, capsys):
     assert think.run(p.parse_args([str(episode), "--checkpoint", str(out), "--json"])) == 0
     report = json.loads(capsys.readouterr().out)
     row = report["episodes"][0]
-    assert set(row) == {"path", "text", "next_target", "correct"} and row["path"].endswith("0.hdf5")
+    assert set(row) == {"path", "text", "next_target", "correct", "location_error_m"} and row["path"].endswith("0.hdf5")
+    assert row["location_error_m"] is None  # the plain thinker names no place
     assert report["accuracy"] in (0.0, 1.0) and isinstance(row["correct"], bool)
 
 
 def test_thinking_target_from_world_ground_truth():
-    from tkjepa.thinker.think import predicted_target, thinker_indices, thinking_target
+    from tkjepa.thinker.think import (predicted_location, predicted_target, spoken_location, target_location,
+                                      thinker_indices, thinking_target)
+    from tkjepa.world.scene import TABLE_X, TABLE_Y
 
     for seed in range(6):
         ep = generate_episode(seed)
         idx, s = thinker_indices(ep)
         assert idx.max() < s
         text = thinking_target(ep, s)
+        assert "<" not in text and predicted_location(text) is None  # the shipped, plain target
         names = list(ep.extras["object_names"])
-        assert predicted_target(text) in names
+        k = names.index(predicted_target(text))
+        grounded = thinking_target(ep, s, ground_cm=2)
+        assert grounded.startswith(text + " < ") and predicted_target(grounded) == predicted_target(text)
         if ep.task == "touch_sequence":  # the second object named in the instruction
-            assert predicted_target(text) == names[int(ep.extras["subgoal_objects"][1])]
+            assert k == int(ep.extras["subgoal_objects"][1])
+        # the spoken place is the named object's, at the last observed frame, to half a grid cell per axis
+        true = np.asarray(ep.extras["object_positions"][s - 1, k][:2]) - [TABLE_X[0], TABLE_Y[0]]
+        assert np.allclose(target_location(ep, s), true)
+        assert np.abs(predicted_location(grounded) - true).max() <= 0.02 / 2 + 1e-9
     assert predicted_target("holding nothing . next red bowl") == "red bowl"
+    assert predicted_target("holding nothing . next red bowl < 2.4 1.6 >") == "red bowl"
     assert predicted_target("holding nothing") == ""
+    assert np.allclose(predicted_location("holding nothing . next red bowl < 2.4 1.6 >"), [0.24, 0.16])
+    assert predicted_location("holding nothing . next red bowl") is None
+    assert predicted_location("next red bowl < red") is None and predicted_location("next red bowl < 2.4") is None
+    assert spoken_location([0.243, 0.161], 2) == "< 2.4 1.6 >" and spoken_location([0.243, 0.161], 10) == "< 2.0 2.0 >"
+    assert spoken_location([-0.1, 9.0], 2) == "< 0.0 30.0 >"  # clipped to the vocabulary's numbers
+    with pytest.raises(ValueError, match="grid_cm"):
+        spoken_location([0.1, 0.1], 0)
+
+
+def test_grounded_pretraining_examples_teach_the_location():
+    from tkjepa.thinker.think import predicted_location, target_location, thinker_indices
+    from tkjepa.thinker.tokenizer import build_tokenizer, decode_words
+    from tkjepa.thinker.train import TRAIN_FAMILIES, TRAIN_SEED0, TrainConfig, make_examples
+
+    tok = build_tokenizer()
+    cfg = TrainConfig(episodes=3, workers=1, ground_cm=2)
+    for i, ex in enumerate(make_examples(cfg, tok)):
+        said = decode_words(tok, ex["target"])  # the answer tokens the loss is on
+        ep = generate_episode(TRAIN_SEED0 + i, WorldConfig(family=TRAIN_FAMILIES[i]))
+        assert np.abs(predicted_location(said) - target_location(ep, thinker_indices(ep)[1])).max() <= 0.01 + 1e-9
+    plain = make_examples(TrainConfig(episodes=1, workers=1), tok)[0]
+    assert predicted_location(decode_words(tok, plain["target"])) is None
+
+
+def test_accuracy_scores_the_spoken_location():
+    from tkjepa.thinker.think import accuracy
+
+    rows = [{"task": "push", "correct": True, "location_error_m": 0.01, "target_xy": [0.1, 0.1]},
+            {"task": "push", "correct": False, "location_error_m": 0.05, "target_xy": [0.1, 0.3]},
+            {"task": "pick_place", "correct": True, "location_error_m": 0.03, "target_xy": [0.1, 0.2]},
+            {"task": "pick_place", "correct": None, "location_error_m": None}]  # no ground truth: not scored
+    acc = accuracy(rows)
+    assert acc["n"] == 3 and acc["overall"] == 2 / 3 and acc["per_family"] == {"pick_place": 1.0, "push": 0.5}
+    assert np.isclose(acc["location_error_m"], 0.03) and np.isclose(acc["location_median_m"], 0.03)
+    assert np.isclose(acc["location_within_4cm"], 2 / 3)
+    assert np.isclose(acc["location_chance_m"], 0.2 / 3)  # distances 0.1, 0.1, 0 to the mean (0.1, 0.2)

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from tkjepa.episode import Episode
 from tkjepa.thinker.inputs import build_prompt
-from tkjepa.thinker.model import ThinkerFeatures, default_layers, extract_features
+from tkjepa.thinker.model import MAX_NEW_TOKENS, ThinkerFeatures, default_layers, extract_features
 
 
 def weights_digest(model) -> str:
@@ -93,7 +93,7 @@ def episode_key(weights: str, layers, ep: Episode, frame_indices) -> str:
 
 
 def cached_features(model, tokenizer, cache: FeatureCache, ep: Episode, frame_indices, layers=None,
-                    weights: str | None = None, max_new_tokens: int = 8) -> ThinkerFeatures:
+                    weights: str | None = None, max_new_tokens: int = MAX_NEW_TOKENS) -> ThinkerFeatures:
     """Features of one episode from the cache, computed and stored on a miss."""
     layers = list(layers) if layers is not None else default_layers(model.config.text_config.num_hidden_layers)
     key = episode_key(weights or weights_digest(model), layers, ep, frame_indices)
@@ -106,7 +106,7 @@ def cached_features(model, tokenizer, cache: FeatureCache, ep: Episode, frame_in
 
 
 def extract_dataset(paths, model, tokenizer, cache: FeatureCache, layers=None, batch_size: int = 8,
-                    max_new_tokens: int = 8, progress: bool = True, load=None) -> list[str]:
+                    max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True, load=None) -> list[str]:
     """Features for every episode (paths or Episode objects) into `cache`; returns their keys.
 
     Entries already cached are skipped, so rerunning after an interruption only does what is missing.

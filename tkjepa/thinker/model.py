@@ -23,6 +23,9 @@ from tkjepa.episode import Episode
 from tkjepa.thinker.inputs import VideoConfig, build_inputs
 from tkjepa.thinker.tokenizer import EOS, build_tokenizer, decode_words
 
+# greedy thinking length: "holding red cube . next blue bowl at 2.4 1.6" is 10 words + eos
+MAX_NEW_TOKENS = 12
+
 
 @dataclass
 class ThinkerConfig:
@@ -37,7 +40,7 @@ class ThinkerConfig:
     vision_depth: int = 2        # vision transformer blocks
     vision_hidden: int = 64      # vision width
     vision_heads: int = 4        # vision heads
-    max_new_tokens: int = 8      # greedy thinking length; "holding red cube . next blue bowl" is 7 + eos
+    max_new_tokens: int = MAX_NEW_TOKENS  # greedy thinking length
     video: VideoConfig = field(default_factory=VideoConfig)  # pixels and video tokens
 
     @classmethod
@@ -131,7 +134,8 @@ def video_config_of(model) -> VideoConfig:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, episodes: list[Episode], frame_indices: list, max_new_tokens: int = 8):
+def generate(model, tokenizer, episodes: list[Episode], frame_indices: list,
+             max_new_tokens: int = MAX_NEW_TOKENS):
     """Greedy thinking. Returns (batch inputs, generated ids [B, N_new], texts)."""
     batch = build_inputs(tokenizer, episodes, frame_indices, video_config_of(model))
     # an untrained thinker may emit vision placeholders, which would break the features' forward pass
@@ -152,7 +156,7 @@ def generated_mask(new: torch.Tensor, eos: int) -> torch.Tensor:
 
 @torch.no_grad()
 def extract_features(model, tokenizer, episodes: list[Episode], frame_indices: list,
-                     layers: list[int] | None = None, max_new_tokens: int = 8) -> list[ThinkerFeatures]:
+                     layers: list[int] | None = None, max_new_tokens: int = MAX_NEW_TOKENS) -> list[ThinkerFeatures]:
     """Generate, then one forward over prompt + generated tokens with output_hidden_states=True."""
     layers = list(layers) if layers is not None else default_layers(model.config.text_config.num_hidden_layers)
     batch, new, texts = generate(model, tokenizer, episodes, frame_indices, max_new_tokens)

@@ -2,7 +2,8 @@
 
 From the uniformly sampled observed frames + the metadata prompt, the thinker learns (teacher forcing,
 loss on the answer tokens only) the world's ground truth at the forecast start,
-"holding <object|nothing> . next <target>". Most of it can be read off the prompt; `marked_pick_place`
+"holding <object|nothing> . next <target>" (`tkjepa.thinker.think`; `--ground-cm` adds where it is). Most of
+it can be read off the prompt; `marked_pick_place`
 ("the marked bowl") can only be solved by looking at the early frames, where the bowl is ringed.
 
 Seeds: training episodes are `generate_episode(TRAIN_SEED0 + i)`, held-out ones `EVAL_SEED0 + i`
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -44,6 +45,8 @@ class TrainConfig:
     weight_decay: float = 0.01  # AdamW weight decay
     seed: int = 0               # model init + batch order
     workers: int = 2            # processes generating episodes (results do not depend on it)
+    ground_cm: int = 0          # > 0: also say where the next target is, on this grid (cm); 0 = the shipped
+                                # plain target (`tkjepa.thinker.think.thinking_target`)
 
     @classmethod
     def tiny(cls) -> TrainConfig:
@@ -60,18 +63,20 @@ _TOKENIZER = None  # set before forking, so workers encode with the same tokeniz
 
 def _example(job) -> dict:
     """One training example, kept small: the encoded clip + prompt + target (no full episode)."""
-    seed, family = job
+    seed, family, ground_cm, video = job
     ep = generate_episode(seed, WorldConfig(family=family))
     idx, s = thinker_indices(ep)
-    return encode(_TOKENIZER, ep, idx, VideoConfig.tiny(), thinking_target(ep, s))
+    return encode(_TOKENIZER, ep, idx, video, thinking_target(ep, s, ground_cm))
 
 
-def make_examples(cfg: TrainConfig, tokenizer) -> list[dict]:
+def make_examples(cfg: TrainConfig, tokenizer, video: VideoConfig | None = None) -> list[dict]:
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     global _TOKENIZER
     _TOKENIZER = tokenizer
-    jobs = [(TRAIN_SEED0 + i, TRAIN_FAMILIES[i % len(TRAIN_FAMILIES)]) for i in range(cfg.episodes)]
+    video = video or VideoConfig.tiny()
+    jobs = [(TRAIN_SEED0 + i, TRAIN_FAMILIES[i % len(TRAIN_FAMILIES)], cfg.ground_cm, video)
+            for i in range(cfg.episodes)]
     if cfg.workers > 1:
         import multiprocessing as mp  # noqa: PLC0415
 
@@ -90,8 +95,9 @@ def pretrain(cfg: TrainConfig, model_cfg: ThinkerConfig | None = None, log_every
     """Train a tiny thinker from scratch; returns (model, tokenizer, history of losses)."""
     from tqdm.auto import tqdm  # noqa: PLC0415
 
+    model_cfg = model_cfg or ThinkerConfig.tiny()
     model, tokenizer = build_thinker(model_cfg, seed=cfg.seed)
-    examples = make_examples(cfg, tokenizer)
+    examples = make_examples(cfg, tokenizer, model_cfg.video)
     g = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model.train()
@@ -131,6 +137,11 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=None, help="override the preset's optimiser steps")
     p.add_argument("--episodes", type=int, default=None, help="override the preset's training episodes")
     p.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+    p.add_argument("--vision-patch", type=int, default=None,
+                   help="experiment: the vision tower's patch side in pixels (default 16, Qwen3-VL's; 8 gives 4× "
+                        "the visual tokens)")
+    p.add_argument("--ground-cm", type=int, default=None,
+                   help="experiment: also say where the next target is, on this grid in cm (e.g. 2); default: not")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: one thread makes the checkpoint bit-for-bit reproducible)")
 
@@ -138,11 +149,14 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     torch.set_num_threads(args.threads)
     cfg = PRESETS[args.preset]()
-    for name in ("steps", "episodes", "seed"):
+    for name in ("steps", "episodes", "seed", "ground_cm"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     t0 = time.perf_counter()
-    model, tokenizer, history = pretrain(cfg)
+    model_cfg = ThinkerConfig.tiny()
+    if args.vision_patch is not None:
+        model_cfg.video = replace(model_cfg.video, patch=args.vision_patch)
+    model, tokenizer, history = pretrain(cfg, model_cfg)
     train_s = time.perf_counter() - t0
     acc = evaluate(model, tokenizer, cfg.eval_episodes)
     out = Path(args.out)
@@ -150,16 +164,23 @@ def run(args) -> int:
     tokenizer.save_pretrained(out)
     metrics = {
         "command": f"tkjepa pretrain-thinker --preset {args.preset} --out {args.out}"
+                   + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in ("steps", "episodes", "seed",
+                             "vision_patch", "ground_cm") if getattr(args, k) is not None)
                    + (f" --threads {args.threads}" if args.threads != 1 else ""),
         "accuracy": acc["overall"], "per_family": acc["per_family"], "eval_episodes": acc["n"],
+        **({k: acc[k] for k in ("located", "location_error_m", "location_median_m", "location_within_4cm",
+                                "location_chance_m")}
+           if cfg.ground_cm else {}),
         "eval_seeds": f"{EVAL_SEED0}..{EVAL_SEED0 + cfg.eval_episodes - 1}",
         "train_seeds": f"{TRAIN_SEED0}..{TRAIN_SEED0 + cfg.episodes - 1}",
         "final_loss": sum(history[-50:]) / max(1, len(history[-50:])), "train_seconds": round(train_s, 1),
         "total_seconds": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads(),
-        "train_config": asdict(cfg),
+        "train_config": asdict(cfg), "model_config": asdict(model_cfg),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     fams = ", ".join(f"{k} {v:.0%}" for k, v in acc["per_family"].items())
-    print(f"held-out next-target accuracy {acc['overall']:.1%} on {acc['n']} episodes ({fams}); "
-          f"wrote {out} in {metrics['total_seconds']} s")
+    where = (f"; spoken location off by {100 * acc['location_error_m']:.1f} cm on average (always saying the "
+             f"average place: {100 * acc['location_chance_m']:.1f} cm), within 4 cm {acc['location_within_4cm']:.0%}"
+             if acc["located"] else "")
+    print(f"held-out next-target accuracy {acc['overall']:.1%} on {acc['n']} episodes ({fams}){where}; wrote {out} in {metrics['total_seconds']} s")
     return 0
