@@ -1,15 +1,19 @@
 """Where does a forecaster lose the subgoal? Oracles told more and more, with and without the latent loss.
 
-    .venv/bin/python scripts/told_target.py [--steps 600] [--workers 2] [--out runs/told_target.json]
+    .venv/bin/python scripts/told_target.py [--set latent|location] [--thinker DIR] [--steps 600] [--workers 2]
+                                            [--out runs/told_target.json]
 
 The benchmark's `oracle` is told the true next subgoal as one-hots of its kind, colour and shape ("grasp the
 yellow cube"): *which* object, not *where* it is, so it must still find the object in the latent tokens. This
 script trains, with the benchmark's recipe (seed 0, 600 steps, world seeds 1000 / 2000), the same forecaster
 told also *where*: the 3D offset from the last observed wrist to the wrist pose that achieves the subgoal
 (`tkjepa.world.stats.canonical_pose`, the ideal forecasters' destination), and each of them with the latent
-L1 term of the loss on (λ = 1, the benchmark's) and off (λ = 0), beside thinkjepa and jepa_only at λ = 0.
-Test ADE over the 8 trained frames, in cm, on the benchmark's 200 test episodes. BENCHMARKS.md (issue 5)
-reads the table. Deterministic: one torch thread per run.
+L1 term of the loss on (λ = 1, the benchmark's) and off (λ = 0), beside thinkjepa and jepa_only at λ = 0
+(`--set latent`, the default). `--set location` tells the oracle instead what a grounded thinker would say
+(`tkjepa pretrain-thinker --ground-cm`): the named object's position on the table at the last observed frame,
+rounded to a 2 cm or a 10 cm grid, at λ = 0.3, beside thinkjepa and jepa_only at λ = 0.3; `--thinker` swaps in
+another thinker (e.g. a grounded one) for every run. Test ADE over the 8 trained frames, in cm, on the
+benchmark's 200 test episodes. BENCHMARKS.md (issue 5) reads the tables. Deterministic: one torch thread per run.
 """
 
 from __future__ import annotations
@@ -28,16 +32,26 @@ from tkjepa.bench import TEST_SEED, TRAIN_SEED, load_models, predict, score, tra
 from tkjepa.episode import WRIST
 from tkjepa.forecast import ForecastConfig
 from tkjepa.jepa import world_frames
+from tkjepa.thinker.think import target_location
 from tkjepa.world.stats import canonical_pose, next_subgoal
 
-RUNS = (  # label, model, told where, latent weight λ
-    ("oracle (which), λ=1", "oracle", False, 1.0),
-    ("oracle (which + where), λ=1", "oracle", True, 1.0),
-    ("oracle (which), λ=0", "oracle", False, 0.0),
-    ("oracle (which + where), λ=0", "oracle", True, 0.0),
-    ("thinkjepa, λ=0", "thinkjepa", False, 0.0),
-    ("jepa_only, λ=0", "jepa_only", False, 0.0),
-)
+SETS = {  # label, model, what the oracle is told besides which (None / "where" / "grid<cm>"), latent weight λ
+    "latent": (
+        ("oracle (which), λ=1", "oracle", None, 1.0),
+        ("oracle (which + where), λ=1", "oracle", "where", 1.0),
+        ("oracle (which), λ=0", "oracle", None, 0.0),
+        ("oracle (which + where), λ=0", "oracle", "where", 0.0),
+        ("thinkjepa, λ=0", "thinkjepa", None, 0.0),
+        ("jepa_only, λ=0", "jepa_only", None, 0.0),
+    ),
+    "location": (
+        ("oracle (which), λ=0.3", "oracle", None, 0.3),
+        ("oracle (which + location, 2 cm grid), λ=0.3", "oracle", "grid2", 0.3),
+        ("oracle (which + location, 10 cm grid), λ=0.3", "oracle", "grid10", 0.3),
+        ("thinkjepa, λ=0.3", "thinkjepa", None, 0.3),
+        ("jepa_only, λ=0.3", "jepa_only", None, 0.3),
+    ),
+}
 _DATA: dict = {}
 
 
@@ -52,11 +66,22 @@ def where(seed: int, n: int) -> torch.Tensor:
     return 10 * torch.tensor(np.array(out), dtype=torch.float32)
 
 
+def location(seed: int, n: int, grid_cm: int) -> torch.Tensor:
+    """[n, 2]: what a grounded thinker says, the next target's table position on a `grid_cm` grid, in dm."""
+    out = [np.round(target_location(ep, ep.num_frames // 2) * 100 / grid_cm) * grid_cm / 10
+           for ep in world_frames(seed, range(n))]
+    return torch.tensor(np.array(out), dtype=torch.float32)
+
+
+def told(kind: str, seed: int, n: int) -> torch.Tensor:
+    return where(seed, n) if kind == "where" else location(seed, n, int(kind.removeprefix("grid")))
+
+
 def job(run: tuple) -> dict:
-    label, model, told, lam = run
+    label, model, kind, lam = run
     torch.set_num_threads(1)
-    train, test = _DATA["told" if told else "plain"]
-    T.ORACLE_DIM = train.oracle.shape[1]  # the oracle's input width (15, or 18 when also told where)
+    train, test = _DATA[kind or "plain"]
+    T.ORACLE_DIM = train.oracle.shape[1]  # the oracle's input width (15, + 3 when told where, + 2 the location)
     m, _ = T.train(train_config(model, 0, _DATA["steps"], latent_weight=lam), train, progress=False)
     s = score(predict(m, test), test)
     return {"label": label, "ade_cm": round(100 * s["ade"], 3), "fde_cm": round(100 * s["fde"], 3),
@@ -65,26 +90,32 @@ def job(run: tuple) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", default="latent", choices=sorted(SETS), help="which table to train")
+    ap.add_argument("--thinker", default=None, help="thinker folder (default: the shipped one)")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="runs/told_target.json")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    encoder, thinker = load_models()
+    runs = SETS[args.set]
+    encoder, thinker = load_models(**({"thinker": args.thinker} if args.thinker else {}))
     cfg = ForecastConfig()
     train, _ = world_data(TRAIN_SEED, 1000, encoder, thinker, cfg)
     test, _ = world_data(TEST_SEED, 200, encoder, thinker, cfg)
-    told = []
-    for d, seed in ((train, TRAIN_SEED), (test, TEST_SEED)):
-        e = d.subset(slice(None))
-        e.oracle = torch.cat([d.oracle, where(seed, len(d))], dim=1)
-        told.append(e)
-    _DATA.update(plain=(train, test), told=tuple(told), steps=args.steps)
+    _DATA.update(plain=(train, test), steps=args.steps)
+    for kind in {r[2] for r in runs} - {None}:
+        pair = []
+        for d, seed in ((train, TRAIN_SEED), (test, TEST_SEED)):
+            e = d.subset(slice(None))
+            e.oracle = torch.cat([d.oracle, told(kind, seed, len(d))], dim=1)
+            pair.append(e)
+        _DATA[kind] = tuple(pair)
     with mp.get_context("fork").Pool(args.workers) as pool:
-        rows = pool.map(job, RUNS, chunksize=1)
+        rows = pool.map(job, runs, chunksize=1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"runs": rows, "seconds": round(time.perf_counter() - t0, 1)}, indent=1))
+    out.write_text(json.dumps({"set": args.set, "thinker": args.thinker, "runs": rows,
+                               "seconds": round(time.perf_counter() - t0, 1)}, indent=1))
     print("| forecaster | ADE (cm) | FDE (cm) | FDE after 32 frames (cm) |\n| --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['label']} | {r['ade_cm']:.2f} | {r['fde_cm']:.2f} | {r['fde32_cm']:.1f} |")
