@@ -12,7 +12,8 @@ L1 term of the loss on (λ = 1, the benchmark's) and off (λ = 0), beside thinkj
 (`--set latent`, the default). `--set location` tells the oracle instead what a grounded thinker would say
 (`tkjepa pretrain-thinker --ground-cm`): the named object's position on the table at the last observed frame,
 rounded to a 2 cm or a 10 cm grid, at λ = 0.3, beside thinkjepa and jepa_only at λ = 0.3; `--thinker` swaps in
-another thinker (e.g. a grounded one) for every run. Test ADE over the 8 trained frames, in cm, on the
+another thinker (e.g. a grounded one) for every run, and `--set thinker` trains just the benchmark's thinkjepa
+(FiLM and cross-attention injection, λ = 1) on its features. Test ADE over the 8 trained frames, in cm, on the
 benchmark's 200 test episodes. BENCHMARKS.md (issue 5) reads the tables. Deterministic: one torch thread per run.
 """
 
@@ -51,6 +52,10 @@ SETS = {  # label, model, what the oracle is told besides which (None / "where" 
         ("thinkjepa, λ=0.3", "thinkjepa", None, 0.3),
         ("jepa_only, λ=0.3", "jepa_only", None, 0.3),
     ),
+    "thinker": (  # with --thinker: what another thinker gives the benchmark's thinkjepa (λ = 1), both injections
+        ("thinkjepa (FiLM), λ=1", "thinkjepa", None, 1.0),
+        ("thinkjepa (cross-attention), λ=1", "thinkjepa", None, 1.0, {"injection": "crossattn"}),
+    ),
 }
 _DATA: dict = {}
 
@@ -78,11 +83,12 @@ def told(kind: str, seed: int, n: int) -> torch.Tensor:
 
 
 def job(run: tuple) -> dict:
-    label, model, kind, lam = run
+    label, model, kind, lam, *over = run
     torch.set_num_threads(1)
     train, test = _DATA[kind or "plain"]
     T.ORACLE_DIM = train.oracle.shape[1]  # the oracle's input width (15, + 3 when told where, + 2 the location)
-    m, _ = T.train(train_config(model, 0, _DATA["steps"], latent_weight=lam), train, progress=False)
+    m, _ = T.train(train_config(model, 0, _DATA["steps"], latent_weight=lam, **(over[0] if over else {})), train,
+                   progress=False)
     s = score(predict(m, test), test)
     return {"label": label, "ade_cm": round(100 * s["ade"], 3), "fde_cm": round(100 * s["fde"], 3),
             "fde32_cm": round(100 * s["rollout"]["32"]["fde"], 2)}
