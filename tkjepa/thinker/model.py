@@ -23,7 +23,7 @@ from tkjepa.episode import Episode
 from tkjepa.thinker.inputs import VideoConfig, build_inputs
 from tkjepa.thinker.tokenizer import EOS, build_tokenizer, decode_words
 
-# greedy thinking length: "holding red cube . next blue bowl at 2.4 1.6" is 10 words + eos
+# greedy thinking length: the grounded "holding red cube . next blue bowl < 2.4 1.6 >" is 11 words + eos
 MAX_NEW_TOKENS = 12
 
 

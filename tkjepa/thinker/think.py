@@ -49,7 +49,8 @@ def target_location(ep: Episode, s: int) -> np.ndarray:
 
 
 def spoken_location(xy: np.ndarray, grid_cm: int) -> str:
-    """(x, y) metres -> "< 2.4 1.6 >" (word-spaced, as the thinker's text decodes): decimetres on a `grid_cm` grid, clipped to the vocabulary's 0.0 … 30.0."""
+    """(x, y) metres -> "< 2.4 1.6 >" (word-spaced, as the thinker's text decodes): decimetres on a `grid_cm`
+    grid, clipped to the vocabulary's numbers 0.0 … 30.0."""
     if grid_cm <= 0:
         raise ValueError(f"grid_cm must be a positive number of centimetres, got {grid_cm}")
     cells = np.clip(np.round(np.asarray(xy) * 100 / grid_cm), 0, 300 // grid_cm) * grid_cm / 10

@@ -182,5 +182,6 @@ def run(args) -> int:
     where = (f"; spoken location off by {100 * acc['location_error_m']:.1f} cm on average (always saying the "
              f"average place: {100 * acc['location_chance_m']:.1f} cm), within 4 cm {acc['location_within_4cm']:.0%}"
              if acc["located"] else "")
-    print(f"held-out next-target accuracy {acc['overall']:.1%} on {acc['n']} episodes ({fams}){where}; wrote {out} in {metrics['total_seconds']} s")
+    print(f"held-out next-target accuracy {acc['overall']:.1%} on {acc['n']} episodes ({fams}){where}; "
+          f"wrote {out} in {metrics['total_seconds']} s")
     return 0
