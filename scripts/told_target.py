@@ -13,7 +13,9 @@ L1 term of the loss on (λ = 1, the benchmark's) and off (λ = 0), beside thinkj
 (`tkjepa pretrain-thinker --ground-cm`): the named object's position on the table at the last observed frame,
 rounded to a 2 cm or a 10 cm grid, at λ = 0.3, beside thinkjepa and jepa_only at λ = 0.3; `--thinker` swaps in
 another thinker (e.g. a grounded one) for every run, and `--set thinker` trains just the benchmark's thinkjepa
-(FiLM and cross-attention injection, λ = 1) on its features. Test ADE over the 8 trained frames, in cm, on the
+(FiLM and cross-attention injection, λ = 1) on its features; `--set said`, with a grounded thinker, tells the
+oracle the place that thinker *says* (parsed from its text, 0 where it says none): the place as words, without
+going through the thinker's hidden states. Test ADE over the 8 trained frames, in cm, on the
 benchmark's 200 test episodes. BENCHMARKS.md (issue 5) reads the tables. Deterministic: one torch thread per run.
 """
 
@@ -33,7 +35,7 @@ from tkjepa.bench import TEST_SEED, TRAIN_SEED, load_models, predict, score, tra
 from tkjepa.episode import WRIST
 from tkjepa.forecast import ForecastConfig
 from tkjepa.jepa import world_frames
-from tkjepa.thinker.think import target_location
+from tkjepa.thinker.think import predicted_location, target_location
 from tkjepa.world.stats import canonical_pose, next_subgoal
 
 SETS = {  # label, model, what the oracle is told besides which (None / "where" / "grid<cm>"), latent weight λ
@@ -56,6 +58,10 @@ SETS = {  # label, model, what the oracle is told besides which (None / "where" 
         ("thinkjepa (FiLM), λ=1", "thinkjepa", None, 1.0),
         ("thinkjepa (cross-attention), λ=1", "thinkjepa", None, 1.0, {"injection": "crossattn"}),
     ),
+    "said": (  # with a grounded --thinker: the oracle told the place the thinker *says*, parsed from its text
+        ("oracle (which + the thinker's spoken location), λ=0.3", "oracle", "said", 0.3),
+        ("oracle (which + the thinker's spoken location), λ=1", "oracle", "said", 1.0),
+    ),
 }
 _DATA: dict = {}
 
@@ -71,14 +77,25 @@ def where(seed: int, n: int) -> torch.Tensor:
     return 10 * torch.tensor(np.array(out), dtype=torch.float32)
 
 
+def true_location(seed: int, n: int) -> np.ndarray:
+    """[n, 2] metres: the next target's table position at the last observed frame (what `--ground-cm` says)."""
+    return np.array([target_location(ep, ep.num_frames // 2) for ep in world_frames(seed, range(n))])
+
+
 def location(seed: int, n: int, grid_cm: int) -> torch.Tensor:
     """[n, 2]: what a grounded thinker says, the next target's table position on a `grid_cm` grid, in dm."""
-    out = [np.round(target_location(ep, ep.num_frames // 2) * 100 / grid_cm) * grid_cm / 10
-           for ep in world_frames(seed, range(n))]
-    return torch.tensor(np.array(out), dtype=torch.float32)
+    return torch.tensor(np.round(true_location(seed, n) * 100 / grid_cm) * grid_cm / 10, dtype=torch.float32)
 
 
-def told(kind: str, seed: int, n: int) -> torch.Tensor:
+def said(texts: list[str]) -> torch.Tensor:
+    """[n, 2]: the place each thinker text says ("< x y >"), in dm; zeros where it says none."""
+    out = [predicted_location(t) for t in texts]
+    return 10 * torch.tensor(np.array([o if o is not None else np.zeros(2) for o in out]), dtype=torch.float32)
+
+
+def told(kind: str, seed: int, n: int, texts: list[str]) -> torch.Tensor:
+    if kind == "said":
+        return said(texts)
     return where(seed, n) if kind == "where" else location(seed, n, int(kind.removeprefix("grid")))
 
 
@@ -106,21 +123,28 @@ def main() -> None:
     runs = SETS[args.set]
     encoder, thinker = load_models(**({"thinker": args.thinker} if args.thinker else {}))
     cfg = ForecastConfig()
-    train, _ = world_data(TRAIN_SEED, 1000, encoder, thinker, cfg)
-    test, _ = world_data(TEST_SEED, 200, encoder, thinker, cfg)
+    train, train_texts = world_data(TRAIN_SEED, 1000, encoder, thinker, cfg)
+    test, test_texts = world_data(TEST_SEED, 200, encoder, thinker, cfg)
     _DATA.update(plain=(train, test), steps=args.steps)
     for kind in {r[2] for r in runs} - {None}:
         pair = []
-        for d, seed in ((train, TRAIN_SEED), (test, TEST_SEED)):
+        for d, seed, texts in ((train, TRAIN_SEED, train_texts), (test, TEST_SEED, test_texts)):
             e = d.subset(slice(None))
-            e.oracle = torch.cat([d.oracle, told(kind, seed, len(d))], dim=1)
+            e.oracle = torch.cat([d.oracle, told(kind, seed, len(d), texts)], dim=1)
             pair.append(e)
         _DATA[kind] = tuple(pair)
+    extra = {}
+    if "said" in _DATA:  # how far the spoken places are from the truth on the test split (cm)
+        err = np.linalg.norm(_DATA["said"][1].oracle[:, -2:].numpy() / 10 - true_location(TEST_SEED, len(test)), axis=1)
+        extra["said_error_cm"] = {"mean": round(100 * float(err.mean()), 2),
+                                  "median": round(100 * float(np.median(err)), 2)}
+        print(f"the thinker's spoken place on the test split: off by {extra['said_error_cm']['mean']} cm on average, "
+              f"median {extra['said_error_cm']['median']} cm")
     with mp.get_context("fork").Pool(args.workers) as pool:
         rows = pool.map(job, runs, chunksize=1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"set": args.set, "thinker": args.thinker, "runs": rows,
+    out.write_text(json.dumps({"set": args.set, "thinker": args.thinker, "runs": rows, **extra,
                                "seconds": round(time.perf_counter() - t0, 1)}, indent=1))
     print("| forecaster | ADE (cm) | FDE (cm) | FDE after 32 frames (cm) |\n| --- | --- | --- | --- |")
     for r in rows:
