@@ -137,9 +137,10 @@ def main() -> None:
     if "said" in _DATA:  # how far the spoken places are from the truth on the test split (cm)
         err = np.linalg.norm(_DATA["said"][1].oracle[:, -2:].numpy() / 10 - true_location(TEST_SEED, len(test)), axis=1)
         extra["said_error_cm"] = {"mean": round(100 * float(err.mean()), 2),
-                                  "median": round(100 * float(np.median(err)), 2)}
+                                  "median": round(100 * float(np.median(err)), 2),
+                                  "within_4cm": round(float((err < 0.04).mean()), 3)}
         print(f"the thinker's spoken place on the test split: off by {extra['said_error_cm']['mean']} cm on average, "
-              f"median {extra['said_error_cm']['median']} cm")
+              f"median {extra['said_error_cm']['median']} cm, within 4 cm {extra['said_error_cm']['within_4cm']:.0%}")
     with mp.get_context("fork").Pool(args.workers) as pool:
         rows = pool.map(job, runs, chunksize=1)
     out = Path(args.out)
