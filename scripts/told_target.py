@@ -1,7 +1,7 @@
 """Where does a forecaster lose the subgoal? Oracles told more and more, with and without the latent loss.
 
-    .venv/bin/python scripts/told_target.py [--set latent|location] [--thinker DIR] [--steps 600] [--workers 2]
-                                            [--out runs/told_target.json]
+    .venv/bin/python scripts/told_target.py [--set latent|location|thinker|said] [--thinker DIR] [--steps 600]
+                                            [--workers 2] [--out runs/told_target.json]
 
 The benchmark's `oracle` is told the true next subgoal as one-hots of its kind, colour and shape ("grasp the
 yellow cube"): *which* object, not *where* it is, so it must still find the object in the latent tokens. This
@@ -90,6 +90,9 @@ def location(seed: int, n: int, grid_cm: int) -> torch.Tensor:
 def said(texts: list[str]) -> torch.Tensor:
     """[n, 2]: the place each thinker text says ("< x y >"), in dm; zeros where it says none."""
     out = [predicted_location(t) for t in texts]
+    if all(o is None for o in out):
+        raise SystemExit("--set said needs a grounded thinker (tkjepa pretrain-thinker --ground-cm): "
+                         "this one names no place")
     return 10 * torch.tensor(np.array([o if o is not None else np.zeros(2) for o in out]), dtype=torch.float32)
 
 
@@ -135,7 +138,7 @@ def main() -> None:
         _DATA[kind] = tuple(pair)
     extra = {}
     if "said" in _DATA:  # how far the spoken places are from the truth on the test split (cm)
-        err = np.linalg.norm(_DATA["said"][1].oracle[:, -2:].numpy() / 10 - true_location(TEST_SEED, len(test)), axis=1)
+        err = np.linalg.norm(said(test_texts).numpy() / 10 - true_location(TEST_SEED, len(test)), axis=1)
         extra["said_error_cm"] = {"mean": round(100 * float(err.mean()), 2),
                                   "median": round(100 * float(np.median(err)), 2),
                                   "within_4cm": round(float((err < 0.04).mean()), 3)}
