@@ -203,3 +203,106 @@ def test_accuracy_scores_the_spoken_location():
     assert np.isclose(acc["location_error_m"], 0.03) and np.isclose(acc["location_median_m"], 0.03)
     assert np.isclose(acc["location_within_4cm"], 2 / 3)
     assert np.isclose(acc["location_chance_m"], 0.2 / 3)  # distances 0.1, 0.1, 0 to the mean (0.1, 0.2)
+
+
+def test_anytime_moments_cover_the_episode_and_teach_their_own_answer():
+    from tkjepa.thinker.think import anytime_indices, clip_indices, thinker_indices, thinking_target
+    from tkjepa.thinker.tokenizer import build_tokenizer, decode_words
+    from tkjepa.thinker.train import TRAIN_FAMILIES, TRAIN_SEED0, TrainConfig, make_examples
+
+    ep = generate_episode(3, WorldConfig(family="pick_place"))
+    rng = np.random.default_rng(0)
+    moments = [anytime_indices(ep, rng) for _ in range(200)]
+    ss = np.array([s for _, s in moments])
+    assert (ss % 2 == 0).all() and ss.min() == 2 and ss.max() == ep.num_frames  # every planner moment, no other
+    for idx, s in moments:
+        assert len(idx) == 8 and idx[0] == 0 and idx[-1] == s - 1 and (np.diff(idx) >= 0).all()
+    assert np.array_equal(clip_indices(4), [0, 0, 1, 1, 2, 2, 3, 3]) and clip_indices(64)[-1] == 63
+    with pytest.raises(ValueError, match="observed frame"):
+        clip_indices(0)
+    # both phases of a pick-and-place are taught: before the grasp "next <cube>", after it "next <bowl>"
+    texts = {thinking_target(ep, s) for _, s in moments}
+    assert len({t.split(" next ")[1] for t in texts}) == 2
+
+    tok = build_tokenizer()
+    cfg = TrainConfig(episodes=6, workers=1, anytime="uniform")
+    starts = []
+    for i, ex in enumerate(make_examples(cfg, tok)):
+        e = generate_episode(TRAIN_SEED0 + i, WorldConfig(family=TRAIN_FAMILIES[i % len(TRAIN_FAMILIES)]))
+        _, s = anytime_indices(e, np.random.default_rng([TRAIN_SEED0 + i, 1]))
+        assert decode_words(tok, ex["target"]) == thinking_target(e, s)  # the answer at its own moment
+        starts.append(s != thinker_indices(e)[1])
+    assert any(starts)  # not the sampler's forecast start
+
+
+def test_think_episodes_scores_the_whole_text(monkeypatch):
+    from tkjepa.thinker import model as thinker_model
+    from tkjepa.thinker.think import accuracy, anytime_indices, think_episodes, thinking_target
+
+    eps = [generate_episode(s, WorldConfig(family="pick_place")) for s in range(4)]
+    moments = [anytime_indices(e, np.random.default_rng(i)) for i, e in enumerate(eps)]
+    truth = [thinking_target(e, s) for e, (_, s) in zip(eps, moments)]
+    said = [truth[0], truth[1].replace("holding", "holding nothing", 1) if "nothing" not in truth[1]
+            else truth[1].replace("nothing", "red cube"), truth[2] + " < 1.0 1.0 >", "holding nothing"]
+    monkeypatch.setattr(thinker_model, "generate", lambda m, t, chunk, idx: (None, None, said[:len(chunk)]))
+    rows = think_episodes(None, None, eps, moments=moments)
+    assert [r["exact"] for r in rows] == [True, False, True, False]  # a spoken place does not count against it
+    assert [r["correct"] for r in rows] == [True, True, True, False]  # the wrong "holding" still names the next
+    assert [r["s"] for r in rows] == [s for _, s in moments]
+    acc = accuracy(rows)
+    assert acc["overall"] == 0.75 and acc["exact"] == 0.5
+    with pytest.raises(ValueError, match="moments"):
+        think_episodes(None, None, eps, moments=moments[:2])
+
+
+def test_told_features_equal_the_generated_ones_when_the_text_is_the_same():
+    from tkjepa.thinker.model import load_thinker
+    from tkjepa.thinker.think import DEFAULT_CHECKPOINT
+
+    model, tok = load_thinker(DEFAULT_CHECKPOINT)  # the shipped thinker speaks real sentences
+    eps = [generate_episode(s) for s in range(3)]
+    said = extract_features(model, tok, eps, [CLIP] * 3)
+    told = extract_features(model, tok, eps, [CLIP] * 3, told=[f.text for f in said])
+    for a, b in zip(said, told):
+        assert a.text == b.text and a.text.startswith("holding ")
+        n = int(a.new_mask.sum())
+        assert int(b.new_mask.sum()) == n  # the words + the end token
+        assert torch.allclose(a.old, b.old, atol=1e-4) and torch.allclose(a.new[:, :n], b.new[:, :n], atol=1e-4)
+    other = extract_features(model, tok, eps[:1], [CLIP], told=["holding nothing . next red cube"])[0]
+    assert other.text == "holding nothing . next red cube"
+    assert told[0].text == "holding nothing . next yellow bowl"  # so the two share their first four words:
+    assert torch.allclose(other.new[:, :4], told[0].new[:, :4], atol=1e-4)      # causal: same words, same states
+    assert not torch.allclose(other.new[:, 5:7], told[0].new[:, 5:7], atol=1e-2)  # "red cube" vs "yellow bowl"
+    with pytest.raises(ValueError, match="told texts"):
+        extract_features(model, tok, eps, [CLIP] * 3, told=["holding nothing"])
+
+
+def test_phase_balanced_moments_and_a_clock_that_says_nothing():
+    from tkjepa.thinker.inputs import VideoConfig, encode, video_layout
+    from tkjepa.thinker.think import anytime_indices, thinking_target
+    from tkjepa.thinker.tokenizer import build_tokenizer
+    from tkjepa.thinker.train import TRAIN_FAMILIES, TRAIN_SEED0, TrainConfig, make_examples
+    from tkjepa.world.stats import next_subgoal
+
+    ep = generate_episode(3, WorldConfig(family="pick_place"))
+    rng = np.random.default_rng(0)
+    phase = lambda s: next_subgoal(ep, s) + (s - 1 >= ep.extras["subgoal_end"][-1])  # noqa: E731  0, 1, 2 = done
+    draws = [anytime_indices(ep, rng, how="phases")[1] for _ in range(600)]
+    share = np.bincount([phase(s) for s in draws], minlength=3) / len(draws)
+    assert np.allclose(share, 1 / 3, atol=0.06)                       # each phase a third of the time
+    uniform = [anytime_indices(ep, rng)[1] for _ in range(600)]
+    assert np.mean([phase(s) == 0 for s in uniform]) < 0.25           # uniform moments rarely see phase 0
+    with pytest.raises(ValueError, match="how"):
+        anytime_indices(ep, rng, how="sometimes")
+
+    tok, video = build_tokenizer(), VideoConfig.tiny()
+    for i, ex in enumerate(make_examples(TrainConfig(episodes=3, workers=1, anytime="phases"), tok)):
+        e = generate_episode(TRAIN_SEED0 + i, WorldConfig(family=TRAIN_FAMILIES[i]))
+        rng = np.random.default_rng([TRAIN_SEED0 + i, 1])
+        idx, s = anytime_indices(e, rng, how="phases")
+        stamps = anytime_indices(e, rng)[0]
+        want = encode(tok, e, idx, video, thinking_target(e, s), stamps)  # the frames of s, the clock of another
+        assert ex["ids"] == want["ids"] and ex["target"] == want["target"]
+        assert torch.equal(ex["pixels"], want["pixels"]) and torch.equal(ex["grid"], want["grid"])
+        if not np.array_equal(stamps, idx):
+            assert video_layout(stamps, e.fps, video) != video_layout(idx, e.fps, video)

@@ -89,9 +89,13 @@ def chat_text(prompt: str, layout: str) -> str:
     return f"<|im_start|> user {layout} {prompt} <|im_end|> <|im_start|> assistant"
 
 
-def encode(tokenizer, ep: Episode, frame_indices, cfg: VideoConfig, target: str | None = None) -> dict:
-    """One episode -> unpadded pieces: ids (prompt), target ids, pixels, grid (see `collate`)."""
-    ids = tokenizer(chat_text(build_prompt(ep), video_layout(frame_indices, ep.fps, cfg)))["input_ids"]
+def encode(tokenizer, ep: Episode, frame_indices, cfg: VideoConfig, target: str | None = None,
+           stamps=None) -> dict:
+    """One episode -> unpadded pieces: ids (prompt), target ids, pixels, grid (see `collate`). `stamps`: frame
+    indices to write the timestamps from instead of `frame_indices` (training augmentation: a thinker that
+    must not read the phase of a task off the clock)."""
+    stamps = frame_indices if stamps is None else stamps
+    ids = tokenizer(chat_text(build_prompt(ep), video_layout(stamps, ep.fps, cfg)))["input_ids"]
     tgt = tokenizer(normalize_text(target) + " <|im_end|>")["input_ids"] if target is not None else []
     pixels, grid = pack_video(ep.frames[np.asarray(frame_indices)], cfg)
     return {"ids": ids, "target": tgt, "pixels": pixels, "grid": grid}

@@ -21,7 +21,7 @@ from transformers import PreTrainedTokenizerFast, Qwen3VLConfig, Qwen3VLForCondi
 
 from tkjepa.episode import Episode
 from tkjepa.thinker.inputs import VideoConfig, build_inputs
-from tkjepa.thinker.tokenizer import EOS, build_tokenizer, decode_words
+from tkjepa.thinker.tokenizer import EOS, build_tokenizer, decode_words, normalize_text
 
 # greedy thinking length: the grounded "holding red cube . next blue bowl < 2.4 1.6 >" is 11 words + eos
 MAX_NEW_TOKENS = 12
@@ -29,7 +29,8 @@ MAX_NEW_TOKENS = 12
 
 @dataclass
 class ThinkerConfig:
-    """Size of the tiny Qwen3-VL (text decoder + vision tower) and how it is queried."""
+    """Size of the tiny Qwen3-VL (text decoder + vision tower) and the video it reads. (How long it thinks is
+    `MAX_NEW_TOKENS`, an argument of `generate`/`extract_features`.)"""
 
     hidden: int = 128            # text hidden size D (Qwen3-VL-2B: 2048)
     layers: int = 6              # decoder layers; 6 gives the feature pyramid several levels
@@ -40,7 +41,6 @@ class ThinkerConfig:
     vision_depth: int = 2        # vision transformer blocks
     vision_hidden: int = 64      # vision width
     vision_heads: int = 4        # vision heads
-    max_new_tokens: int = MAX_NEW_TOKENS  # greedy thinking length
     video: VideoConfig = field(default_factory=VideoConfig)  # pixels and video tokens
 
     @classmethod
@@ -156,10 +156,23 @@ def generated_mask(new: torch.Tensor, eos: int) -> torch.Tensor:
 
 @torch.no_grad()
 def extract_features(model, tokenizer, episodes: list[Episode], frame_indices: list,
-                     layers: list[int] | None = None, max_new_tokens: int = MAX_NEW_TOKENS) -> list[ThinkerFeatures]:
-    """Generate, then one forward over prompt + generated tokens with output_hidden_states=True."""
+                     layers: list[int] | None = None, max_new_tokens: int = MAX_NEW_TOKENS,
+                     told: list[str] | None = None) -> list[ThinkerFeatures]:
+    """Generate, then one forward over prompt + generated tokens with output_hidden_states=True.
+
+    `told`: one text per episode to use as the thinking instead of generating it (teacher forcing, a
+    diagnostic: the features of a thinker that says exactly this)."""
     layers = list(layers) if layers is not None else default_layers(model.config.text_config.num_hidden_layers)
-    batch, new, texts = generate(model, tokenizer, episodes, frame_indices, max_new_tokens)
+    if told is None:
+        batch, new, texts = generate(model, tokenizer, episodes, frame_indices, max_new_tokens)
+    else:
+        if len(told) != len(episodes):
+            raise ValueError(f"{len(told)} told texts for {len(episodes)} episodes")
+        batch = build_inputs(tokenizer, episodes, frame_indices, video_config_of(model))
+        rows = [tokenizer(normalize_text(t) + f" {EOS}")["input_ids"] for t in told]
+        width = max(len(r) for r in rows)
+        new = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+        texts = [decode_words(tokenizer, r) for r in new]
     new_mask = generated_mask(new, tokenizer.convert_tokens_to_ids(EOS))
     ids = torch.cat([batch["input_ids"], new], dim=1)
     fwd = dict(batch, input_ids=ids,

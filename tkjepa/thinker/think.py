@@ -34,6 +34,40 @@ def thinker_indices(ep: Episode, sampler: DualTemporalSampler | None = None):
     return sample.thinker, sample.forecast_start
 
 
+def clip_indices(s: int, n: int = 8) -> np.ndarray:
+    """The thinker's clip when frames 0 … s−1 are observed: n indices spread uniformly over them (repeats when
+    s < n) — the sampler's uniform clip, for any moment, not only its forecast start."""
+    if s < 1:
+        raise ValueError(f"the thinker needs at least one observed frame, got s={s}")
+    return np.linspace(0, s - 1, n).round().astype(np.int64)
+
+
+ANYTIME = ("uniform", "phases")  # how `tkjepa pretrain-thinker --anytime` picks its moments
+
+
+def anytime_indices(ep: Episode, rng: np.random.Generator, n: int = 8, how: str = "uniform"):
+    """(clip [n], s) at a random moment of `ep`, s among the even frame counts 2, 4, …, T — the moments at
+    which the planner asks (`tkjepa.planning`: one action = 2 frames).
+
+    `uniform`: s uniform. `phases`: first a phase uniformly — before the first subgoal is achieved, between
+    it and the second, …, after the last — then s uniform inside it. A demonstration finishes its first
+    subgoal within ~15 of 64 frames, so uniform moments rarely show a thinker the phase the planner spends
+    most of its time in."""
+    T = ep.num_frames
+    if how == "uniform":
+        s = 2 * int(rng.integers(1, T // 2 + 1))
+    elif how == "phases":
+        ends = np.asarray(ep.extras["subgoal_end"])
+        edges = [1, *ends.tolist(), T]  # phase k: edges[k] < s ≤ edges[k + 1] (next_subgoal(ep, s) == k)
+        evens = np.arange(2, T + 1, 2)
+        phases = [evens[(evens > lo) & (evens <= hi)] for lo, hi in zip(edges[:-1], edges[1:])]
+        phases = [p for p in phases if len(p)]
+        s = int(rng.choice(phases[int(rng.integers(len(phases)))]))
+    else:
+        raise ValueError(f"how must be one of {ANYTIME}, got {how!r}")
+    return clip_indices(s, n), s
+
+
 def next_target(ep: Episode, s: int) -> str:
     """Name of the object the next pending subgoal acts on at forecast start s."""
     names = list(ep.extras["object_names"])
@@ -88,21 +122,29 @@ def predicted_location(text: str) -> np.ndarray | None:
         return None
 
 
-def think_episodes(model, tokenizer, episodes: list[Episode], batch_size: int = 32) -> list[dict]:
-    """Generate thinking text for each episode; score it where the world's ground truth is known."""
+def think_episodes(model, tokenizer, episodes: list[Episode], batch_size: int = 32, moments: list | None = None
+                   ) -> list[dict]:
+    """Generate thinking text for each episode; score it where the world's ground truth is known.
+
+    `moments`: one (clip indices, s) per episode; default the sampler's (`thinker_indices`). Rows with ground
+    truth also say whether the whole text is right (`exact`: what is held *and* what is next)."""
     from tkjepa.thinker.model import generate  # noqa: PLC0415
 
+    moments = moments or [thinker_indices(ep) for ep in episodes]
+    if len(moments) != len(episodes):
+        raise ValueError(f"{len(moments)} moments for {len(episodes)} episodes")
     rows = []
     for i in range(0, len(episodes), batch_size):
-        chunk = episodes[i:i + batch_size]
-        idx = [thinker_indices(ep) for ep in chunk]
+        chunk, idx = episodes[i:i + batch_size], moments[i:i + batch_size]
         _, _, texts = generate(model, tokenizer, chunk, [a for a, _ in idx])
         for ep, (_, s), text in zip(chunk, idx, texts):
             row = {"path": ep.path, "task": ep.task, "text": text, "next_target": None, "correct": None,
-                   "location_error_m": None}
+                   "exact": None, "location_error_m": None, "s": int(s)}
             if ep.extras.get("subgoal_objects") is not None:
                 row["next_target"] = next_target(ep, s)
                 row["correct"] = predicted_target(text) == row["next_target"]
+                words = text.split()
+                row["exact"] = (words[:words.index("<")] if "<" in words else words) == thinking_target(ep, s).split()
                 said = predicted_location(text)  # None for a thinker that names no place (the plain one)
                 if said is not None:
                     row["target_xy"] = target_location(ep, s).tolist()
@@ -124,6 +166,7 @@ def accuracy(rows: list[dict]) -> dict:
     err = np.array([r["location_error_m"] for r in located], float)
     xy = np.array([r["target_xy"] for r in located], float).reshape(-1, 2)
     return {"overall": sum(r["correct"] for r in scored) / max(1, len(scored)), "n": len(scored),
+            "exact": sum(bool(r.get("exact")) for r in scored) / max(1, len(scored)),
             "per_family": {k: sum(v) / len(v) for k, v in sorted(fam.items())}, "located": len(err),
             "location_error_m": float(err.mean()) if len(err) else None,
             "location_median_m": float(np.median(err)) if len(err) else None,

@@ -6,6 +6,11 @@ loss on the answer tokens only) the world's ground truth at the forecast start,
 it can be read off the prompt; `marked_pick_place`
 ("the marked bowl") can only be solved by looking at the early frames, where the bowl is ringed.
 
+`--anytime uniform|phases` (the planner's thinker): each example at a random moment of its episode instead of
+the forecast start, with that moment's clip and truth (`think.anytime_indices`); `phases` draws the phase
+(before the first subgoal, …, after the last) uniformly and writes the clip's timestamps from another random
+moment, because in demonstrations the clock alone tells the phase and in a planned episode it does not.
+
 Seeds: training episodes are `generate_episode(TRAIN_SEED0 + i)`, held-out ones `EVAL_SEED0 + i`
 (disjoint ranges; the shipped `data_samples/episodes` use `episode_seed(2026, i)`, also disjoint).
 Command (the shipped checkpoint): `tkjepa pretrain-thinker --preset tiny --out data_samples/thinker_tiny`.
@@ -19,11 +24,13 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tkjepa.thinker.inputs import VideoConfig, collate, encode
 from tkjepa.thinker.model import ThinkerConfig, build_thinker
-from tkjepa.thinker.think import accuracy, think_episodes, thinker_indices, thinking_target
+from tkjepa.thinker.think import (ANYTIME, accuracy, anytime_indices, think_episodes, thinker_indices,
+                                  thinking_target)
 from tkjepa.world.generate import WorldConfig, generate_episode
 
 TRAIN_SEED0 = 100_000  # training episodes: seeds TRAIN_SEED0 … TRAIN_SEED0 + episodes - 1
@@ -47,6 +54,10 @@ class TrainConfig:
     workers: int = 2            # processes generating episodes (results do not depend on it)
     ground_cm: int = 0          # > 0: also say where the next target is, on this grid (cm); 0 = the shipped
                                 # plain target (`tkjepa.thinker.think.thinking_target`)
+    anytime: str = ""           # "uniform" | "phases": each example at a random moment of its episode
+                                # (`think.anytime_indices`), not at the sampler's forecast start — the planner's
+                                # thinker, asked all along; "phases" also writes the clip's timestamps from a
+                                # random moment, so the phase must be read off the frames, not the clock
 
     @classmethod
     def tiny(cls) -> TrainConfig:
@@ -63,10 +74,12 @@ _TOKENIZER = None  # set before forking, so workers encode with the same tokeniz
 
 def _example(job) -> dict:
     """One training example, kept small: the encoded clip + prompt + target (no full episode)."""
-    seed, family, ground_cm, video = job
+    seed, family, ground_cm, video, anytime = job
     ep = generate_episode(seed, WorldConfig(family=family))
-    idx, s = thinker_indices(ep)
-    return encode(_TOKENIZER, ep, idx, video, thinking_target(ep, s, ground_cm))
+    rng = np.random.default_rng([seed, 1])
+    idx, s = anytime_indices(ep, rng, how=anytime) if anytime else thinker_indices(ep)
+    stamps = anytime_indices(ep, rng)[0] if anytime == "phases" else None  # a clock that says nothing
+    return encode(_TOKENIZER, ep, idx, video, thinking_target(ep, s, ground_cm), stamps)
 
 
 def make_examples(cfg: TrainConfig, tokenizer, video: VideoConfig | None = None) -> list[dict]:
@@ -75,7 +88,7 @@ def make_examples(cfg: TrainConfig, tokenizer, video: VideoConfig | None = None)
     global _TOKENIZER
     _TOKENIZER = tokenizer
     video = video or VideoConfig.tiny()
-    jobs = [(TRAIN_SEED0 + i, TRAIN_FAMILIES[i % len(TRAIN_FAMILIES)], cfg.ground_cm, video)
+    jobs = [(TRAIN_SEED0 + i, TRAIN_FAMILIES[i % len(TRAIN_FAMILIES)], cfg.ground_cm, video, cfg.anytime)
             for i in range(cfg.episodes)]
     if cfg.workers > 1:
         import multiprocessing as mp  # noqa: PLC0415
@@ -122,10 +135,14 @@ def pretrain(cfg: TrainConfig, model_cfg: ThinkerConfig | None = None, log_every
     return model, tokenizer, history
 
 
-def evaluate(model, tokenizer, n: int) -> dict:
-    """Next-target accuracy on held-out episodes (seeds EVAL_SEED0 …, the default family mix)."""
+def evaluate(model, tokenizer, n: int, anytime: str = "") -> dict:
+    """Next-target accuracy on held-out episodes (seeds EVAL_SEED0 …, the default family mix), at the sampler's
+    forecast start, or with `anytime` ("uniform" | "phases") at one random moment per episode
+    (`think.anytime_indices`; the true timestamps)."""
     episodes = [generate_episode(EVAL_SEED0 + i) for i in range(n)]
-    return accuracy(think_episodes(model, tokenizer, episodes))
+    moments = [anytime_indices(ep, np.random.default_rng([EVAL_SEED0 + i, 1]), how=anytime)
+               for i, ep in enumerate(episodes)] if anytime else None
+    return accuracy(think_episodes(model, tokenizer, episodes, moments=moments))
 
 
 PRESETS = {"tiny": TrainConfig.tiny, "smoke": TrainConfig.smoke}
@@ -142,6 +159,9 @@ def add_arguments(p) -> None:
                         "the visual tokens)")
     p.add_argument("--ground-cm", type=int, default=None,
                    help="experiment: also say where the next target is, on this grid in cm (e.g. 2); default: not")
+    p.add_argument("--anytime", default=None, choices=ANYTIME,
+                   help="learn to speak at every moment of an episode (the planner's thinker), not only at the "
+                        "forecast start: moments uniform in time, or phase-balanced with uninformative timestamps")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: one thread makes the checkpoint bit-for-bit reproducible)")
 
@@ -152,6 +172,7 @@ def run(args) -> int:
     for name in ("steps", "episodes", "seed", "ground_cm"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
+    cfg.anytime = getattr(args, "anytime", None) or ""
     t0 = time.perf_counter()
     model_cfg = ThinkerConfig.tiny()
     if args.vision_patch is not None:
@@ -159,6 +180,7 @@ def run(args) -> int:
     model, tokenizer, history = pretrain(cfg, model_cfg)
     train_s = time.perf_counter() - t0
     acc = evaluate(model, tokenizer, cfg.eval_episodes)
+    acc_any = {how: evaluate(model, tokenizer, cfg.eval_episodes, anytime=how) for how in ANYTIME}
     out = Path(args.out)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -166,8 +188,12 @@ def run(args) -> int:
         "command": f"tkjepa pretrain-thinker --preset {args.preset} --out {args.out}"
                    + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in ("steps", "episodes", "seed",
                              "vision_patch", "ground_cm") if getattr(args, k) is not None)
+                   + (f" --anytime {cfg.anytime}" if cfg.anytime else "")
                    + (f" --threads {args.threads}" if args.threads != 1 else ""),
         "accuracy": acc["overall"], "per_family": acc["per_family"], "eval_episodes": acc["n"],
+        "exact": acc["exact"],
+        "anytime": {how: {"accuracy": a["overall"], "exact": a["exact"], "per_family": a["per_family"]}
+                    for how, a in acc_any.items()},
         **({k: acc[k] for k in ("located", "location_error_m", "location_median_m", "location_within_4cm",
                                 "location_chance_m")}
            if cfg.ground_cm else {}),
@@ -183,5 +209,7 @@ def run(args) -> int:
              f"average place: {100 * acc['location_chance_m']:.1f} cm), within 4 cm {acc['location_within_4cm']:.0%}"
              if acc["located"] else "")
     print(f"held-out next-target accuracy {acc['overall']:.1%} on {acc['n']} episodes ({fams}){where}; "
-          f"wrote {out} in {metrics['total_seconds']} s")
+          + "".join(f"at a random moment ({how}): {a['overall']:.1%}, whole text right {a['exact']:.1%}; "
+                    for how, a in acc_any.items())
+          + f"wrote {out} in {metrics['total_seconds']} s")
     return 0
