@@ -268,3 +268,134 @@ def test_plan_warns_when_the_encoder_changed_since_training(tmp_path, capsys):
     (folder / "metrics.json").write_text(json.dumps({**metrics, "encoder_sha256": "0" * 64}))
     load_planner(folder, need_head=False)
     assert "another encoder" in capsys.readouterr().out
+
+
+def test_expert_segments_replay_the_demonstration():
+    from tkjepa.world import expert
+    from tkjepa.world.generate import WorldConfig, expert_segments, generate_episode
+
+    for i, family in enumerate(("pick_place", "touch_sequence", "push", "marked_pick_place") * 2):
+        ep = generate_episode(500 + i, WorldConfig(family=family))
+        segs = expert_segments(ep)
+        _, ends = expert.subgoal_timings(segs, len(ep.extras["subgoal_end"]))
+        assert np.array_equal(ends, ep.extras["subgoal_end"])
+        t, wrist = 0, ep.positions(["rightHand"])[:, 0]
+        for seg in segs:  # each move ends where the expert's wrist is then (up to its tracking noise)
+            t += seg.frames
+            assert np.linalg.norm(wrist[t] - seg.target) < 0.02
+            t += seg.hold
+
+
+def test_oracle_waypoints_go_above_then_around_then_grip():
+    from tkjepa.planning import demonstration, oracle_boundary, oracle_waypoint, waypoint_frames
+
+    demo, env = demonstration(11, "pick_place")
+    wrist, ends = demo.positions(["rightHand"])[:, 0], [int(e) for e in demo.extras["subgoal_end"]]
+    (hover, _, _), (around, _, _), (grip, _, done) = waypoint_frames(demo)[:3]
+    assert done and grip == ends[0] and hover < around < grip
+    assert wrist[hover][2] - wrist[around][2] > 0.08 and np.linalg.norm(wrist[hover][:2] - wrist[around][:2]) < 0.01
+    reached = set()
+    assert oracle_waypoint(env, demo, reached) == hover           # far from everything: the hover above the cube
+    env.state.wrist = wrist[around].copy()
+    assert oracle_waypoint(env, demo, reached) == hover           # not there yet: waypoints come in order
+    env.state.wrist = wrist[hover].copy()
+    assert oracle_waypoint(env, demo, reached) == around and reached == {hover}
+    env.state.wrist = wrist[around].copy()
+    assert oracle_waypoint(env, demo, reached) == grip == oracle_boundary(env, demo)
+    env.state.wrist = wrist[hover].copy()
+    assert oracle_waypoint(env, demo, reached) == grip            # reached waypoints stay reached
+    env.state.held = env.task.subgoals[0][1]
+    carry = [f for f, sub, done in waypoint_frames(demo) if sub == 1 and not done][0]
+    assert oracle_waypoint(env, demo, reached) == carry           # holding the cube: over the bowl next
+
+
+def test_planner_reads_the_thinker_it_was_trained_with(tmp_path):
+    from tkjepa.bench import THINKER
+    from tkjepa.worldmodel import planner_thinker
+
+    assert planner_thinker(tmp_path) == THINKER                   # no copy: the shipped thinker
+    (tmp_path / "thinker").mkdir()
+    assert planner_thinker(tmp_path) == THINKER                   # an empty folder is not a thinker
+    (tmp_path / "thinker" / "model.safetensors").write_bytes(b"")
+    assert planner_thinker(tmp_path) == tmp_path / "thinker"
+
+
+def test_told_text_reads_the_env_truth():
+    from tkjepa.planning import demonstration, told_text
+    from tkjepa.thinker.think import thinking_target
+
+    demo, env = demonstration(11, "pick_place")
+    assert told_text(env, demo) == thinking_target(demo, 2)          # the demo's own words at its start
+    env.state.held = env.task.subgoals[0][1]
+    assert told_text(env, demo) == thinking_target(demo, int(demo.extras["subgoal_end"][0]) + 2)
+    demo, env = demonstration(12, "touch_sequence")
+    names = [o.name for o in env.state.objects]
+    env.state.touched = [env.task.subgoals[0][1]]
+    assert told_text(env, demo) == f"holding nothing . next {names[env.task.subgoals[1][1]]}"
+
+
+@needs_planner
+def test_train_planner_keeps_the_thinker_its_head_reads(tmp_path, monkeypatch):
+    """--thinker copies a non-shipped thinker into the folder (where `plan` loads it from); retraining with the
+    shipped one removes the copy; --reuse-world-model keeps the world model's weights and its command."""
+    import argparse
+    import shutil
+
+    from tkjepa import subgoal, worldmodel
+    from tkjepa.bench import THINKER, checkpoint_digest
+
+    from tkjepa.thinker.model import load_thinker
+
+    folder, other = tmp_path / "planner", tmp_path / "other_thinker"
+    shutil.copytree(PLANNER, folder)
+    model, tok = load_thinker(THINKER)
+    with torch.no_grad():
+        model.lm_head.weight.add_(0.01)  # another thinker: other weights
+    model.save_pretrained(other)
+    tok.save_pretrained(other)
+    seen = []
+
+    def fast_head(cfg, encoder, thinker, progress=True):  # the head's training is not what is tested here
+        seen.append(float(thinker[0].lm_head.weight.detach().sum()))
+        return subgoal.SubgoalHead(cfg), {"val_l1": 0.0, "val_l1_copy_current": 0.0}
+
+    monkeypatch.setattr(subgoal, "train_from_scratch", fast_head)
+    p = argparse.ArgumentParser()
+    worldmodel.add_arguments(p)
+    wm_before = (folder / "world_model.safetensors").read_bytes()
+    run = lambda *a: worldmodel.run(p.parse_args(["--out", str(folder), "--reuse-world-model", "--quiet", *a]))  # noqa: E731
+    assert run("--thinker", str(other)) == 0
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert (folder / "thinker" / "model.safetensors").exists() and metrics["thinker"] == "thinker"
+    assert metrics["thinker_sha256"] == checkpoint_digest(other) and "--thinker" in metrics["command"]
+    assert metrics["world_model_command"] == "tkjepa train-planner --out data_samples/planner"
+    assert (folder / "world_model.safetensors").read_bytes() == wm_before
+    assert worldmodel.planner_thinker(folder) == folder / "thinker"
+    assert run() == 0                                                 # back to the shipped thinker
+    assert not (folder / "thinker").exists() and worldmodel.planner_thinker(folder) == THINKER
+    assert len(seen) == 2 and seen[0] == pytest.approx(float(model.lm_head.weight.detach().sum()))  # each head read its own
+    assert seen[1] != pytest.approx(seen[0]) and metrics["thinker_sha256"] != checkpoint_digest(THINKER)
+    with pytest.raises(SystemExit, match="no thinker"):
+        run("--thinker", str(tmp_path / "nowhere"))
+
+
+@needs_planner
+def test_told_mode_needs_a_head_trained_on_told_texts(tmp_path):
+    import shutil
+
+    with pytest.raises(SystemExit, match="--told-text"):        # the shipped head read the thinker's own words
+        cli.main(["plan", "--mode", "told", "--episodes", "1", "--quiet"])
+    folder = tmp_path / "planner"
+    shutil.copytree(PLANNER, folder)
+    cfg = json.loads((folder / "subgoal_head.json").read_text())
+    (folder / "subgoal_head.json").write_text(json.dumps({**cfg, "told_text": True}))
+    with pytest.raises(SystemExit, match="use --mode told"):
+        cli.main(["plan", "--mode", "thinker", "--episodes", "1", "--quiet", "--planner", str(folder)])
+    out = tmp_path / "told.json"
+    assert cli.main(["plan", "--mode", "told", "--episodes", "1", "--max-steps", "2", "--samples", "8", "--topk", "2",
+                     "--iters", "1", "--quiet", "--planner", str(folder), "--out", str(out)]) == 0
+    from tkjepa.planning import demonstration, episode_seeds, told_text
+
+    demo, env = demonstration(*episode_seeds(2000, 1)[0])
+    texts = json.loads(out.read_text())["per_episode"][0]["subgoal_texts"]
+    assert texts[0] == [0, told_text(env, demo)] and texts[0][1].startswith("holding nothing . next ")  # the truth

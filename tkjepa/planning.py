@@ -8,7 +8,7 @@ The loop (V-JEPA 2-AC's, on our tiny models):
 3. execute the first action of the mean (one tubelet = 2 env frames with the same [dx, dy, dz, grip]), then
    replan from the new observation (MPC), until `env.success()` or `max_steps` actions.
 
-Two sources of goal latents (`MODES`):
+Sources of goal latents (`MODES`):
 - `flat`: the latent of the demonstration's final frame — the goal image. A short-horizon search
   toward a far goal is greedy: it heads for where the hand ends (over the bowl; over the second object) and
   skips what must happen first (the grasp; the first touch).
@@ -18,6 +18,16 @@ Two sources of goal latents (`MODES`):
 - `oracle` (a diagnostic: a perfect thinker): the latent of the demonstration's frame where the subgoal that
   the *true* env state says is next was achieved (`oracle_boundary`) — what the subgoal head is trained to
   predict, so flat < thinker ≤ oracle separates the thinker's share of the failures from the planner's.
+  With `waypoints`, the goals are the expert's intermediate poses too (above the cube, around it, gripping:
+  `oracle_waypoint`), to test whether the planner's short horizon is what stops it.
+- `told` (a diagnostic: a thinker that never errs in words): as `thinker`, but the thinker is told the true
+  text from the env's state (`told_text`) instead of generating it; needs a head trained on told texts
+  (`tkjepa train-planner --told-text`). thinker < told says better words would help; told ≈ thinker says the
+  subgoal head or the planner is the limit.
+
+A planner folder may carry its own thinker (`tkjepa train-planner --thinker DIR` copies it to `folder/thinker`,
+`worldmodel.planner_thinker`): e.g. one pretrained to speak at every moment of an episode
+(`tkjepa pretrain-thinker --anytime phases`) rather than at the forecast start only.
 
 Action space: u ∈ [−1, 1]^4 per tubelet: displacement u[:3]·MAX_STEP per frame, grip (u[3] + 1)/2 —
 exactly the world model's normalised actions, so a plan needs no conversion. Like a robot's joint limits,
@@ -48,7 +58,7 @@ from tkjepa.subgoal import FAMILIES
 from tkjepa.world.env import MAX_STEP, TabletopEnv
 from tkjepa.worldmodel import ACTION_DIM, STATE_DIM, WORKSPACE, frame_latents, wrist_features
 
-MODES = ("flat", "thinker", "oracle")
+MODES = ("flat", "thinker", "told", "oracle")
 ENERGIES = ("l1", "l2", "pooled")
 PLANNER = Path(__file__).resolve().parent.parent / "data_samples" / "planner"
 
@@ -195,6 +205,7 @@ class PlanConfig:
     ask_every: int = 2           # thinker mode: actions between two questions to the thinker
     energy: str = "l1"           # l1 | l2 | pooled
     seed: int = 0                # CEM sampling
+    waypoints: bool = False      # oracle mode: goals at the expert's waypoints, not only at subgoal boundaries
     cem: CEMConfig = None
 
     def __post_init__(self):
@@ -226,21 +237,67 @@ def energy_landscape(env: TabletopEnv, goal: torch.Tensor, encoder, xs, ys, z: f
     return energy(lat, goal, kind).view(len(ys), len(xs)).numpy()
 
 
-def oracle_boundary(env: TabletopEnv, demo) -> int:
-    """Demo frame of the next phase boundary given the env's true progress (held object, touches, success)."""
+def oracle_subgoal(env: TabletopEnv, demo) -> int:
+    """Index of the subgoal the env's true progress (held object, touches; for push, the hand at the
+    demonstration's first boundary) says is next."""
     task, s = env.task, env.state
-    ends, last = [int(e) for e in demo.extras["subgoal_end"]], demo.num_frames - 1
-    if env.success():
-        return last
     if task.family in ("pick_place", "marked_pick_place"):
-        return ends[1] if s.held == task.subgoals[0][1] else ends[0]
+        return 1 if s.held == task.subgoals[0][1] else 0
     if task.family == "touch_sequence":
         order = [i for _, i in task.subgoals]
         done = 0
         for i in s.touched:  # the longest prefix of the order touched so far, in order
             done = done + 1 if done < len(order) and i == order[done] else (1 if i == order[0] else 0)
-        return ends[min(done, len(ends) - 1)]
-    return ends[0] if np.linalg.norm(s.wrist[:2] - demo.positions(["rightHand"])[ends[0], 0, :2]) > 0.02 else ends[1]
+        return min(done, len(order) - 1)
+    first = demo.positions(["rightHand"])[int(demo.extras["subgoal_end"][0]), 0]
+    return 0 if np.linalg.norm(s.wrist[:2] - first[:2]) > 0.02 else 1
+
+
+def oracle_boundary(env: TabletopEnv, demo) -> int:
+    """Demo frame of the next phase boundary given the env's true progress (held object, touches, success)."""
+    if env.success():
+        return demo.num_frames - 1
+    return int(demo.extras["subgoal_end"][oracle_subgoal(env, demo)])
+
+
+def told_text(env: TabletopEnv, demo) -> str:
+    """What a thinker that never errs would say now: "holding <held or nothing> . next <next subgoal's object>"
+    from the env's true state (the words `thinking_target` teaches, read off the env instead of a demo)."""
+    names = [o.name for o in env.state.objects]
+    holding = names[env.state.held] if env.state.held >= 0 else "nothing"
+    return f"holding {holding} . next {names[env.task.subgoals[oracle_subgoal(env, demo)][1]]}"
+
+
+def waypoint_frames(demo) -> list[tuple[int, int, bool]]:
+    """(frame, subgoal, completes) where each of the expert's moves ends (`expert.Segment`): for a grasp, the
+    hover above the cube, the open hand around it, then the closed grip (the subgoal's own boundary)."""
+    from tkjepa.world.generate import expert_segments
+
+    out, t = [], 0
+    for seg in expert_segments(demo):
+        t += seg.frames
+        out.append((t, seg.subgoal, seg.completes))
+        t += seg.hold
+    return out
+
+
+def oracle_waypoint(env: TabletopEnv, demo, reached: set[int], reach_m: float = 0.025) -> int:
+    """Demo frame of the next *waypoint* given the env's true progress: the first move of the next subgoal
+    whose end pose the wrist has not yet come within `reach_m` of (`reached`, updated here), else the subgoal's
+    boundary. The oracle with waypoints: is the planner's horizon too short for a whole subgoal?"""
+    if env.success():
+        return demo.num_frames - 1
+    k, wrist = oracle_subgoal(env, demo), demo.positions(["rightHand"])[:, 0]
+    for f, sub, completes in waypoint_frames(demo):
+        if sub != k:
+            continue
+        if completes:
+            return f
+        if f not in reached and np.linalg.norm(env.state.wrist - wrist[f]) < reach_m:
+            reached.add(f)
+        if f not in reached:
+            return f
+    return int(demo.extras["subgoal_end"][k])
 
 
 def first_subgoal_done(env: TabletopEnv) -> bool:
@@ -274,20 +331,22 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
     g = torch.Generator().manual_seed(seed * 7919 + cfg.seed)
     mean, goal, texts, energies, success, steps = None, flat_goal, [], [], False, 0
     demo_latents: dict[int, torch.Tensor] = {}
+    reached: set[int] = set()  # waypoints (demo frames) the wrist has come to, oracle mode with waypoints
     first_wrist = demo.positions(["rightHand"])[int(demo.extras["subgoal_end"][0]), 0]  # where subgoal 0 is done
     first_done, closest = False, float(np.linalg.norm(env.state.wrist - first_wrist))
     t0 = time.perf_counter()
     for step in range(cfg.max_steps):
-        if cfg.mode == "thinker" and step % cfg.ask_every == 0:
+        if cfg.mode in ("thinker", "told") and step % cfg.ask_every == 0:
             seen = Episode(frames=np.stack(frames), transforms={}, confidences={}, intrinsic=demo.intrinsic,
                            task=demo.task, instruction=demo.instruction, environment=demo.environment, fps=demo.fps)
-            thought, tokens, text = think(*thinker, [seen], [len(frames)])
+            told = [told_text(env, demo)] if cfg.mode == "told" else None
+            thought, tokens, text = think(*thinker, [seen], [len(frames)], told)
             with torch.no_grad():
                 goal = head(thought, tokens[0][None], torch.ones(1, len(tokens[0]), dtype=torch.bool),
                             planner.latents[-1][None])[0]
             texts.append((step, text[0]))
         if cfg.mode == "oracle":
-            b = oracle_boundary(env, demo)
+            b = oracle_waypoint(env, demo, reached) if cfg.waypoints else oracle_boundary(env, demo)
             goal = demo_latents.setdefault(b, frame_latents(encoder, demo.frames, [b])[0])
         init = None if mean is None else torch.cat([mean[1:], mean[-1:]])  # warm start: the plan shifted by one
         mean, hist = planner.plan(goal, g, init, wrist=env.state.wrist)
@@ -305,7 +364,7 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
     out = {"seed": int(seed), "family": family, "success": bool(success), "steps": steps,
            "seconds": round(seconds, 3), "final_energy": round(energies[-1], 4),
            "first_subgoal": bool(first_done), "closest_to_first_cm": round(100 * closest, 1)}
-    if cfg.mode == "thinker":
+    if cfg.mode in ("thinker", "told"):
         out["subgoal_texts"] = texts
     if record:
         out.update(frames=np.stack(frames), energies=energies, flat_goal=flat_goal, demo=demo)
@@ -328,14 +387,16 @@ def load_planner(folder=PLANNER, need_head: bool = True):
     folder = Path(folder)
     if not (folder / "world_model.safetensors").exists():
         raise SystemExit(f"{folder}: no planner checkpoint; train it with `tkjepa train-planner --out {folder}`")
-    from tkjepa.bench import ENCODER, THINKER, checkpoint_digest
+    from tkjepa.bench import ENCODER, checkpoint_digest
+    from tkjepa.worldmodel import planner_thinker
 
     trained_on = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
-    for name, path in (("encoder", ENCODER), ("thinker", THINKER)):
+    thinker_path = planner_thinker(folder)
+    for name, path in (("encoder", ENCODER), ("thinker", thinker_path)):
         if trained_on.get(f"{name}_sha256") not in (None, checkpoint_digest(path)):
             print(f"warning: {folder} was trained with another {name} than {path}; retrain it with "
                   f"`tkjepa train-planner --out {folder}`")
-    encoder, thinker = load_models()
+    encoder, thinker = load_models(thinker=thinker_path)
     world_model, _ = load_world_model(folder)
     head = load_head(folder) if need_head else None
     return encoder, world_model, head, thinker if need_head else None
@@ -362,7 +423,8 @@ def evaluate(cfg: PlanConfig, episodes: int, world_seed: int, models, progress: 
 def add_arguments(p) -> None:
     p.add_argument("--episodes", type=int, default=30, help="held-out episodes (families alternate)")
     p.add_argument("--mode", default="thinker", choices=MODES,
-                   help="goal: final frame (flat), thinker subgoals, or the true next subgoal (oracle, a diagnostic)")
+                   help="goal: final frame (flat), thinker subgoals, the thinker told the true text (told, a "
+                        "diagnostic), or the true next subgoal latent (oracle, a diagnostic)")
     p.add_argument("--seed", type=int, default=0, help="CEM sampling seed")
     p.add_argument("--world-seed", type=int, default=2000, help="held-out episode draw (training uses 1000, 1001)")
     p.add_argument("--out", default=None, help="write the result JSON here")
@@ -375,6 +437,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-steps", type=int, default=PlanConfig.max_steps, help="actions (tubelets) per episode")
     p.add_argument("--ask-every", type=int, default=PlanConfig.ask_every, help="thinker mode: actions per question")
     p.add_argument("--energy", default="l1", choices=ENERGIES, help="latent distance to the goal")
+    p.add_argument("--waypoints", action="store_true",
+                   help="oracle mode: goals at each of the expert's waypoints (e.g. above the cube, then around it, "
+                        "then gripping), not only at subgoal boundaries")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true")
 
@@ -391,11 +456,16 @@ def run(args) -> int:
         cem_cfg = CEMConfig(samples=args.samples, topk=args.topk, iters=args.iters, horizon=args.horizon,
                             momentum=args.momentum)
         cfg = PlanConfig(mode=args.mode, max_steps=args.max_steps, ask_every=args.ask_every, energy=args.energy,
-                         seed=args.seed, cem=cem_cfg)
+                         seed=args.seed, waypoints=args.waypoints, cem=cem_cfg)
     except ValueError as e:
         raise SystemExit(f"tkjepa plan: {e}") from None
     t0 = time.perf_counter()
-    models = load_planner(args.planner, need_head=args.mode == "thinker")
+    models = load_planner(args.planner, need_head=args.mode in ("thinker", "told"))
+    if args.mode in ("thinker", "told") and models[2].cfg.told_text != (args.mode == "told"):
+        raise SystemExit(f"tkjepa plan: the subgoal head in {args.planner} was trained "
+                         + ("on told texts: use --mode told" if models[2].cfg.told_text else
+                            "on the thinker's own texts; --mode told needs one trained with "
+                            "`tkjepa train-planner --told-text`"))
     if cem_cfg.horizon > models[1].config.future_tubelets:
         raise SystemExit(f"tkjepa plan: --horizon {cem_cfg.horizon} exceeds the world model's "
                          f"{models[1].config.future_tubelets} tubelets")

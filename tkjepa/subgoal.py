@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from tkjepa.encoder import Block, init_weights
 from tkjepa.predictor import CrossAttention
 from tkjepa.pyramid import masked_mean
+from tkjepa.thinker.think import clip_indices, thinking_target
 from tkjepa.worldmodel import frame_latents, load_part, save_part
 
 FAMILIES = ("pick_place", "touch_sequence")  # the multi-step families the planner is scored on
@@ -63,6 +64,8 @@ class SubgoalConfig:
     weight_decay: float = 0.05
     seed_data: int = 1000       # = bench.TRAIN_SEED
     seed: int = 0
+    told_text: bool = False     # diagnostic: the thinker is told the true text (`thinking_target`) instead of
+                                # generating it; `tkjepa plan --mode told` then tells it the env's truth
 
 
 class SubgoalHead(nn.Module):
@@ -116,17 +119,13 @@ def pad_tokens(tokens: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return kv, mask
 
 
-def clip_indices(t: int, n: int = THINKER_CLIP) -> np.ndarray:
-    """The thinker's clip when frames 0 … t−1 are observed: n indices spread over them (repeats when t < n)."""
-    return np.linspace(0, t - 1, n).round().astype(np.int64)
-
-
-def think(model, tokenizer, episodes: list, ts: list[int]) -> tuple[torch.Tensor, list[torch.Tensor], list[str]]:
+def think(model, tokenizer, episodes: list, ts: list[int], told: list[str] | None = None
+          ) -> tuple[torch.Tensor, list[torch.Tensor], list[str]]:
     """(thoughts [B, F], last-layer tokens [M_i, Dv] per episode, texts) of `episodes` observed up to frame
-    ts[i] − 1 (frames past it are never read)."""
+    ts[i] − 1 (frames past it are never read); `told`: the thinking to use instead of generating it."""
     from tkjepa.thinker.model import extract_features
 
-    feats = extract_features(model, tokenizer, episodes, [clip_indices(t) for t in ts])
+    feats = extract_features(model, tokenizer, episodes, [clip_indices(t, THINKER_CLIP) for t in ts], told=told)
     return (torch.stack([thought_vector(f) for f in feats]), [thought_tokens(f)[0] for f in feats],
             [f.text for f in feats])
 
@@ -152,7 +151,8 @@ def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, pr
         js = list(range(int(np.random.default_rng([seed, i]).integers(cfg.query_every)), ep.num_frames // 2,
                         cfg.query_every))
         ts = [2 * j + 2 for j in js]                                              # frames observed: 0 … t−1
-        thought, tokens, _ = think(*thinker, [ep] * len(ts), ts)
+        told = [thinking_target(ep, t) for t in ts] if cfg.told_text else None
+        thought, tokens, _ = think(*thinker, [ep] * len(ts), ts, told)
         for t, th, tok in zip(ts, thought, tokens):
             b = next_boundary(ep, t)
             rows["thought"].append(th)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -318,8 +319,24 @@ def add_arguments(p) -> None:
     p.add_argument("--head-episodes", type=int, default=None, help="demonstrations for the subgoal head (default 200)")
     p.add_argument("--head-steps", type=int, default=None, help="subgoal-head optimiser steps (default 1500)")
     p.add_argument("--seed", type=int, default=0, help="weights and batch order; the data seeds are fixed")
+    p.add_argument("--thinker", default=None,
+                   help="thinker checkpoint for the subgoal head (default: the shipped forecasting thinker); "
+                        "another one is copied into OUT/thinker, where `tkjepa plan` finds it")
+    p.add_argument("--told-text", action="store_true",
+                   help="diagnostic: train the subgoal head on the thinker told the true text (for `plan --mode told`)")
+    p.add_argument("--reuse-world-model", action="store_true",
+                   help="keep the world model already in --out and train only the subgoal head")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: reproducible, no oversubscription)")
     p.add_argument("--quiet", action="store_true")
+
+
+def planner_thinker(folder: str | Path) -> Path:
+    """The thinker a planner folder was trained with: its own copy `folder/thinker` if it has one, else the
+    shipped forecasting thinker."""
+    from tkjepa.bench import THINKER
+
+    own = Path(folder) / "thinker"
+    return own if (own / "model.safetensors").exists() else THINKER
 
 
 def run(args) -> int:
@@ -330,38 +347,65 @@ def run(args) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
+    out = Path(args.out)
     cfg = WorldModelConfig(seed=args.seed)
     cfg.episodes = args.episodes or cfg.episodes
     cfg.steps = args.steps or cfg.steps
-    encoder, thinker = load_models()
-    data = play_data(cfg.seed_data, cfg.episodes, encoder, progress=not args.quiet)
-    val = play_data(cfg.seed_data + 1, 48, encoder, progress=not args.quiet)
-    t_data = time.perf_counter() - t0
-    model, history = train_world_model(cfg, data, val, progress=not args.quiet)
-    save_world_model(model, cfg, args.out)
-    t_wm = time.perf_counter() - t0 - t_data
+    thinker_path = Path(args.thinker) if args.thinker else THINKER
+    if not (thinker_path / "model.safetensors").exists():
+        raise SystemExit(f"tkjepa train-planner: {thinker_path} holds no thinker (model.safetensors)")
+    encoder, thinker = load_models(thinker=thinker_path)
+    if args.reuse_world_model:
+        if not (out / "world_model.safetensors").exists() or not (out / "metrics.json").exists():
+            raise SystemExit(f"tkjepa train-planner: --reuse-world-model needs a trained planner in {out}")
+        previous = json.loads((out / "metrics.json").read_text())
+        wm_metrics, t_data, t_wm = previous["world_model"], 0.0, 0.0
+        command_wm = previous.get("world_model_command") or previous["command"]
+    else:
+        data = play_data(cfg.seed_data, cfg.episodes, encoder, progress=not args.quiet)
+        val = play_data(cfg.seed_data + 1, 48, encoder, progress=not args.quiet)
+        t_data = time.perf_counter() - t0
+        model, history = train_world_model(cfg, data, val, progress=not args.quiet)
+        save_world_model(model, cfg, out)
+        t_wm = time.perf_counter() - t0 - t_data
+        wm_metrics = {"config": asdict(cfg), "final": history[-1], "history": history,
+                      "params": sum(p.numel() for p in model.parameters())}
+        command_wm = None  # set below: this very command
 
     hcfg = subgoal.SubgoalConfig(seed=args.seed)
     hcfg.episodes = args.head_episodes or hcfg.episodes
     hcfg.steps = args.head_steps or hcfg.steps
+    hcfg.told_text = bool(getattr(args, "told_text", False))
     head, head_metrics = subgoal.train_from_scratch(hcfg, encoder, thinker, progress=not args.quiet)
-    subgoal.save_head(head, hcfg, args.out)
+    subgoal.save_head(head, hcfg, out)
+    own = out / "thinker"
+    if thinker_path.resolve() != THINKER.resolve() and thinker_path.resolve() != own.resolve():
+        if own.exists():
+            shutil.rmtree(own)
+        shutil.copytree(thinker_path, own)  # the planner folder carries the thinker its head reads
+    elif thinker_path.resolve() == THINKER.resolve() and own.exists():
+        shutil.rmtree(own)  # a stale copy would be loaded instead of the thinker this head was trained with
     t_head = time.perf_counter() - t0 - t_data - t_wm
+    command = (f"tkjepa train-planner --out {out}"
+               + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}"
+                         for k in ("episodes", "steps", "head_episodes", "head_steps") if getattr(args, k) is not None)
+               + (f" --seed {args.seed}" if args.seed else "") + (f" --thinker {args.thinker}" if args.thinker else "")
+               + (" --told-text" if hcfg.told_text else "") + (" --reuse-world-model" if args.reuse_world_model else ""))
     metrics = {
-        "command": "tkjepa train-planner --out " + str(args.out),
+        "command": command,
+        "world_model_command": command_wm or command,  # what trained the world model
         "wall_time_s": round(time.perf_counter() - t0, 1),
         "time_s": {"world_model_data": round(t_data, 1), "world_model_train": round(t_wm, 1),
                    "subgoal_head": round(t_head, 1)},
         "machine": f"{platform.machine()}, {args.threads} torch thread(s), torch {torch.__version__}",
-        "world_model": {"config": asdict(cfg), "final": history[-1], "history": history,
-                        "params": sum(p.numel() for p in model.parameters())},
+        "world_model": wm_metrics,
         "subgoal_head": head_metrics,
-        "encoder": str(ENCODER.name), "thinker": str(THINKER.name),
-        "encoder_sha256": checkpoint_digest(ENCODER), "thinker_sha256": checkpoint_digest(THINKER),
+        "encoder": str(ENCODER.name), "thinker": str(planner_thinker(out).name),
+        "encoder_sha256": checkpoint_digest(ENCODER), "thinker_sha256": checkpoint_digest(planner_thinker(out)),
     }
-    (Path(args.out) / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    f = history[-1]
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    f = wm_metrics["final"]
     print(f"world model: val L1 {f['val_l1']:.3f} (shuffled actions {f['val_l1_shuffled_actions']:.3f}, "
           f"copy-last {f['val_l1_copy_last']:.3f}); subgoal head: val L1 {head_metrics['val_l1']:.3f} "
-          f"(copy-current {head_metrics['val_l1_copy_current']:.3f}); {metrics['wall_time_s']} s -> {args.out}")
+          f"(copy-current {head_metrics['val_l1_copy_current']:.3f}); {metrics['wall_time_s']} s -> {out}")
     return 0

@@ -63,18 +63,33 @@ def generate_episode(seed: int, cfg: WorldConfig | None = None, max_attempts: in
     raise RuntimeError(f"no successful episode for seed {seed} in {max_attempts} attempts")
 
 
-def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
-    T = cfg.num_frames
-    env = TabletopEnv(size=cfg.size, family=family, num_frames=T)
-    frames = [env.reset([seed, attempt] if attempt else seed)]
+def _expert(env: TabletopEnv, seed: int, attempt: int, cfg: WorldConfig):
+    """(segments, decision frame, the expert's random stream) for the env just reset on ([seed, attempt])."""
     rng = np.random.default_rng([seed, attempt, 1])  # the expert's own stream
-    task, objects = env.task, env.state.objects
-    segments, n_pre = expert.plan(task, objects, rng)
+    segments, n_pre = expert.plan(env.task, env.state.objects, rng)
     expert.set_speed_limits(env.state.wrist, segments, MAX_STEP)
     # The hand leaves the decision point at the forecast start itself (later only if the first subgoal takes
     # longer): a random onset would make *when* the hand moves as uncertain as *where*, and the where is
     # what the thinker knows and the lesson is about.
-    decision = expert.fit_timing(segments, n_pre, int(round(cfg.split * T)), T)
+    decision = expert.fit_timing(segments, n_pre, int(round(cfg.split * cfg.num_frames)), cfg.num_frames)
+    return segments, decision, rng
+
+
+def expert_segments(ep: Episode, cfg: WorldConfig | None = None) -> list[expert.Segment]:
+    """The expert's segments (waypoints, grips, timings) behind a generated episode, replayed from its seed."""
+    cfg = cfg or WorldConfig(family=ep.task)
+    seed, attempt = int(ep.extras["seed"]), int(ep.extras["attempt"])
+    env = TabletopEnv(size=cfg.size, family=ep.task, num_frames=cfg.num_frames)
+    env.reset([seed, attempt] if attempt else seed)
+    return _expert(env, seed, attempt, cfg)[0]
+
+
+def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
+    T = cfg.num_frames
+    env = TabletopEnv(size=cfg.size, family=family, num_frames=T)
+    frames = [env.reset([seed, attempt] if attempt else seed)]
+    task, objects = env.task, env.state.objects
+    segments, decision, rng = _expert(env, seed, attempt, cfg)
     targets, grips = expert.desired_path(env.state.wrist, segments)
     start, end = expert.subgoal_timings(segments, len(task.subgoals))
 
