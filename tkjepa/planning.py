@@ -217,13 +217,10 @@ class PlanConfig:
 
 
 @torch.no_grad()
-def energy_landscape(env: TabletopEnv, goal: torch.Tensor, encoder, xs, ys, z: float | None = None,
-                     grip: float | None = None, kind: str = "l1") -> np.ndarray:
-    """Energy [len(ys), len(xs)] of the *encoded* frame with the wrist moved to (x, y, z) (z, grip default to
-    the current ones), everything else as in env's state: is the energy lowest where the goal's hand is?
-
-    The env itself is left unchanged.
-    """
+def grid_latents(env: TabletopEnv, encoder, xs, ys, z: float | None = None, grip: float | None = None
+                 ) -> torch.Tensor:
+    """Latents [len(ys) · len(xs), N, D] of the *encoded* frame with the wrist moved to each (x, y, z) (z, grip
+    default to the current ones), everything else as in env's state (y-major). The env is left unchanged."""
     saved = env.clone_state()
     frames = []
     for y in ys:
@@ -233,8 +230,13 @@ def energy_landscape(env: TabletopEnv, goal: torch.Tensor, encoder, xs, ys, z: f
             env.state.grip = saved.grip if grip is None else grip
             frames.append(env.render())
     env.state = saved
-    lat = frame_latents(encoder, np.stack(frames))                             # [P, N, D]
-    return energy(lat, goal, kind).view(len(ys), len(xs)).numpy()
+    return frame_latents(encoder, np.stack(frames))
+
+
+def energy_landscape(env: TabletopEnv, goal: torch.Tensor, encoder, xs, ys, z: float | None = None,
+                     grip: float | None = None, kind: str = "l1") -> np.ndarray:
+    """Energy [len(ys), len(xs)] of the `grid_latents` to a goal: is the energy lowest where the goal's hand is?"""
+    return energy(grid_latents(env, encoder, xs, ys, z, grip), goal, kind).view(len(ys), len(xs)).numpy()
 
 
 def oracle_subgoal(env: TabletopEnv, demo) -> int:

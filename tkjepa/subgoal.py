@@ -20,10 +20,12 @@ them and learn to become "a hand is here"; pooled vectors alone mix every word o
 Training data: demonstrations (`generate_episode`) of the multi-step families `FAMILIES`, world seed
 `seed_data`, queried every 3rd tubelet.
 
-A limit to know (measured, BENCHMARKS.md): the tiny thinker was pretrained to speak at the decision point
-only, so at every other moment it still says "holding <cube> . next <bowl>"; its words carry no phase, and
-the head must read the phase from z_t. It beats copying z_t on held-out queries, but its z* does not yet move
-the energy's minimum to where the subgoal is.
+A limit to know (measured, BENCHMARKS.md): the head beats copying z_t on held-out queries (L1), but its z*
+does not move the energy's minimum to where the subgoal is: over a grid of hand positions the minimum lies
+about as far from the subgoal as the hand's current place (`scripts/subgoal_landscape.py`). That holds with
+5× the demonstrations, and with the thinker *told* the true words (`SubgoalConfig.told_text`, `tkjepa plan
+--mode told`), so it is the head, not the words. (The words are also wrong before the first subgoal: the tiny
+thinker was pretrained to speak at the forecast start, which comes after it.)
 """
 
 from __future__ import annotations

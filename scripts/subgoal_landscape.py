@@ -1,0 +1,91 @@
+"""Where does a subgoal latent point? The energy's minimum over hand positions, against where the subgoal is.
+
+    .venv/bin/python scripts/subgoal_landscape.py [PLANNER_DIR ...] [--episodes 30] [--grid 11]
+                                                  [--out runs/subgoal_landscape.json]
+
+At the start of each held-out planning episode (`planning.episode_seeds(2000, N)`, pick_place and
+touch_sequence alternating), the scene is rendered with the wrist moved over a grid of table positions (at
+the height and grip of the demonstration's first phase boundary), each frame encoded, and its energy
+(`planning.energy`, L1) to a goal latent computed. The planner is drawn toward the grid's minimum, so the
+distance from that minimum to the demonstration's wrist at the boundary says where a goal sends the hand:
+- `oracle`: the boundary frame's own latent (`tkjepa plan --mode oracle`);
+- each planner folder's subgoal head, from its thinker's generated words (or, for a head trained with
+  `--told-text`, from the true words, as `tkjepa plan --mode told`);
+- `current`: the start frame itself, a goal that says "stay".
+Deterministic; one torch thread. BENCHMARKS.md (issue 6) reads the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tkjepa.episode import Episode
+from tkjepa.planning import (PLANNER, demonstration, energy, episode_seeds, grid_latents, load_planner,
+                             told_text)
+from tkjepa.subgoal import think
+from tkjepa.worldmodel import WORKSPACE, frame_latents
+
+
+def goals_at_start(folder: str, seed: int, family: str, models) -> torch.Tensor:
+    """The subgoal head's z* [N, D] at the start of the episode, as `run_episode` asks it."""
+    encoder, _, head, thinker = models
+    demo, env = demonstration(seed, family)
+    frames = np.stack([env.render(), env.step([0.0, 0.0, 0.0, 0.0])])
+    seen = Episode(frames=frames, transforms={}, confidences={}, intrinsic=demo.intrinsic, task=demo.task,
+                   instruction=demo.instruction, environment=demo.environment, fps=demo.fps)
+    told = [told_text(env, demo)] if head.cfg.told_text else None
+    thought, tokens, _ = think(*thinker, [seen], [len(frames)], told)
+    z = frame_latents(encoder, frames, [len(frames) - 1])
+    with torch.no_grad():
+        return head(thought, tokens[0][None], torch.ones(1, len(tokens[0]), dtype=torch.bool), z)[0]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("planners", nargs="*", default=[str(PLANNER)], help="planner folders (`tkjepa train-planner`)")
+    p.add_argument("--episodes", type=int, default=30)
+    p.add_argument("--grid", type=int, default=11, help="positions per axis over the workspace")
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    models = {d: load_planner(d) for d in args.planners}
+    encoder = next(iter(models.values()))[0]
+    xs = np.linspace(WORKSPACE[0][0], WORKSPACE[1][0], args.grid)
+    ys = np.linspace(WORKSPACE[0][1], WORKSPACE[1][1], args.grid)
+    rows = []
+    for seed, family in episode_seeds(2000, args.episodes):
+        demo, env = demonstration(seed, family)
+        env.step([0.0, 0.0, 0.0, 0.0])
+        b = int(demo.extras["subgoal_end"][0])
+        target = demo.positions(["rightHand"])[b, 0]
+        goals = {"oracle": frame_latents(encoder, demo.frames, [b])[0], "current": frame_latents(encoder, np.stack(
+            [env.render()]))[0]}
+        for d, m in models.items():
+            goals[d] = goals_at_start(d, seed, family, m)
+        row = {"seed": int(seed), "family": family}
+        lat = grid_latents(env, encoder, xs, ys, z=float(target[2]), grip=float(demo.extras["grip"][b]))
+        for name, goal in goals.items():
+            e = energy(lat, goal).view(len(ys), len(xs)).numpy()
+            iy, ix = np.unravel_index(np.argmin(e), e.shape)
+            row[name] = float(np.hypot(xs[ix] - target[0], ys[iy] - target[1]))
+        rows.append(row)
+        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+    names = [k for k in rows[0] if k not in ("seed", "family")]
+    summary = {n: {"median_cm": round(100 * float(np.median([r[n] for r in rows])), 1),
+                   "within_5cm": float(np.mean([r[n] < 0.05 for r in rows]))} for n in names}
+    cell = 100 * float(xs[1] - xs[0])
+    print(f"\nminimum of the energy vs the first boundary's wrist, over {len(rows)} episodes (grid cell {cell:.1f} cm):")
+    for n, s in summary.items():
+        print(f"  {n:40s} median {s['median_cm']:5.1f} cm   within 5 cm {s['within_5cm']:.0%}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"summary": summary, "grid_cell_cm": cell, "episodes": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
