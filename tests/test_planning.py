@@ -188,12 +188,17 @@ def test_subgoal_target_is_the_latent_of_the_next_boundary_frame(encoder, monkey
     from tkjepa.world.generate import episode_seed
 
     # the thinker's thoughts do not enter the targets: a stand-in that records which frames it was shown
-    shown = []
-    monkeypatch.setattr(sg, "think", lambda model, tok, eps, ts: (shown.extend(ts), torch.zeros(len(ts), 4),
-                                                              [torch.zeros(3, 4)] * len(ts), [""] * len(ts))[1:])
+    shown, told = [], []
+    monkeypatch.setattr(sg, "think", lambda model, tok, eps, ts, said=None: (
+        shown.extend(ts), told.append(said), torch.zeros(len(ts), 4), [torch.zeros(3, 4)] * len(ts), [""] * len(ts))[2:])
     data = sg.head_data(sg.SubgoalConfig(query_every=5), encoder, (None, None), seed=0, episodes=1, progress=False)
-    assert shown == data["t"].tolist()
+    assert shown == data["t"].tolist() and told == [None]  # the thinker speaks for itself
     ep = generate_episode(episode_seed(0, 0), WorldConfig(family="pick_place"))
+    sg.head_data(sg.SubgoalConfig(query_every=5, told_text=True), encoder, (None, None), seed=0, episodes=1,
+                 progress=False)
+    from tkjepa.thinker.think import thinking_target
+
+    assert told[1] == [thinking_target(ep, t) for t in data["t"].tolist()]  # --told-text: the demo's true words
     Z = frame_latents(encoder, ep.frames)
     for t, b, z, target in zip(data["t"], data["target_frame"], data["z"], data["target"]):
         assert b == next_boundary(ep, int(t)) and b >= t - 1
@@ -399,3 +404,19 @@ def test_told_mode_needs_a_head_trained_on_told_texts(tmp_path):
     demo, env = demonstration(*episode_seeds(2000, 1)[0])
     texts = json.loads(out.read_text())["per_episode"][0]["subgoal_texts"]
     assert texts[0] == [0, told_text(env, demo)] and texts[0][1].startswith("holding nothing . next ")  # the truth
+
+
+def test_grid_latents_render_the_hand_at_each_place_and_leave_the_env_alone(encoder):
+    from tkjepa.planning import demonstration, energy_landscape, grid_latents
+    from tkjepa.worldmodel import frame_latents
+
+    _, env = demonstration(11, "pick_place")
+    before = env.clone_state()
+    xs, ys = np.array([-0.1, 0.0, 0.1]), np.array([0.35, 0.45])
+    lat = grid_latents(env, encoder, xs, ys, z=0.12, grip=1.0)
+    assert lat.shape[0] == 6 and np.array_equal(env.state.wrist, before.wrist) and env.state.grip == before.grip
+    env.state.wrist, env.state.grip = np.array([0.1, 0.35, 0.12]), 1.0        # y-major: row 0, column 2
+    assert torch.allclose(lat[2], frame_latents(encoder, env.render()[None])[0], atol=1e-5)
+    env.state = before
+    e = energy_landscape(env, lat[4], encoder, xs, ys, z=0.12, grip=1.0)       # goal: the hand at (0.0, 0.45)
+    assert e.shape == (2, 3) and np.unravel_index(np.argmin(e), e.shape) == (1, 1) and e[1, 1] < 1e-5
