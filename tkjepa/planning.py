@@ -283,14 +283,15 @@ def waypoint_frames(demo) -> list[tuple[int, int, bool]]:
     return out
 
 
-def oracle_waypoint(env: TabletopEnv, demo, reached: set[int], reach_m: float = 0.025) -> int:
+def oracle_waypoint(env: TabletopEnv, demo, reached: set[int], reach_m: float = 0.025, waypoints=None) -> int:
     """Demo frame of the next *waypoint* given the env's true progress: the first move of the next subgoal
     whose end pose the wrist has not yet come within `reach_m` of (`reached`, updated here), else the subgoal's
-    boundary. The oracle with waypoints: is the planner's horizon too short for a whole subgoal?"""
+    boundary. The oracle with waypoints: is the planner's horizon too short for a whole subgoal?
+    `waypoints`: `waypoint_frames(demo)`, if already computed."""
     if env.success():
         return demo.num_frames - 1
     k, wrist = oracle_subgoal(env, demo), demo.positions(["rightHand"])[:, 0]
-    for f, sub, completes in waypoint_frames(demo):
+    for f, sub, completes in waypoints or waypoint_frames(demo):
         if sub != k:
             continue
         if completes:
@@ -333,6 +334,7 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
     g = torch.Generator().manual_seed(seed * 7919 + cfg.seed)
     mean, goal, texts, energies, success, steps = None, flat_goal, [], [], False, 0
     demo_latents: dict[int, torch.Tensor] = {}
+    waypoints = waypoint_frames(demo) if cfg.mode == "oracle" and cfg.waypoints else None
     reached: set[int] = set()  # waypoints (demo frames) the wrist has come to, oracle mode with waypoints
     first_wrist = demo.positions(["rightHand"])[int(demo.extras["subgoal_end"][0]), 0]  # where subgoal 0 is done
     first_done, closest = False, float(np.linalg.norm(env.state.wrist - first_wrist))
@@ -348,7 +350,7 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
                             planner.latents[-1][None])[0]
             texts.append((step, text[0]))
         if cfg.mode == "oracle":
-            b = oracle_waypoint(env, demo, reached) if cfg.waypoints else oracle_boundary(env, demo)
+            b = oracle_waypoint(env, demo, reached, waypoints=waypoints) if waypoints else oracle_boundary(env, demo)
             goal = demo_latents.setdefault(b, frame_latents(encoder, demo.frames, [b])[0])
         init = None if mean is None else torch.cat([mean[1:], mean[-1:]])  # warm start: the plan shifted by one
         mean, hist = planner.plan(goal, g, init, wrist=env.state.wrist)
