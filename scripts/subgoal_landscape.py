@@ -79,7 +79,8 @@ def main() -> None:
     summary = {n: {"median_cm": round(100 * float(np.median([r[n] for r in rows])), 1),
                    "within_5cm": float(np.mean([r[n] < 0.05 for r in rows]))} for n in names}
     cell = 100 * float(xs[1] - xs[0])
-    print(f"\nminimum of the energy vs the first boundary's wrist, over {len(rows)} episodes (grid cell {cell:.1f} cm):")
+    print(f"\nminimum of the energy vs the first boundary's wrist, over {len(rows)} episodes "
+          f"(grid cell {cell:.1f} cm):")
     for n, s in summary.items():
         print(f"  {n:40s} median {s['median_cm']:5.1f} cm   within 5 cm {s['within_5cm']:.0%}")
     if args.out:

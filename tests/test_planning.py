@@ -190,7 +190,8 @@ def test_subgoal_target_is_the_latent_of_the_next_boundary_frame(encoder, monkey
     # the thinker's thoughts do not enter the targets: a stand-in that records which frames it was shown
     shown, told = [], []
     monkeypatch.setattr(sg, "think", lambda model, tok, eps, ts, said=None: (
-        shown.extend(ts), told.append(said), torch.zeros(len(ts), 4), [torch.zeros(3, 4)] * len(ts), [""] * len(ts))[2:])
+        shown.extend(ts), told.append(said),
+        torch.zeros(len(ts), 4), [torch.zeros(3, 4)] * len(ts), [""] * len(ts))[2:])
     data = sg.head_data(sg.SubgoalConfig(query_every=5), encoder, (None, None), seed=0, episodes=1, progress=False)
     assert shown == data["t"].tolist() and told == [None]  # the thinker speaks for itself
     ep = generate_episode(episode_seed(0, 0), WorldConfig(family="pick_place"))
@@ -368,7 +369,9 @@ def test_train_planner_keeps_the_thinker_its_head_reads(tmp_path, monkeypatch):
     p = argparse.ArgumentParser()
     worldmodel.add_arguments(p)
     wm_before = (folder / "world_model.safetensors").read_bytes()
-    run = lambda *a: worldmodel.run(p.parse_args(["--out", str(folder), "--reuse-world-model", "--quiet", *a]))  # noqa: E731
+    def run(*extra):
+        return worldmodel.run(p.parse_args(["--out", str(folder), "--reuse-world-model", "--quiet", *extra]))
+
     assert run("--thinker", str(other)) == 0
     metrics = json.loads((folder / "metrics.json").read_text())
     assert (folder / "thinker" / "model.safetensors").exists() and metrics["thinker"] == "thinker"
@@ -378,7 +381,7 @@ def test_train_planner_keeps_the_thinker_its_head_reads(tmp_path, monkeypatch):
     assert worldmodel.planner_thinker(folder) == folder / "thinker"
     assert run() == 0                                                 # back to the shipped thinker
     assert not (folder / "thinker").exists() and worldmodel.planner_thinker(folder) == THINKER
-    assert len(seen) == 2 and seen[0] == pytest.approx(float(model.lm_head.weight.detach().sum()))  # each head read its own
+    assert len(seen) == 2 and seen[0] == pytest.approx(float(model.lm_head.weight.detach().sum()))  # its own thinker
     assert seen[1] != pytest.approx(seen[0]) and metrics["thinker_sha256"] != checkpoint_digest(THINKER)
     with pytest.raises(SystemExit, match="no thinker"):
         run("--thinker", str(tmp_path / "nowhere"))

@@ -390,7 +390,8 @@ def run(args) -> int:
                + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}"
                          for k in ("episodes", "steps", "head_episodes", "head_steps") if getattr(args, k) is not None)
                + (f" --seed {args.seed}" if args.seed else "") + (f" --thinker {args.thinker}" if args.thinker else "")
-               + (" --told-text" if hcfg.told_text else "") + (" --reuse-world-model" if args.reuse_world_model else ""))
+               + (" --told-text" if hcfg.told_text else "")
+               + (" --reuse-world-model" if args.reuse_world_model else ""))
     metrics = {
         "command": command,
         "world_model_command": command_wm or command,  # what trained the world model
