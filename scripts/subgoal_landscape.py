@@ -4,7 +4,7 @@
                                                   [--out runs/subgoal_landscape.json]
 
 At the start of each held-out planning episode (`planning.episode_seeds(2000, N)`, pick_place and
-touch_sequence alternating), the scene is rendered with the wrist moved over a grid of table positions (at
+touch_sequence alternating; `--world-seed 1000`: the subgoal head's own training scenes), the scene is rendered with the wrist moved over a grid of table positions (at
 the height and grip of the demonstration's first phase boundary), each frame encoded, and its energy
 (`planning.energy`, L1) to a goal latent computed. The planner is drawn toward the grid's minimum, so the
 distance from that minimum to the demonstration's wrist at the boundary says where a goal sends the hand:
@@ -49,6 +49,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("planners", nargs="*", default=[str(PLANNER)], help="planner folders (`tkjepa train-planner`)")
     p.add_argument("--episodes", type=int, default=30)
+    p.add_argument("--world-seed", type=int, default=2000,
+                   help="episode draw: 2000 = the planner's held-out episodes; 1000 = the subgoal head's training scenes")
     p.add_argument("--grid", type=int, default=11, help="positions per axis over the workspace")
     p.add_argument("--out", default=None)
     args = p.parse_args()
@@ -58,7 +60,7 @@ def main() -> None:
     xs = np.linspace(WORKSPACE[0][0], WORKSPACE[1][0], args.grid)
     ys = np.linspace(WORKSPACE[0][1], WORKSPACE[1][1], args.grid)
     rows = []
-    for seed, family in episode_seeds(2000, args.episodes):
+    for seed, family in episode_seeds(args.world_seed, args.episodes):
         demo, env = demonstration(seed, family)
         env.step([0.0, 0.0, 0.0, 0.0])
         b = int(demo.extras["subgoal_end"][0])
