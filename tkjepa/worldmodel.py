@@ -375,16 +375,15 @@ def run(args) -> int:
     hcfg = subgoal.SubgoalConfig(seed=args.seed)
     hcfg.episodes = args.head_episodes or hcfg.episodes
     hcfg.steps = args.head_steps or hcfg.steps
-    hcfg.told_text = bool(getattr(args, "told_text", False))
+    hcfg.told_text = args.told_text
     head, head_metrics = subgoal.train_from_scratch(hcfg, encoder, thinker, progress=not args.quiet)
     subgoal.save_head(head, hcfg, out)
     own = out / "thinker"
-    if thinker_path.resolve() != THINKER.resolve() and thinker_path.resolve() != own.resolve():
-        if own.exists():
+    if thinker_path.resolve() != own.resolve():
+        if own.exists():  # a stale copy would be loaded instead of the thinker this head was trained with
             shutil.rmtree(own)
-        shutil.copytree(thinker_path, own)  # the planner folder carries the thinker its head reads
-    elif thinker_path.resolve() == THINKER.resolve() and own.exists():
-        shutil.rmtree(own)  # a stale copy would be loaded instead of the thinker this head was trained with
+        if thinker_path.resolve() != THINKER.resolve():
+            shutil.copytree(thinker_path, own)  # the planner folder carries the thinker its head reads
     t_head = time.perf_counter() - t0 - t_data - t_wm
     command = (f"tkjepa train-planner --out {out}"
                + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}"
@@ -392,6 +391,7 @@ def run(args) -> int:
                + (f" --seed {args.seed}" if args.seed else "") + (f" --thinker {args.thinker}" if args.thinker else "")
                + (" --told-text" if hcfg.told_text else "")
                + (" --reuse-world-model" if args.reuse_world_model else ""))
+    used = planner_thinker(out)  # == thinker_path, as `tkjepa plan` will find it
     metrics = {
         "command": command,
         "world_model_command": command_wm or command,  # what trained the world model
@@ -401,8 +401,8 @@ def run(args) -> int:
         "machine": f"{platform.machine()}, {args.threads} torch thread(s), torch {torch.__version__}",
         "world_model": wm_metrics,
         "subgoal_head": head_metrics,
-        "encoder": str(ENCODER.name), "thinker": str(planner_thinker(out).name),
-        "encoder_sha256": checkpoint_digest(ENCODER), "thinker_sha256": checkpoint_digest(planner_thinker(out)),
+        "encoder": str(ENCODER.name), "thinker": str(used.name),
+        "encoder_sha256": checkpoint_digest(ENCODER), "thinker_sha256": checkpoint_digest(used),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     f = wm_metrics["final"]

@@ -172,7 +172,7 @@ def run(args) -> int:
     for name in ("steps", "episodes", "seed", "ground_cm"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
-    cfg.anytime = getattr(args, "anytime", None) or ""
+    cfg.anytime = args.anytime or ""
     t0 = time.perf_counter()
     model_cfg = ThinkerConfig.tiny()
     if args.vision_patch is not None:
