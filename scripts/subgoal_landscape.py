@@ -4,8 +4,9 @@
                                                   [--out runs/subgoal_landscape.json]
 
 At the start of each held-out planning episode (`planning.episode_seeds(2000, N)`, pick_place and
-touch_sequence alternating; `--world-seed 1000`: the subgoal head's own training scenes), the scene is rendered with the wrist moved over a grid of table positions (at
-the height and grip of the demonstration's first phase boundary), each frame encoded, and its energy
+touch_sequence alternating; `--world-seed 1000`: the subgoal head's own training scenes), the scene is
+rendered with the wrist moved over a grid of table positions (at the height and grip of the demonstration's
+first phase boundary), each frame encoded, and its energy
 (`planning.energy`, L1) to a goal latent computed. The planner is drawn toward the grid's minimum, so the
 distance from that minimum to the demonstration's wrist at the boundary says where a goal sends the hand:
 - `oracle`: the boundary frame's own latent (`tkjepa plan --mode oracle`);
@@ -24,25 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tkjepa.episode import Episode
 from tkjepa.planning import (PLANNER, demonstration, energy, episode_seeds, grid_latents, load_planner,
-                             told_text)
-from tkjepa.subgoal import think
+                             thinker_goal, told_text)
 from tkjepa.worldmodel import WORKSPACE, frame_latents
-
-
-def goals_at_start(folder: str, seed: int, family: str, models) -> torch.Tensor:
-    """The subgoal head's z* [N, D] at the start of the episode, as `run_episode` asks it."""
-    encoder, _, head, thinker = models
-    demo, env = demonstration(seed, family)
-    frames = np.stack([env.render(), env.step([0.0, 0.0, 0.0, 0.0])])
-    seen = Episode(frames=frames, transforms={}, confidences={}, intrinsic=demo.intrinsic, task=demo.task,
-                   instruction=demo.instruction, environment=demo.environment, fps=demo.fps)
-    told = [told_text(env, demo)] if head.cfg.told_text else None
-    thought, tokens, _ = think(*thinker, [seen], [len(frames)], told)
-    z = frame_latents(encoder, frames, [len(frames) - 1])
-    with torch.no_grad():
-        return head(thought, tokens[0][None], torch.ones(1, len(tokens[0]), dtype=torch.bool), z)[0]
 
 
 def main() -> None:
@@ -50,7 +35,7 @@ def main() -> None:
     p.add_argument("planners", nargs="*", default=[str(PLANNER)], help="planner folders (`tkjepa train-planner`)")
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--world-seed", type=int, default=2000,
-                   help="episode draw: 2000 = the planner's held-out episodes; 1000 = the subgoal head's training scenes")
+                   help="episode draw: 2000 = the planner's held-out episodes; 1000 = the head's training scenes")
     p.add_argument("--grid", type=int, default=11, help="positions per axis over the workspace")
     p.add_argument("--out", default=None)
     args = p.parse_args()
@@ -62,13 +47,14 @@ def main() -> None:
     rows = []
     for seed, family in episode_seeds(args.world_seed, args.episodes):
         demo, env = demonstration(seed, family)
-        env.step([0.0, 0.0, 0.0, 0.0])
+        frames = np.stack([env.render(), env.step([0.0, 0.0, 0.0, 0.0])])  # the planner's first view (tubelet 0)
         b = int(demo.extras["subgoal_end"][0])
         target = demo.positions(["rightHand"])[b, 0]
-        goals = {"oracle": frame_latents(encoder, demo.frames, [b])[0], "current": frame_latents(encoder, np.stack(
-            [env.render()]))[0]}
-        for d, m in models.items():
-            goals[d] = goals_at_start(d, seed, family, m)
+        current = frame_latents(encoder, frames, [len(frames) - 1])[0]
+        goals = {"oracle": frame_latents(encoder, demo.frames, [b])[0], "current": current}
+        for d, (_, _, head, thinker) in models.items():  # as `run_episode` asks at its first step
+            told = told_text(env, demo) if head.cfg.told_text else None
+            goals[d] = thinker_goal(head, thinker, demo, frames, current, told)[0]
         row = {"seed": int(seed), "family": family}
         lat = grid_latents(env, encoder, xs, ys, z=float(target[2]), grip=float(demo.extras["grip"][b]))
         for name, goal in goals.items():

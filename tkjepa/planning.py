@@ -320,12 +320,25 @@ def demonstration(seed: int, family: str):
     return demo, env
 
 
+@torch.no_grad()
+def thinker_goal(head, thinker, demo, frames: np.ndarray, z_last: torch.Tensor, told: str | None = None
+                 ) -> tuple[torch.Tensor, str]:
+    """Ask the thinker with frames [T, H, W, 3] observed (the instruction and scene from `demo`): its subgoal
+    latent z* [N, D] (the head reads its thoughts and z_last [N, D], the latent of the last frame) and its
+    words. `told`: the words to think instead of generating them (`--mode told`)."""
+    from tkjepa.subgoal import think
+
+    seen = Episode(frames=frames, transforms={}, confidences={}, intrinsic=demo.intrinsic, task=demo.task,
+                   instruction=demo.instruction, environment=demo.environment, fps=demo.fps)
+    thought, tokens, text = think(*thinker, [seen], [len(frames)], None if told is None else [told])
+    z_star = head(thought, tokens[0][None], torch.ones(1, len(tokens[0]), dtype=torch.bool), z_last[None])[0]
+    return z_star, text[0]
+
+
 def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, head=None, thinker=None,
                 record: bool = False) -> dict:
     """Plan one held-out episode; returns success, actions used, planning seconds (+ frames and subgoal texts
     when `record`)."""
-    from tkjepa.subgoal import think
-
     demo, env = demonstration(seed, family)
     planner = LatentPlanner(encoder, world_model, cfg.cem, cfg.energy)
     frames = [env.render(), env.step([0.0, 0.0, 0.0, 0.0])]        # tubelet 0: the start, still
@@ -341,14 +354,9 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
     t0 = time.perf_counter()
     for step in range(cfg.max_steps):
         if cfg.mode in ("thinker", "told") and step % cfg.ask_every == 0:
-            seen = Episode(frames=np.stack(frames), transforms={}, confidences={}, intrinsic=demo.intrinsic,
-                           task=demo.task, instruction=demo.instruction, environment=demo.environment, fps=demo.fps)
-            told = [told_text(env, demo)] if cfg.mode == "told" else None
-            thought, tokens, text = think(*thinker, [seen], [len(frames)], told)
-            with torch.no_grad():
-                goal = head(thought, tokens[0][None], torch.ones(1, len(tokens[0]), dtype=torch.bool),
-                            planner.latents[-1][None])[0]
-            texts.append((step, text[0]))
+            goal, text = thinker_goal(head, thinker, demo, np.stack(frames), planner.latents[-1],
+                                      told_text(env, demo) if cfg.mode == "told" else None)
+            texts.append((step, text))
         if cfg.mode == "oracle":
             b = oracle_waypoint(env, demo, reached, waypoints=waypoints) if waypoints else oracle_boundary(env, demo)
             goal = demo_latents.setdefault(b, frame_latents(encoder, demo.frames, [b])[0])
