@@ -201,9 +201,71 @@ def test_subgoal_target_is_the_latent_of_the_next_boundary_frame(encoder, monkey
 
     assert told[1] == [thinking_target(ep, t) for t in data["t"].tolist()]  # --told-text: the demo's true words
     Z = frame_latents(encoder, ep.frames)
-    for t, b, z, target in zip(data["t"], data["target_frame"], data["z"], data["target"]):
+    wrist = ep.positions(["rightHand"])[:, 0]
+    for t, b, z, target, w, grip in zip(data["t"], data["target_frame"], data["z"], data["target"],
+                                        data["target_wrist"], data["target_grip"]):
         assert b == next_boundary(ep, int(t)) and b >= t - 1
-        assert torch.allclose(z, Z[t - 1], atol=1e-6) and torch.allclose(target, Z[b], atol=1e-6)
+        assert torch.allclose(z, Z[t - 1], atol=1e-5) and torch.allclose(target, Z[b], atol=1e-5)
+        assert np.allclose(w.numpy(), wrist[b], atol=1e-6) and grip == pytest.approx(ep.extras["grip"][b])
+
+
+def test_place_units_round_trip_and_span_the_workspace():
+    from tkjepa.subgoal import place_metres, place_units
+    from tkjepa.worldmodel import WORKSPACE
+
+    lo, hi = (torch.tensor(b, dtype=torch.float32) for b in WORKSPACE)
+    p = place_units(torch.stack([lo, hi]), torch.tensor([0.0, 1.0]))
+    assert torch.allclose(p, torch.tensor([[0.0, 0, 0, 0], [1, 1, 1, 1]]))
+    wrist, grip = place_metres(torch.tensor([[0.25, 0.5, 0.75, 0.3]]))
+    assert torch.allclose(place_units(wrist, grip), torch.tensor([[0.25, 0.5, 0.75, 0.3]]), atol=1e-6)
+
+
+def _marked_token_data(n: int, seed: int) -> dict:
+    """Toy queries: one of 16 latent tokens is marked; the boundary's wrist is over that token's cell of a
+    4 × 4 grid of the workspace (rows running against y, as the camera sees it), the grip is closed iff the
+    thought's first value is positive, and the boundary latent is the current one (only the place is to learn)."""
+    from tkjepa.worldmodel import WORKSPACE
+
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 16, 8, generator=g)
+    mark = torch.randint(0, 16, (n,), generator=g)
+    z[torch.arange(n), mark, 0] = 6.0
+    z = torch.nn.functional.layer_norm(z, (8,))
+    lo, hi = (torch.tensor(b, dtype=torch.float32) for b in WORKSPACE)
+    cell = torch.stack([(mark % 4 + 0.5) / 4, 1 - (mark // 4 + 0.5) / 4, torch.full((n,), 0.5)], -1)
+    thought = torch.randn(n, 8, generator=g)
+    return {"thought": thought, "kv": torch.randn(n, 3, 8, generator=g), "kv_mask": torch.ones(n, 3, dtype=torch.bool),
+            "z": z, "target": z.clone(), "target_wrist": lo + cell * (hi - lo),
+            "target_grip": (thought[:, 0] > 0).float()}
+
+
+def test_place_head_learns_to_point_at_the_place_and_decodes_from_it():
+    """The place-first head's pointer finds the marked token (held out: within 2 cm, where always answering the
+    mean place would be ~10 cm off), reads the grip from the thought, and its z* is decode(z, where(...))."""
+    from tkjepa.subgoal import SubgoalConfig, SubgoalHead, evaluate_head, head_loss, train_head
+
+    cfg = SubgoalConfig(thought_dim=8, vlm_dim=8, latent_dim=8, dim=32, depth=1, num_heads=2, steps=400,
+                        batch_size=32, lr=3e-3)
+    head, history = train_head(cfg, _marked_token_data(512, 0), progress=False)
+    val = _marked_token_data(200, 1)
+    m = evaluate_head(head, val)
+    mean_xy = (val["target_wrist"][:, :2] - val["target_wrist"][:, :2].mean(0)).norm(dim=-1).median()
+    assert m["val_place_xy_cm"] < 2.0 < 0.5 * 100 * float(mean_xy)
+    assert m["val_grip_abs_error"] < 0.25 and m["val_place_within_5cm"] > 0.9
+    assert set(history[-1]) == {"step", "loss", "latent", "place"}
+    x = (val["thought"][:4], val["kv"][:4], val["kv_mask"][:4], val["z"][:4])
+    with torch.no_grad():
+        assert torch.allclose(head(*x), head.decode(x[3], head.where(*x)))
+    # teacher forcing: the latent term decodes from the *true* place, so only the place term trains the pointer
+    from tkjepa.subgoal import place_units
+
+    fresh, idx = SubgoalHead(cfg), torch.arange(8)
+    loss, parts = head_loss(fresh, val, idx)
+    grad_total = torch.autograd.grad(loss, fresh.score.weight)[0]
+    true = place_units(val["target_wrist"][idx], val["target_grip"][idx])
+    place = (fresh.where(val["thought"][idx], val["kv"][idx], val["kv_mask"][idx], val["z"][idx]) - true).abs().mean()
+    assert parts["place"] == pytest.approx(place.item())
+    assert torch.allclose(grad_total, cfg.place_weight * torch.autograd.grad(place, fresh.score.weight)[0])
 
 
 needs_planner = pytest.mark.skipif(not (PLANNER / "world_model.safetensors").exists(),
@@ -423,3 +485,25 @@ def test_grid_latents_render_the_hand_at_each_place_and_leave_the_env_alone(enco
     env.state = before
     e = energy_landscape(env, lat[4], encoder, xs, ys, z=0.12, grip=1.0)       # goal: the hand at (0.0, 0.45)
     assert e.shape == (2, 3) and np.unravel_index(np.argmin(e), e.shape) == (1, 1) and e[1, 1] < 1e-5
+
+
+def test_heads_saved_before_the_place_head_load_as_residual_heads(tmp_path):
+    from tkjepa.subgoal import SubgoalConfig, SubgoalHead, load_head, save_head
+
+    cfg = SubgoalConfig(thought_dim=8, vlm_dim=8, latent_dim=8, dim=32, depth=1, num_heads=2, place=False)
+    torch.manual_seed(0)
+    head = SubgoalHead(cfg).eval()
+    save_head(head, cfg, tmp_path)
+    fields = json.loads((tmp_path / "subgoal_head.json").read_text())
+    for k in ("place", "place_weight", "place_freqs"):  # a file written before these fields existed
+        del fields[k]
+    (tmp_path / "subgoal_head.json").write_text(json.dumps(fields))
+    old = load_head(tmp_path)
+    x = _marked_token_data(4, 2)
+    assert not old.cfg.place and not hasattr(old, "anchor")
+    inputs = (x["thought"], x["kv"], x["kv_mask"], x["z"])
+    with torch.no_grad():
+        assert torch.equal(old(*inputs), head(*inputs))
+    placed = SubgoalConfig(thought_dim=8, vlm_dim=8, latent_dim=8, dim=32, depth=1, num_heads=2)
+    save_head(SubgoalHead(placed), placed, tmp_path)
+    assert load_head(tmp_path).cfg.place  # new files say what they are

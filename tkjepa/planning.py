@@ -322,17 +322,22 @@ def demonstration(seed: int, family: str):
 
 @torch.no_grad()
 def thinker_goal(head, thinker, demo, frames: np.ndarray, z_last: torch.Tensor, told: str | None = None
-                 ) -> tuple[torch.Tensor, str]:
+                 ) -> tuple[torch.Tensor, str, np.ndarray | None]:
     """Ask the thinker with frames [T, H, W, 3] observed (the instruction and scene from `demo`): its subgoal
-    latent z* [N, D] (the head reads its thoughts and z_last [N, D], the latent of the last frame) and its
-    words. `told`: the words to think instead of generating them (`--mode told`)."""
-    from tkjepa.subgoal import think
+    latent z* [N, D] (the head reads its thoughts and z_last [N, D], the latent of the last frame), its words,
+    and — for a place-first head — the place z* was drawn from: [x, y, z, grip] (metres; grip 0 open … 1 shut),
+    else None. `told`: the words to think instead of generating them (`--mode told`)."""
+    from tkjepa.subgoal import place_metres, think
 
     seen = Episode(frames=frames, transforms={}, confidences={}, intrinsic=demo.intrinsic, task=demo.task,
                    instruction=demo.instruction, environment=demo.environment, fps=demo.fps)
     thought, tokens, text = think(*thinker, [seen], [len(frames)], None if told is None else [told])
-    z_star = head(thought, tokens[0][None], torch.ones(1, len(tokens[0]), dtype=torch.bool), z_last[None])[0]
-    return z_star, text[0]
+    inputs = (thought, tokens[0][None], torch.ones(1, len(tokens[0]), dtype=torch.bool), z_last[None])
+    if not head.cfg.place:
+        return head(*inputs)[0], text[0], None
+    place = head.where(*inputs)
+    wrist, grip = place_metres(place[0])
+    return head.decode(z_last[None], place)[0], text[0], np.append(wrist.numpy(), grip.item())
 
 
 def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, head=None, thinker=None,
@@ -345,7 +350,7 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
     planner.observe(np.stack(frames))
     flat_goal = frame_latents(encoder, demo.frames, [demo.num_frames - 1])[0]
     g = torch.Generator().manual_seed(seed * 7919 + cfg.seed)
-    mean, goal, texts, energies, success, steps = None, flat_goal, [], [], False, 0
+    mean, goal, texts, places, energies, success, steps = None, flat_goal, [], [], [], False, 0
     demo_latents: dict[int, torch.Tensor] = {}
     waypoints = waypoint_frames(demo) if cfg.mode == "oracle" and cfg.waypoints else None
     reached: set[int] = set()  # waypoints (demo frames) the wrist has come to, oracle mode with waypoints
@@ -354,9 +359,11 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
     t0 = time.perf_counter()
     for step in range(cfg.max_steps):
         if cfg.mode in ("thinker", "told") and step % cfg.ask_every == 0:
-            goal, text = thinker_goal(head, thinker, demo, np.stack(frames), planner.latents[-1],
-                                      told_text(env, demo) if cfg.mode == "told" else None)
+            goal, text, place = thinker_goal(head, thinker, demo, np.stack(frames), planner.latents[-1],
+                                             told_text(env, demo) if cfg.mode == "told" else None)
             texts.append((step, text))
+            if place is not None:
+                places.append((step, [round(float(v), 4) for v in place]))
         if cfg.mode == "oracle":
             b = oracle_waypoint(env, demo, reached, waypoints=waypoints) if waypoints else oracle_boundary(env, demo)
             goal = demo_latents.setdefault(b, frame_latents(encoder, demo.frames, [b])[0])
@@ -378,6 +385,8 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
            "first_subgoal": bool(first_done), "closest_to_first_cm": round(100 * closest, 1)}
     if cfg.mode in ("thinker", "told"):
         out["subgoal_texts"] = texts
+        if places:  # a place-first head: where it sent the hand, [x, y, z, grip], at each question
+            out["subgoal_places"] = places
     if record:
         out.update(frames=np.stack(frames), energies=energies, flat_goal=flat_goal, demo=demo)
     return out

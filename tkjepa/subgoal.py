@@ -9,23 +9,27 @@ against. `SubgoalHead` maps
     + the thinker's last-layer tokens (old ∥ new: the prompt, the clip, the thinking), read by cross-attention
     + the latent of the last observed frame z_t [N, D]                      ->  z* [N, D]
 
-trained (L1) to match the latent (`worldmodel.frame_latents`) of the *next phase-boundary frame*:
+trained to match the latent (`worldmodel.frame_latents`) of the *next phase-boundary frame*:
 the frame `subgoal_end[k]` at which the first subgoal not yet achieved by frame t−1 is achieved (grasp closed
 on the cube; cube released over the bowl; fingertip on the object), or the episode's last frame once all are.
-The head predicts a residual on z_t — most of the scene does not move. Each latent token reads the pooled
-vector and cross-attends (`predictor.CrossAttention`, as the guided predictor's cross-attention injection) to
-the thinker's tokens, so the token where the named object sits can find its name ("yellow", "cube") among
-them and learn to become "a hand is here"; pooled vectors alone mix every word of the prompt together.
+Each latent token reads the pooled vector and cross-attends (`predictor.CrossAttention`, as the guided
+predictor's cross-attention injection) to the thinker's tokens, so the token where the named object sits can
+find its name ("yellow", "cube") among them; pooled vectors alone mix every word of the prompt together.
+
+Two heads (`SubgoalConfig.place`):
+- *place first* (the default): the head first says where the hand will be at the boundary, the *place* (wrist
+  position and grip), by pointing at one of the latent tokens and reading an offset there; it is scored on that
+  place (L1 against the demonstration's). A decoder then draws z* from z_t and the place. It learns, on the
+  true places, what a hand at a place looks like in the latent.
+- *residual*: z* = z_t + a residual, trained for the L1 of z* alone (the first head; `tkjepa train-planner
+  --residual-head`). Measured (BENCHMARKS.md, `scripts/subgoal_landscape.py`): it beats copying z_t in L1,
+  but over a grid of hand positions its energy minimum lies about as far from the subgoal as the hand's
+  current place, with 5× the demonstrations and with the thinker *told* the true words alike. A mean L1
+  copies the still tokens and blurs the few where the hand goes; the place-first head must commit to a place.
 
 Training data: demonstrations (`generate_episode`) of the multi-step families `FAMILIES`, world seed
-`seed_data`, queried every 3rd tubelet.
-
-A limit to know (measured, BENCHMARKS.md): the head beats copying z_t on held-out queries (L1), but its z*
-does not move the energy's minimum to where the subgoal is: over a grid of hand positions the minimum lies
-about as far from the subgoal as the hand's current place (`scripts/subgoal_landscape.py`). That holds with
-5× the demonstrations, and with the thinker *told* the true words (`SubgoalConfig.told_text`, `tkjepa plan
---mode told`), so it is the head, not the words. (The words are also wrong before the first subgoal: the tiny
-thinker was pretrained to speak at the forecast start, which comes after it.)
+`seed_data`, queried every `query_every` tubelets from a random offset. Finding the named object in z_t takes
+many scenes, so the default is 2000 demonstrations, each queried a few times (BENCHMARKS.md, issue 6).
 """
 
 from __future__ import annotations
@@ -43,10 +47,11 @@ from tkjepa.encoder import Block, init_weights
 from tkjepa.predictor import CrossAttention
 from tkjepa.pyramid import masked_mean
 from tkjepa.thinker.think import clip_indices, thinking_target
-from tkjepa.worldmodel import frame_latents, load_part, save_part
+from tkjepa.worldmodel import WORKSPACE, frame_latents, load_part, save_part
 
 FAMILIES = ("pick_place", "touch_sequence")  # the multi-step families the planner is scored on
 THINKER_CLIP = 8  # frames in the thinker's clip (SamplerConfig.tiny().thinker_frames)
+VAL_EPISODES = 100  # held-out demonstrations (world seed `seed_data` + 1) the head is scored on
 
 
 @dataclass
@@ -58,9 +63,9 @@ class SubgoalConfig:
     dim: int = 128              # head width
     depth: int = 2              # transformer blocks over the N tokens
     num_heads: int = 4
-    episodes: int = 200         # demonstrations (half per family), world seed `seed_data`
-    query_every: int = 3        # tubelets between queries in a demonstration
-    steps: int = 1500
+    episodes: int = 2000        # demonstrations (half per family), world seed `seed_data`
+    query_every: int = 6        # tubelets between queries in a demonstration
+    steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -68,12 +73,46 @@ class SubgoalConfig:
     seed: int = 0
     told_text: bool = False     # diagnostic: the thinker is told the true text (`thinking_target`) instead of
                                 # generating it; `tkjepa plan --mode told` then tells it the env's truth
+    place: bool = True          # place first: predict the boundary's wrist and grip, then decode z* from them
+    place_weight: float = 1.0   # weight of the place's L1 (workspace units) beside the latent's
+    place_freqs: int = 6        # Fourier frequencies of the place fed to the decoder
+
+
+def place_units(wrist: torch.Tensor, grip: torch.Tensor) -> torch.Tensor:
+    """wrist [..., 3] (m), grip [...] in [0, 1] -> place [..., 4]: the wrist in workspace units (0 … 1 across
+    `WORKSPACE`), then the grip."""
+    lo, hi = (torch.as_tensor(b, dtype=wrist.dtype) for b in WORKSPACE)
+    return torch.cat([(wrist - lo) / (hi - lo), grip[..., None].to(wrist.dtype)], -1)
+
+
+def place_metres(place: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """place [..., 4] -> (wrist [..., 3] in metres, grip [...]): the inverse of `place_units`."""
+    lo, hi = (torch.as_tensor(b, dtype=place.dtype) for b in WORKSPACE)
+    return place[..., :3] * (hi - lo) + lo, place[..., 3]
+
+
+def token_anchors(tokens: int) -> torch.Tensor:
+    """[tokens, 4] first guess of the place under each latent token (row-major g × g grid of the image): x runs
+    with the image's columns, y against its rows (the camera looks at the table from the near side), height
+    and grip mid-range. Distinct starting places break the pointer's symmetry: were all equal, no token would
+    be better to point at than another, and the pointer would learn only the mean place."""
+    g = int(round(tokens ** 0.5))
+    i = torch.arange(tokens)
+    return torch.stack([(i % g + 0.5) / g, 1 - (i // g + 0.5) / g, torch.full((tokens,), 0.5),
+                        torch.full((tokens,), 0.5)], -1)
 
 
 class SubgoalHead(nn.Module):
     """forward(thought [B, F], kv [B, M, Dv], kv_mask [B, M], z [B, N, D]) -> z* [B, N, D] (layer-normed per
-    token, like the targets). Each of `depth` layers: self-attention over the N latent tokens, then
-    cross-attention to the thinker's tokens."""
+    token, like the targets).
+
+    The trunk: `depth` layers of self-attention over the N latent tokens, then cross-attention to the thinker's
+    tokens. Without `cfg.place`, the trunk's tokens give a residual on z_t directly. With it (the default) the
+    head says *where* first: `where` points at one of the N tokens (softmax over them) and reads an offset
+    there, giving the place [B, 4] — the wrist in workspace units and the grip at the next boundary — which is
+    scored on its own (`place_units` of the demonstration's); `decode` then draws z* from z_t and that place,
+    a second small transformer that learns where in the latent a hand at that place shows. A plain residual
+    head trained for L1 blurs the few tokens where the hand goes; this one must commit to a place."""
 
     def __init__(self, cfg: SubgoalConfig):
         super().__init__()
@@ -87,17 +126,49 @@ class SubgoalHead(nn.Module):
         self.cross_norm = nn.ModuleList(nn.LayerNorm(cfg.dim) for _ in range(cfg.depth))
         self.cross = nn.ModuleList(CrossAttention(cfg.dim, cfg.num_heads) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.dim)
+        if cfg.place:
+            self.score = nn.Linear(cfg.dim, 1)
+            self.offset = nn.Linear(cfg.dim, 4)
+            self.anchor = nn.Parameter(token_anchors(cfg.tokens))           # each token's place, learned
+            self.dec_embed = nn.Linear(cfg.latent_dim, cfg.dim)
+            self.dec_pos = nn.Parameter(torch.zeros(1, cfg.tokens, cfg.dim))
+            self.dec_place = nn.Sequential(nn.Linear(4 + 8 * cfg.place_freqs, cfg.dim), nn.GELU(),
+                                           nn.Linear(cfg.dim, cfg.dim))
+            self.dec_blocks = nn.ModuleList(Block(cfg.dim, cfg.num_heads) for _ in range(cfg.depth))
+            self.dec_norm = nn.LayerNorm(cfg.dim)
         self.out = nn.Linear(cfg.dim, cfg.latent_dim)
         init_weights(self)
         nn.init.trunc_normal_(self.pos, std=0.02)
+        if cfg.place:
+            nn.init.trunc_normal_(self.dec_pos, std=0.02)
 
-    def forward(self, thought, kv, kv_mask, z) -> torch.Tensor:
+    def read(self, thought, kv, kv_mask, z) -> torch.Tensor:
+        """The trunk: latent tokens [B, N, dim] after reading the thinker."""
         x = self.embed(z) + self.pos + self.think(thought)[:, None]           # [B, N, dim]
         kv = self.kv(kv)                                                        # [B, M, dim]
         for blk, norm, cross in zip(self.blocks, self.cross_norm, self.cross):
             x = blk(x)
             x = x + cross(norm(x), kv, kv_mask)
-        return F.layer_norm(z + self.out(self.norm(x)), (z.shape[-1],))
+        return self.norm(x)
+
+    def where(self, thought, kv, kv_mask, z) -> torch.Tensor:
+        """The predicted place [B, 4] (`place_units`) of the next boundary: a soft pointer over the N tokens."""
+        x = self.read(thought, kv, kv_mask, z)
+        return (self.score(x).softmax(1) * (self.anchor + self.offset(x))).sum(1)
+
+    def decode(self, z, place) -> torch.Tensor:
+        """z* [B, N, D] of the scene z [B, N, D] with the hand at place [B, 4]."""
+        ang = place[..., None] * (2.0 ** torch.arange(self.cfg.place_freqs)) * torch.pi     # [B, 4, freqs]
+        feats = torch.cat([place, ang.sin().flatten(1), ang.cos().flatten(1)], -1)
+        x = self.dec_embed(z) + self.dec_pos + self.dec_place(feats)[:, None]
+        for blk in self.dec_blocks:
+            x = blk(x)
+        return F.layer_norm(z + self.out(self.dec_norm(x)), (z.shape[-1],))
+
+    def forward(self, thought, kv, kv_mask, z) -> torch.Tensor:
+        if self.cfg.place:
+            return self.decode(z, self.where(thought, kv, kv_mask, z))
+        return F.layer_norm(z + self.out(self.read(thought, kv, kv_mask, z)), (z.shape[-1],))
 
 
 def thought_vector(feats) -> torch.Tensor:
@@ -141,18 +212,22 @@ def next_boundary(ep, t: int) -> int:
 
 def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, progress: bool = True) -> dict:
     """{"thought": [M, F], "kv": [M, K, Dv], "kv_mask": [M, K], "z": [M, N, D], "target": [M, N, D], "t": [M],
-    "target_frame": [M]} from demos."""
+    "target_frame": [M], "target_wrist": [M, 3] (m), "target_grip": [M]} from demos: the target is the next phase
+    boundary's latent, and where the wrist is and how closed the grip at that boundary."""
     from tqdm.auto import tqdm
 
     from tkjepa.world.generate import WorldConfig, episode_seed, generate_episode
 
-    rows: dict[str, list] = {k: [] for k in ("thought", "tokens", "z", "target", "t", "target_frame")}
+    rows: dict[str, list] = {k: [] for k in ("thought", "tokens", "z", "target", "t", "target_frame", "target_wrist",
+                                             "target_grip")}
     for i in tqdm(range(episodes), desc="subgoal data", unit="ep", disable=not progress):
         ep = generate_episode(episode_seed(seed, i), WorldConfig(family=FAMILIES[i % len(FAMILIES)]))
-        Z = frame_latents(encoder, ep.frames)                                     # [T, N, D]
+        wrist = torch.from_numpy(ep.positions(["rightHand"])[:, 0]).float()       # [T, 3]
         js = list(range(int(np.random.default_rng([seed, i]).integers(cfg.query_every)), ep.num_frames // 2,
                         cfg.query_every))
         ts = [2 * j + 2 for j in js]                                              # frames observed: 0 … t−1
+        needed = sorted({t - 1 for t in ts} | {next_boundary(ep, t) for t in ts})
+        Z = dict(zip(needed, frame_latents(encoder, ep.frames, needed)))          # only the frames used
         told = [thinking_target(ep, t) for t in ts] if cfg.told_text else None
         thought, tokens, _ = think(*thinker, [ep] * len(ts), ts, told)
         for t, th, tok in zip(ts, thought, tokens):
@@ -163,6 +238,8 @@ def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, pr
             rows["target"].append(Z[b])
             rows["t"].append(t)
             rows["target_frame"].append(b)
+            rows["target_wrist"].append(wrist[b])
+            rows["target_grip"].append(float(ep.extras["grip"][b]))
     kv, kv_mask = pad_tokens(rows.pop("tokens"))
     out = {k: torch.stack(v) if torch.is_tensor(v[0]) else torch.tensor(v) for k, v in rows.items()}
     return {**out, "kv": kv, "kv_mask": kv_mask}
@@ -170,6 +247,24 @@ def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, pr
 
 def _inputs(data: dict, idx) -> tuple:
     return data["thought"][idx], data["kv"][idx].float(), data["kv_mask"][idx], data["z"][idx]
+
+
+def _true_place(data: dict, idx) -> torch.Tensor:
+    return place_units(data["target_wrist"][idx], data["target_grip"][idx])
+
+
+def head_loss(head: SubgoalHead, data: dict, idx) -> tuple[torch.Tensor, dict]:
+    """Training loss on queries idx and its parts. Residual head: L1 of z*. Place-first head: L1 of the place
+    (workspace units, × `place_weight`) + L1 of z* decoded from the *true* place (teacher forcing: the decoder
+    learns what a hand at a place looks like while the pointer is still wrong)."""
+    if not head.cfg.place:
+        loss = (head(*_inputs(data, idx)) - data["target"][idx]).abs().mean()
+        return loss, {"loss": loss.item()}
+    true = _true_place(data, idx)
+    place = (head.where(*_inputs(data, idx)) - true).abs().mean()
+    latent = (head.decode(data["z"][idx], true) - data["target"][idx]).abs().mean()
+    return latent + head.cfg.place_weight * place, {"loss": latent.item() + head.cfg.place_weight * place.item(),
+                                                    "latent": latent.item(), "place": place.item()}
 
 
 def train_head(cfg: SubgoalConfig, data: dict, progress: bool = True) -> tuple[SubgoalHead, list[dict]]:
@@ -186,33 +281,43 @@ def train_head(cfg: SubgoalConfig, data: dict, progress: bool = True) -> tuple[S
             group["lr"] = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * step / cfg.steps)))
 
         # forward
-        loss = (head(*_inputs(data, idx)) - data["target"][idx]).abs().mean()
+        loss, parts = head_loss(head, data, idx)
 
         # backward & step
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if (step + 1) % 250 == 0:
-            history.append({"step": step + 1, "loss": loss.item()})
+            history.append({"step": step + 1, **{k: round(v, 5) for k, v in parts.items()}})
     return head.eval(), history
 
 
 @torch.no_grad()
 def evaluate_head(head: SubgoalHead, data: dict) -> dict:
-    """Held-out L1 of z*, of copying z_t, and of z* with the thoughts shuffled across queries."""
+    """Held-out L1 of z*, of copying z_t, and of z* with the thoughts shuffled across queries. A place-first
+    head also: how far its place's wrist lies from the boundary's, on the table (xy, median cm; share within
+    5 cm), the grip's error, and the L1 of z* decoded from the true place (what a perfect pointer would give)."""
     everything = torch.arange(len(data["z"]))
     pred = head(*_inputs(data, everything))
     perm = torch.randperm(len(pred), generator=torch.Generator().manual_seed(0))
     shuffled = head(*_inputs(data, perm)[:3], data["z"])
     l1 = lambda p: float((p - data["target"]).abs().mean())  # noqa: E731
-    return {"val_l1": l1(pred), "val_l1_copy_current": l1(data["z"]), "val_l1_shuffled_thoughts": l1(shuffled),
-            "val_queries": len(pred)}
+    out = {"val_l1": l1(pred), "val_l1_copy_current": l1(data["z"]), "val_l1_shuffled_thoughts": l1(shuffled),
+           "val_queries": len(pred)}
+    if head.cfg.place:
+        wrist, grip = place_metres(head.where(*_inputs(data, everything)))
+        xy = (wrist - data["target_wrist"])[:, :2].norm(dim=-1)
+        out.update(val_place_xy_cm=round(100 * float(xy.median()), 2),
+                   val_place_within_5cm=float((xy < 0.05).float().mean()),
+                   val_grip_abs_error=float((grip - data["target_grip"]).abs().mean()),
+                   val_l1_true_place=l1(head.decode(data["z"], _true_place(data, everything))))
+    return out
 
 
 def train_from_scratch(cfg: SubgoalConfig, encoder, thinker, progress: bool = True) -> tuple[SubgoalHead, dict]:
     t0 = time.perf_counter()
     data = head_data(cfg, encoder, thinker, cfg.seed_data, cfg.episodes, progress)
-    val = head_data(cfg, encoder, thinker, cfg.seed_data + 1, 40, progress)
+    val = head_data(cfg, encoder, thinker, cfg.seed_data + 1, VAL_EPISODES, progress)
     t_data = time.perf_counter() - t0
     head, history = train_head(cfg, data, progress)
     return head, {"config": asdict(cfg), "history": history, **evaluate_head(head, val),
@@ -226,6 +331,6 @@ def save_head(head: SubgoalHead, cfg: SubgoalConfig, path: str | Path) -> None:
 
 def load_head(path: str | Path) -> SubgoalHead:
     fields, state = load_part(path, "subgoal_head")
-    head = SubgoalHead(SubgoalConfig(**fields))
+    head = SubgoalHead(SubgoalConfig(**{"place": False, **fields}))  # heads from before `place` lack the field
     head.load_state_dict(state)
     return head.eval()

@@ -316,14 +316,17 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default="data_samples/planner", help="folder for the planner's weights + metrics.json")
     p.add_argument("--episodes", type=int, default=None, help="play episodes for the world model (default 320)")
     p.add_argument("--steps", type=int, default=None, help="world-model optimiser steps (default 2500)")
-    p.add_argument("--head-episodes", type=int, default=None, help="demonstrations for the subgoal head (default 200)")
-    p.add_argument("--head-steps", type=int, default=None, help="subgoal-head optimiser steps (default 1500)")
+    p.add_argument("--head-episodes", type=int, default=None, help="demonstrations for the subgoal head (default 2000)")
+    p.add_argument("--head-steps", type=int, default=None, help="subgoal-head optimiser steps (default 3000)")
     p.add_argument("--seed", type=int, default=0, help="weights and batch order; the data seeds are fixed")
     p.add_argument("--thinker", default=None,
                    help="thinker checkpoint for the subgoal head (default: the shipped forecasting thinker); "
                         "another one is copied into OUT/thinker, where `tkjepa plan` finds it")
     p.add_argument("--told-text", action="store_true",
                    help="diagnostic: train the subgoal head on the thinker told the true text (for `plan --mode told`)")
+    p.add_argument("--residual-head", action="store_true",
+                   help="the earlier subgoal head: a residual on the current latent, trained for L1 only, with no "
+                        "place of its own (`subgoal.SubgoalConfig.place`)")
     p.add_argument("--reuse-world-model", action="store_true",
                    help="keep the world model already in --out and train only the subgoal head")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: reproducible, no oversubscription)")
@@ -376,6 +379,7 @@ def run(args) -> int:
     hcfg.episodes = args.head_episodes or hcfg.episodes
     hcfg.steps = args.head_steps or hcfg.steps
     hcfg.told_text = args.told_text
+    hcfg.place = not args.residual_head
     head, head_metrics = subgoal.train_from_scratch(hcfg, encoder, thinker, progress=not args.quiet)
     subgoal.save_head(head, hcfg, out)
     own = out / "thinker"
@@ -389,7 +393,7 @@ def run(args) -> int:
                + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}"
                          for k in ("episodes", "steps", "head_episodes", "head_steps") if getattr(args, k) is not None)
                + (f" --seed {args.seed}" if args.seed else "") + (f" --thinker {args.thinker}" if args.thinker else "")
-               + (" --told-text" if hcfg.told_text else "")
+               + (" --told-text" if hcfg.told_text else "") + (" --residual-head" if args.residual_head else "")
                + (" --reuse-world-model" if args.reuse_world_model else ""))
     used = planner_thinker(out)  # == thinker_path, as `tkjepa plan` will find it
     metrics = {
@@ -408,5 +412,7 @@ def run(args) -> int:
     f = wm_metrics["final"]
     print(f"world model: val L1 {f['val_l1']:.3f} (shuffled actions {f['val_l1_shuffled_actions']:.3f}, "
           f"copy-last {f['val_l1_copy_last']:.3f}); subgoal head: val L1 {head_metrics['val_l1']:.3f} "
-          f"(copy-current {head_metrics['val_l1_copy_current']:.3f}); {metrics['wall_time_s']} s -> {out}")
+          f"(copy-current {head_metrics['val_l1_copy_current']:.3f})"
+          + (f", its place {head_metrics['val_place_xy_cm']:.1f} cm from the boundary's wrist (median)"
+             if "val_place_xy_cm" in head_metrics else "") + f"; {metrics['wall_time_s']} s -> {out}")
     return 0
