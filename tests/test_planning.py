@@ -185,17 +185,23 @@ def test_subgoal_target_is_the_latent_of_the_next_boundary_frame(encoder, monkey
     assert clip_indices(20).max() == 19 and len(clip_indices(4)) == 8
     # head_data's query at t: input the latent of frame t−1, target the latent of the boundary frame
     import tkjepa.subgoal as sg
+    from tkjepa.thinker.tokenizer import build_tokenizer
     from tkjepa.world.generate import episode_seed
 
     # the thinker's thoughts do not enter the targets: a stand-in that records which frames it was shown
     shown, told = [], []
     monkeypatch.setattr(sg, "think", lambda model, tok, eps, ts, said=None: (
         shown.extend(ts), told.append(said),
-        torch.zeros(len(ts), 4), [torch.zeros(3, 4)] * len(ts), [""] * len(ts))[2:])
-    data = sg.head_data(sg.SubgoalConfig(query_every=5), encoder, (None, None), seed=0, episodes=1, progress=False)
+        torch.zeros(len(ts), 4), [torch.zeros(3, 4)] * len(ts), ["holding nothing . next red cube"] * len(ts))[2:])
+    tokenizer = build_tokenizer()
+    data = sg.head_data(sg.SubgoalConfig(query_every=5), encoder, (None, tokenizer), seed=0, episodes=1,
+                        progress=False)
     assert shown == data["t"].tolist() and told == [None]  # the thinker speaks for itself
+    said = tokenizer("holding nothing . next red cube")["input_ids"]
+    assert data["words"].shape[1] == 16 and (data["words"][:, :len(said)] == torch.tensor(said)).all()
+    assert (data["words"][:, len(said):] == -1).all()
     ep = generate_episode(episode_seed(0, 0), WorldConfig(family="pick_place"))
-    sg.head_data(sg.SubgoalConfig(query_every=5, told_text=True), encoder, (None, None), seed=0, episodes=1,
+    sg.head_data(sg.SubgoalConfig(query_every=5, told_text=True), encoder, (None, build_tokenizer()), seed=0, episodes=1,
                  progress=False)
     from tkjepa.thinker.think import thinking_target
 
@@ -236,7 +242,7 @@ def _marked_token_data(n: int, seed: int) -> dict:
     thought = torch.randn(n, 8, generator=g)
     return {"thought": thought, "kv": torch.randn(n, 3, 8, generator=g), "kv_mask": torch.ones(n, 3, dtype=torch.bool),
             "z": z, "target": z.clone(), "target_wrist": lo + cell * (hi - lo),
-            "target_grip": (thought[:, 0] > 0).float()}
+            "target_grip": (thought[:, 0] > 0).float(), "words": torch.full((n, 4), -1)}
 
 
 def test_place_head_learns_to_point_at_the_place_and_decodes_from_it():
@@ -253,7 +259,7 @@ def test_place_head_learns_to_point_at_the_place_and_decodes_from_it():
     assert m["val_place_xy_cm"] < 2.0 < 0.5 * 100 * float(mean_xy)
     assert m["val_grip_abs_error"] < 0.25 and m["val_place_within_5cm"] > 0.9
     assert set(history[-1]) == {"step", "loss", "latent", "place"}
-    x = (val["thought"][:4], val["kv"][:4], val["kv_mask"][:4], val["z"][:4])
+    x = (val["thought"][:4], val["kv"][:4], val["kv_mask"][:4], val["z"][:4], val["words"][:4])
     with torch.no_grad():
         assert torch.allclose(head(*x), head.decode(x[3], head.where(*x)))
     # teacher forcing: the latent term decodes from the *true* place, so only the place term trains the pointer

@@ -327,12 +327,13 @@ def thinker_goal(head, thinker, demo, frames: np.ndarray, z_last: torch.Tensor, 
     latent z* [N, D] (the head reads its thoughts and z_last [N, D], the latent of the last frame), its words,
     and — for a place-first head — the place z* was drawn from: [x, y, z, grip] (metres; grip 0 open … 1 shut),
     else None. `told`: the words to think instead of generating them (`--mode told`)."""
-    from tkjepa.subgoal import place_metres, think
+    from tkjepa.subgoal import place_metres, think, word_ids
 
     seen = Episode(frames=frames, transforms={}, confidences={}, intrinsic=demo.intrinsic, task=demo.task,
                    instruction=demo.instruction, environment=demo.environment, fps=demo.fps)
     thought, tokens, text = think(*thinker, [seen], [len(frames)], None if told is None else [told])
-    inputs = (thought, tokens[0][None], torch.ones(1, len(tokens[0]), dtype=torch.bool), z_last[None])
+    inputs = (thought, tokens[0][None], torch.ones(1, len(tokens[0]), dtype=torch.bool), z_last[None],
+              word_ids(thinker[1], text, head.cfg.max_words))
     if not head.cfg.place:
         return head(*inputs)[0], text[0], None
     place = head.where(*inputs)

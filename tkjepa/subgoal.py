@@ -35,7 +35,7 @@ many scenes, so the default is 2000 demonstrations, each queried a few times (BE
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +76,10 @@ class SubgoalConfig:
     place: bool = True          # place first: predict the boundary's wrist and grip, then decode z* from them
     place_weight: float = 1.0   # weight of the place's L1 (workspace units) beside the latent's
     place_freqs: int = 6        # Fourier frequencies of the place fed to the decoder
+    vocab: int | None = None    # > 0: the head also reads the thinker's words (the token ids of its text, embedded
+                                # here) beside its hidden states; None: the thinker's vocabulary, set when training
+                                # starts; 0: no words (heads saved before they existed)
+    max_words: int = 16         # words read (the thinking is ~7: "holding nothing . next red cube")
 
 
 def place_units(wrist: torch.Tensor, grip: torch.Tensor) -> torch.Tensor:
@@ -126,6 +130,9 @@ class SubgoalHead(nn.Module):
         self.cross_norm = nn.ModuleList(nn.LayerNorm(cfg.dim) for _ in range(cfg.depth))
         self.cross = nn.ModuleList(CrossAttention(cfg.dim, cfg.num_heads) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.dim)
+        if cfg.vocab:
+            self.word_emb = nn.Embedding(cfg.vocab, cfg.dim)
+            self.word_pos = nn.Parameter(torch.zeros(1, cfg.max_words, cfg.dim))
         if cfg.place:
             self.score = nn.Linear(cfg.dim, 1)
             self.offset = nn.Linear(cfg.dim, 4)
@@ -141,19 +148,27 @@ class SubgoalHead(nn.Module):
         nn.init.trunc_normal_(self.pos, std=0.02)
         if cfg.place:
             nn.init.trunc_normal_(self.dec_pos, std=0.02)
+        if cfg.vocab:
+            nn.init.trunc_normal_(self.word_pos, std=0.02)
 
-    def read(self, thought, kv, kv_mask, z) -> torch.Tensor:
-        """The trunk: latent tokens [B, N, dim] after reading the thinker."""
+    def read(self, thought, kv, kv_mask, z, words=None) -> torch.Tensor:
+        """The trunk: latent tokens [B, N, dim] after reading the thinker (and its words [B, W], −1 = none)."""
         x = self.embed(z) + self.pos + self.think(thought)[:, None]           # [B, N, dim]
         kv = self.kv(kv)                                                        # [B, M, dim]
+        if self.cfg.vocab:
+            if words is None:
+                raise ValueError("this subgoal head reads the thinker's words: pass their ids (`word_ids`)")
+            words = words[:, :self.cfg.max_words]
+            w = self.word_emb(words.clamp(min=0)) + self.word_pos[:, :words.shape[1]]
+            kv, kv_mask = torch.cat([kv, w], 1), torch.cat([kv_mask, words >= 0], 1)
         for blk, norm, cross in zip(self.blocks, self.cross_norm, self.cross):
             x = blk(x)
             x = x + cross(norm(x), kv, kv_mask)
         return self.norm(x)
 
-    def where(self, thought, kv, kv_mask, z) -> torch.Tensor:
+    def where(self, thought, kv, kv_mask, z, words=None) -> torch.Tensor:
         """The predicted place [B, 4] (`place_units`) of the next boundary: a soft pointer over the N tokens."""
-        x = self.read(thought, kv, kv_mask, z)
+        x = self.read(thought, kv, kv_mask, z, words)
         return (self.score(x).softmax(1) * (self.anchor + self.offset(x))).sum(1)
 
     def decode(self, z, place) -> torch.Tensor:
@@ -165,10 +180,10 @@ class SubgoalHead(nn.Module):
             x = blk(x)
         return F.layer_norm(z + self.out(self.dec_norm(x)), (z.shape[-1],))
 
-    def forward(self, thought, kv, kv_mask, z) -> torch.Tensor:
+    def forward(self, thought, kv, kv_mask, z, words=None) -> torch.Tensor:
         if self.cfg.place:
-            return self.decode(z, self.where(thought, kv, kv_mask, z))
-        return F.layer_norm(z + self.out(self.read(thought, kv, kv_mask, z)), (z.shape[-1],))
+            return self.decode(z, self.where(thought, kv, kv_mask, z, words))
+        return F.layer_norm(z + self.out(self.read(thought, kv, kv_mask, z, words)), (z.shape[-1],))
 
 
 def thought_vector(feats) -> torch.Tensor:
@@ -192,6 +207,14 @@ def pad_tokens(tokens: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return kv, mask
 
 
+def word_ids(tokenizer, texts: list[str], width: int) -> torch.Tensor:
+    """The thinker's texts -> their token ids [B, width] (its own tokenizer; cut at `width`, −1 after the end)."""
+    from tkjepa.thinker.tokenizer import normalize_text
+
+    rows = [tokenizer(normalize_text(t))["input_ids"][:width] for t in texts]
+    return torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
 def think(model, tokenizer, episodes: list, ts: list[int], told: list[str] | None = None
           ) -> tuple[torch.Tensor, list[torch.Tensor], list[str]]:
     """(thoughts [B, F], last-layer tokens [M_i, Dv] per episode, texts) of `episodes` observed up to frame
@@ -212,14 +235,15 @@ def next_boundary(ep, t: int) -> int:
 
 def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, progress: bool = True) -> dict:
     """{"thought": [M, F], "kv": [M, K, Dv], "kv_mask": [M, K], "z": [M, N, D], "target": [M, N, D], "t": [M],
-    "target_frame": [M], "target_wrist": [M, 3] (m), "target_grip": [M]} from demos: the target is the next phase
-    boundary's latent, and where the wrist is and how closed the grip at that boundary."""
+    "target_frame": [M], "target_wrist": [M, 3] (m), "target_grip": [M], "words": [M, W]} from demos: the target
+    is the next phase boundary's latent, and where the wrist is and how closed the grip at that boundary; the
+    words are the token ids of what the thinker said (`word_ids`)."""
     from tqdm.auto import tqdm
 
     from tkjepa.world.generate import WorldConfig, episode_seed, generate_episode
 
-    rows: dict[str, list] = {k: [] for k in ("thought", "tokens", "z", "target", "t", "target_frame", "target_wrist",
-                                             "target_grip")}
+    rows: dict[str, list] = {k: [] for k in ("thought", "tokens", "words", "z", "target", "t", "target_frame",
+                                             "target_wrist", "target_grip")}
     for i in tqdm(range(episodes), desc="subgoal data", unit="ep", disable=not progress):
         ep = generate_episode(episode_seed(seed, i), WorldConfig(family=FAMILIES[i % len(FAMILIES)]))
         wrist = torch.from_numpy(ep.positions(["rightHand"])[:, 0]).float()       # [T, 3]
@@ -229,11 +253,12 @@ def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, pr
         needed = sorted({t - 1 for t in ts} | {next_boundary(ep, t) for t in ts})
         Z = dict(zip(needed, frame_latents(encoder, ep.frames, needed)))          # only the frames used
         told = [thinking_target(ep, t) for t in ts] if cfg.told_text else None
-        thought, tokens, _ = think(*thinker, [ep] * len(ts), ts, told)
-        for t, th, tok in zip(ts, thought, tokens):
+        thought, tokens, texts = think(*thinker, [ep] * len(ts), ts, told)
+        for t, th, tok, words in zip(ts, thought, tokens, word_ids(thinker[1], texts, cfg.max_words)):
             b = next_boundary(ep, t)
             rows["thought"].append(th)
             rows["tokens"].append(tok.half())  # halves the memory of the largest array
+            rows["words"].append(words)
             rows["z"].append(Z[t - 1])
             rows["target"].append(Z[b])
             rows["t"].append(t)
@@ -245,8 +270,10 @@ def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, pr
     return {**out, "kv": kv, "kv_mask": kv_mask}
 
 
-def _inputs(data: dict, idx) -> tuple:
-    return data["thought"][idx], data["kv"][idx].float(), data["kv_mask"][idx], data["z"][idx]
+def _inputs(data: dict, idx, z_idx=None) -> tuple:
+    """The head's inputs for queries idx (thoughts and words of idx, latents of z_idx, default idx)."""
+    z = data["z"][idx if z_idx is None else z_idx]
+    return data["thought"][idx], data["kv"][idx].float(), data["kv_mask"][idx], z, data["words"][idx]
 
 
 def _true_place(data: dict, idx) -> torch.Tensor:
@@ -300,7 +327,7 @@ def evaluate_head(head: SubgoalHead, data: dict) -> dict:
     everything = torch.arange(len(data["z"]))
     pred = head(*_inputs(data, everything))
     perm = torch.randperm(len(pred), generator=torch.Generator().manual_seed(0))
-    shuffled = head(*_inputs(data, perm)[:3], data["z"])
+    shuffled = head(*_inputs(data, perm, everything))
     l1 = lambda p: float((p - data["target"]).abs().mean())  # noqa: E731
     out = {"val_l1": l1(pred), "val_l1_copy_current": l1(data["z"]), "val_l1_shuffled_thoughts": l1(shuffled),
            "val_queries": len(pred)}
@@ -315,6 +342,10 @@ def evaluate_head(head: SubgoalHead, data: dict) -> dict:
 
 
 def train_from_scratch(cfg: SubgoalConfig, encoder, thinker, progress: bool = True) -> tuple[SubgoalHead, dict]:
+    """Data from demonstrations, training, held-out scores. The head's config (`head.cfg`, what to save) has
+    `vocab` set to the thinker's vocabulary if it was None."""
+    if cfg.vocab is None:
+        cfg = replace(cfg, vocab=len(thinker[1]))
     t0 = time.perf_counter()
     data = head_data(cfg, encoder, thinker, cfg.seed_data, cfg.episodes, progress)
     val = head_data(cfg, encoder, thinker, cfg.seed_data + 1, VAL_EPISODES, progress)
@@ -331,6 +362,6 @@ def save_head(head: SubgoalHead, cfg: SubgoalConfig, path: str | Path) -> None:
 
 def load_head(path: str | Path) -> SubgoalHead:
     fields, state = load_part(path, "subgoal_head")
-    head = SubgoalHead(SubgoalConfig(**{"place": False, **fields}))  # heads from before `place` lack the field
+    head = SubgoalHead(SubgoalConfig(**{"place": False, "vocab": 0, **fields}))  # older heads lack these fields
     head.load_state_dict(state)
     return head.eval()

@@ -381,7 +381,7 @@ def run(args) -> int:
     hcfg.told_text = args.told_text
     hcfg.place = not args.residual_head
     head, head_metrics = subgoal.train_from_scratch(hcfg, encoder, thinker, progress=not args.quiet)
-    subgoal.save_head(head, hcfg, out)
+    subgoal.save_head(head, head.cfg, out)
     own = out / "thinker"
     if thinker_path.resolve() != own.resolve():
         if own.exists():  # a stale copy would be loaded instead of the thinker this head was trained with
