@@ -197,6 +197,7 @@ def test_subgoal_target_is_the_latent_of_the_next_boundary_frame(encoder, monkey
     data = sg.head_data(sg.SubgoalConfig(query_every=5), encoder, (None, tokenizer), seed=0, episodes=1,
                         progress=False)
     assert shown == data["t"].tolist() and told == [None]  # the thinker speaks for itself
+    assert data["t"][0] == 2 and (data["t"].diff()[1:] == 10).all()  # asked at the start, then every 5th tubelet
     said = tokenizer("holding nothing . next red cube")["input_ids"]
     assert data["words"].shape[1] == 16 and (data["words"][:, :len(said)] == torch.tensor(said)).all()
     assert (data["words"][:, len(said):] == -1).all()
@@ -213,6 +214,7 @@ def test_subgoal_target_is_the_latent_of_the_next_boundary_frame(encoder, monkey
         assert b == next_boundary(ep, int(t)) and b >= t - 1
         assert torch.allclose(z, Z[t - 1], atol=1e-5) and torch.allclose(target, Z[b], atol=1e-5)
         assert np.allclose(w.numpy(), wrist[b], atol=1e-6) and grip == pytest.approx(ep.extras["grip"][b])
+    assert np.allclose(data["wrist"].numpy(), wrist[data["t"] - 1], atol=1e-6)
 
 
 def test_place_units_round_trip_and_span_the_workspace():
@@ -242,7 +244,8 @@ def _marked_token_data(n: int, seed: int) -> dict:
     thought = torch.randn(n, 8, generator=g)
     return {"thought": thought, "kv": torch.randn(n, 3, 8, generator=g), "kv_mask": torch.ones(n, 3, dtype=torch.bool),
             "z": z, "target": z.clone(), "target_wrist": lo + cell * (hi - lo),
-            "target_grip": (thought[:, 0] > 0).float(), "words": torch.full((n, 4), -1)}
+            "target_grip": (thought[:, 0] > 0).float(), "words": torch.full((n, 4), -1),
+            "wrist": (lo + hi) / 2 + torch.zeros(n, 3)}
 
 
 def test_place_head_learns_to_point_at_the_place_and_decodes_from_it():
@@ -269,7 +272,11 @@ def test_place_head_learns_to_point_at_the_place_and_decodes_from_it():
     loss, parts = head_loss(fresh, val, idx)
     grad_total = torch.autograd.grad(loss, fresh.score.weight)[0]
     true = place_units(val["target_wrist"][idx], val["target_grip"][idx])
-    place = (fresh.where(val["thought"][idx], val["kv"][idx], val["kv_mask"][idx], val["z"][idx]) - true).abs().mean()
+    per_query = (fresh.where(*[val[k][idx] for k in ("thought", "kv", "kv_mask", "z")]) - true).abs().mean(-1)
+    travel = (val["target_wrist"][idx] - val["wrist"][idx]).norm(dim=-1)   # far queries weigh more, up to 4×
+    weight = (travel / cfg.travel_scale).clamp(0.5, 4.0)
+    assert weight.max() > weight.min()
+    place = (weight * per_query).sum() / weight.sum()
     assert parts["place"] == pytest.approx(place.item())
     assert torch.allclose(grad_total, cfg.place_weight * torch.autograd.grad(place, fresh.score.weight)[0])
 

@@ -80,6 +80,10 @@ class SubgoalConfig:
                                 # here) beside its hidden states; None: the thinker's vocabulary, set when training
                                 # starts; 0: no words (heads saved before they existed)
     max_words: int = 16         # words read (the thinking is ~7: "holding nothing . next red cube")
+    ask_at_start: bool = True   # also query each demonstration at its start (t = 2), as the planner first asks
+    travel_scale: float = 0.05  # place loss weight per query ∝ clip(the wrist's way to the boundary / this, ½, 4):
+                                # most queries come just before a boundary, where "near the hand" is right; the
+                                # far ones are where the named object must be found (0: unweighted)
 
 
 def place_units(wrist: torch.Tensor, grip: torch.Tensor) -> torch.Tensor:
@@ -235,20 +239,22 @@ def next_boundary(ep, t: int) -> int:
 
 def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, progress: bool = True) -> dict:
     """{"thought": [M, F], "kv": [M, K, Dv], "kv_mask": [M, K], "z": [M, N, D], "target": [M, N, D], "t": [M],
-    "target_frame": [M], "target_wrist": [M, 3] (m), "target_grip": [M], "words": [M, W]} from demos: the target
-    is the next phase boundary's latent, and where the wrist is and how closed the grip at that boundary; the
-    words are the token ids of what the thinker said (`word_ids`)."""
+    "target_frame": [M], "wrist": [M, 3] (m), "target_wrist": [M, 3] (m), "target_grip": [M], "words": [M, W]}
+    from demos: the target is the next phase boundary's latent, and where the wrist is and how closed the grip at
+    that boundary; "wrist" is where it is at t − 1; the words are the token ids of what the thinker said
+    (`word_ids`)."""
     from tqdm.auto import tqdm
 
     from tkjepa.world.generate import WorldConfig, episode_seed, generate_episode
 
     rows: dict[str, list] = {k: [] for k in ("thought", "tokens", "words", "z", "target", "t", "target_frame",
-                                             "target_wrist", "target_grip")}
+                                             "wrist", "target_wrist", "target_grip")}
     for i in tqdm(range(episodes), desc="subgoal data", unit="ep", disable=not progress):
         ep = generate_episode(episode_seed(seed, i), WorldConfig(family=FAMILIES[i % len(FAMILIES)]))
         wrist = torch.from_numpy(ep.positions(["rightHand"])[:, 0]).float()       # [T, 3]
         js = list(range(int(np.random.default_rng([seed, i]).integers(cfg.query_every)), ep.num_frames // 2,
                         cfg.query_every))
+        js = sorted({0, *js}) if cfg.ask_at_start else js
         ts = [2 * j + 2 for j in js]                                              # frames observed: 0 … t−1
         needed = sorted({t - 1 for t in ts} | {next_boundary(ep, t) for t in ts})
         Z = dict(zip(needed, frame_latents(encoder, ep.frames, needed)))          # only the frames used
@@ -264,6 +270,7 @@ def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, pr
             rows["t"].append(t)
             rows["target_frame"].append(b)
             rows["target_wrist"].append(wrist[b])
+            rows["wrist"].append(wrist[t - 1])
             rows["target_grip"].append(float(ep.extras["grip"][b]))
     kv, kv_mask = pad_tokens(rows.pop("tokens"))
     out = {k: torch.stack(v) if torch.is_tensor(v[0]) else torch.tensor(v) for k, v in rows.items()}
@@ -283,12 +290,19 @@ def _true_place(data: dict, idx) -> torch.Tensor:
 def head_loss(head: SubgoalHead, data: dict, idx) -> tuple[torch.Tensor, dict]:
     """Training loss on queries idx and its parts. Residual head: L1 of z*. Place-first head: L1 of the place
     (workspace units, × `place_weight`) + L1 of z* decoded from the *true* place (teacher forcing: the decoder
-    learns what a hand at a place looks like while the pointer is still wrong)."""
+    learns what a hand at a place looks like while the pointer is still wrong). The place term weighs each query
+    by how far the wrist has to go (`SubgoalConfig.travel_scale`)."""
     if not head.cfg.place:
         loss = (head(*_inputs(data, idx)) - data["target"][idx]).abs().mean()
         return loss, {"loss": loss.item()}
     true = _true_place(data, idx)
-    place = (head.where(*_inputs(data, idx)) - true).abs().mean()
+    place = (head.where(*_inputs(data, idx)) - true).abs().mean(-1)                        # [B]
+    if head.cfg.travel_scale > 0:
+        travel = (data["target_wrist"][idx] - data["wrist"][idx]).norm(dim=-1)
+        weight = (travel / head.cfg.travel_scale).clamp(0.5, 4.0)
+        place = (weight * place).sum() / weight.sum()
+    else:
+        place = place.mean()
     latent = (head.decode(data["z"][idx], true) - data["target"][idx]).abs().mean()
     return latent + head.cfg.place_weight * place, {"loss": latent.item() + head.cfg.place_weight * place.item(),
                                                     "latent": latent.item(), "place": place.item()}
@@ -334,8 +348,11 @@ def evaluate_head(head: SubgoalHead, data: dict) -> dict:
     if head.cfg.place:
         wrist, grip = place_metres(head.where(*_inputs(data, everything)))
         xy = (wrist - data["target_wrist"])[:, :2].norm(dim=-1)
+        far = (data["target_wrist"] - data["wrist"]).norm(dim=-1) > 0.1
         out.update(val_place_xy_cm=round(100 * float(xy.median()), 2),
                    val_place_within_5cm=float((xy < 0.05).float().mean()),
+                   val_place_xy_cm_far=round(100 * float(xy[far].median()), 2) if far.any() else None,
+                   val_far_queries=int(far.sum()),
                    val_grip_abs_error=float((grip - data["target_grip"]).abs().mean()),
                    val_l1_true_place=l1(head.decode(data["z"], _true_place(data, everything))))
     return out
