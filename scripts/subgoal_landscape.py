@@ -13,6 +13,9 @@ distance from that minimum to the demonstration's wrist at the boundary says whe
 - each planner folder's subgoal head, from its thinker's generated words (or, for a head trained with
   `--told-text`, from the true words, as `tkjepa plan --mode told`);
 - `current`: the start frame itself, a goal that says "stay".
+For a place-first head (`subgoal.SubgoalConfig.place`) two more columns: `<dir>:place`, how far the head's own
+place (its predicted wrist) lies from the subgoal's wrist on the table, and `<dir>:true place`, the minimum for
+z* decoded from the *true* place (the subgoal's wrist and grip): what the head's decoder gives a perfect pointer.
 Deterministic; one torch thread. BENCHMARKS.md (issue 6) reads the table.
 """
 
@@ -27,6 +30,7 @@ import torch
 
 from tkjepa.planning import (PLANNER, demonstration, energy, episode_seeds, grid_latents, load_planner,
                              thinker_goal, told_text)
+from tkjepa.subgoal import place_units
 from tkjepa.worldmodel import WORKSPACE, frame_latents
 
 
@@ -52,11 +56,17 @@ def main() -> None:
         target = demo.positions(["rightHand"])[b, 0]
         current = frame_latents(encoder, frames, [len(frames) - 1])[0]
         goals = {"oracle": frame_latents(encoder, demo.frames, [b])[0], "current": current}
+        row = {"seed": int(seed), "family": family}
+        grip = float(demo.extras["grip"][b])
         for d, (_, _, head, thinker) in models.items():  # as `run_episode` asks at its first step
             told = told_text(env, demo) if head.cfg.told_text else None
-            goals[d] = thinker_goal(head, thinker, demo, frames, current, told)[0]
-        row = {"seed": int(seed), "family": family}
-        lat = grid_latents(env, encoder, xs, ys, z=float(target[2]), grip=float(demo.extras["grip"][b]))
+            goals[d], _, place = thinker_goal(head, thinker, demo, frames, current, told)
+            if place is not None:
+                row[f"{d}:place"] = float(np.hypot(*(place[:2] - target[:2])))
+                with torch.no_grad():
+                    true = place_units(torch.tensor(target, dtype=torch.float32)[None], torch.tensor([grip]))
+                    goals[f"{d}:true place"] = head.decode(current[None], true)[0]
+        lat = grid_latents(env, encoder, xs, ys, z=float(target[2]), grip=grip)
         for name, goal in goals.items():
             e = energy(lat, goal).view(len(ys), len(xs)).numpy()
             iy, ix = np.unravel_index(np.argmin(e), e.shape)
@@ -67,8 +77,8 @@ def main() -> None:
     summary = {n: {"median_cm": round(100 * float(np.median([r[n] for r in rows])), 1),
                    "within_5cm": float(np.mean([r[n] < 0.05 for r in rows]))} for n in names}
     cell = 100 * float(xs[1] - xs[0])
-    print(f"\nminimum of the energy vs the first boundary's wrist, over {len(rows)} episodes "
-          f"(grid cell {cell:.1f} cm):")
+    print(f"\nminimum of the energy (`:place`: the head's own place) vs the first boundary's wrist, "
+          f"over {len(rows)} episodes (grid cell {cell:.1f} cm):")
     for n, s in summary.items():
         print(f"  {n:40s} median {s['median_cm']:5.1f} cm   within 5 cm {s['within_5cm']:.0%}")
     if args.out:
