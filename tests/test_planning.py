@@ -194,16 +194,16 @@ def test_subgoal_target_is_the_latent_of_the_next_boundary_frame(encoder, monkey
         shown.extend(ts), told.append(said),
         torch.zeros(len(ts), 4), [torch.zeros(3, 4)] * len(ts), ["holding nothing . next red cube"] * len(ts))[2:])
     tokenizer = build_tokenizer()
-    data = sg.head_data(sg.SubgoalConfig(query_every=5), encoder, (None, tokenizer), seed=0, episodes=1,
-                        progress=False)
+    data = sg.head_data(sg.SubgoalConfig(query_every=5, ask_at_start=True), encoder, (None, tokenizer), seed=0,
+                        episodes=1, progress=False)
     assert shown == data["t"].tolist() and told == [None]  # the thinker speaks for itself
     assert data["t"][0] == 2 and (data["t"].diff()[1:] == 10).all()  # asked at the start, then every 5th tubelet
     said = tokenizer("holding nothing . next red cube")["input_ids"]
     assert data["words"].shape[1] == 16 and (data["words"][:, :len(said)] == torch.tensor(said)).all()
     assert (data["words"][:, len(said):] == -1).all()
     ep = generate_episode(episode_seed(0, 0), WorldConfig(family="pick_place"))
-    sg.head_data(sg.SubgoalConfig(query_every=5, told_text=True), encoder, (None, build_tokenizer()), seed=0, episodes=1,
-                 progress=False)
+    sg.head_data(sg.SubgoalConfig(query_every=5, ask_at_start=True, told_text=True), encoder, (None, tokenizer),
+                 seed=0, episodes=1, progress=False)
     from tkjepa.thinker.think import thinking_target
 
     assert told[1] == [thinking_target(ep, t) for t in data["t"].tolist()]  # --told-text: the demo's true words
@@ -254,7 +254,7 @@ def test_place_head_learns_to_point_at_the_place_and_decodes_from_it():
     from tkjepa.subgoal import SubgoalConfig, SubgoalHead, evaluate_head, head_loss, train_head
 
     cfg = SubgoalConfig(thought_dim=8, vlm_dim=8, latent_dim=8, dim=32, depth=1, num_heads=2, steps=400,
-                        batch_size=32, lr=3e-3)
+                        batch_size=32, lr=3e-3, place=True)
     head, history = train_head(cfg, _marked_token_data(512, 0), progress=False)
     val = _marked_token_data(200, 1)
     m = evaluate_head(head, val)
@@ -517,6 +517,8 @@ def test_heads_saved_before_the_place_head_load_as_residual_heads(tmp_path):
     inputs = (x["thought"], x["kv"], x["kv_mask"], x["z"])
     with torch.no_grad():
         assert torch.equal(old(*inputs), head(*inputs))
-    placed = SubgoalConfig(thought_dim=8, vlm_dim=8, latent_dim=8, dim=32, depth=1, num_heads=2)
+    placed = SubgoalConfig.placed(thought_dim=8, vlm_dim=8, latent_dim=8, dim=32, depth=1, num_heads=2, vocab=5)
     save_head(SubgoalHead(placed), placed, tmp_path)
-    assert load_head(tmp_path).cfg.place  # new files say what they are
+    new = load_head(tmp_path)  # new files say what they are
+    assert new.cfg.place and new.cfg.vocab == 5 and new.word_emb.num_embeddings == 5
+    assert SubgoalConfig().place is False and SubgoalConfig().vocab == 0  # the shipped head is the residual one

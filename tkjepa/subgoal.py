@@ -51,7 +51,6 @@ from tkjepa.worldmodel import WORKSPACE, frame_latents, load_part, save_part
 
 FAMILIES = ("pick_place", "touch_sequence")  # the multi-step families the planner is scored on
 THINKER_CLIP = 8  # frames in the thinker's clip (SamplerConfig.tiny().thinker_frames)
-VAL_EPISODES = 100  # held-out demonstrations (world seed `seed_data` + 1) the head is scored on
 
 
 @dataclass
@@ -63,27 +62,35 @@ class SubgoalConfig:
     dim: int = 128              # head width
     depth: int = 2              # transformer blocks over the N tokens
     num_heads: int = 4
-    episodes: int = 2000        # demonstrations (half per family), world seed `seed_data`
-    query_every: int = 6        # tubelets between queries in a demonstration
-    steps: int = 3000
+    episodes: int = 200         # demonstrations (half per family), world seed `seed_data`
+    query_every: int = 3        # tubelets between queries in a demonstration
+    steps: int = 1500
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
     seed_data: int = 1000       # = bench.TRAIN_SEED
     seed: int = 0
+    val_episodes: int = 40      # held-out demonstrations (world seed `seed_data` + 1) the head is scored on
     told_text: bool = False     # diagnostic: the thinker is told the true text (`thinking_target`) instead of
                                 # generating it; `tkjepa plan --mode told` then tells it the env's truth
-    place: bool = True          # place first: predict the boundary's wrist and grip, then decode z* from them
+    place: bool = False         # place first: predict the boundary's wrist and grip, then decode z* from them
     place_weight: float = 1.0   # weight of the place's L1 (workspace units) beside the latent's
     place_freqs: int = 6        # Fourier frequencies of the place fed to the decoder
-    vocab: int | None = None    # > 0: the head also reads the thinker's words (the token ids of its text, embedded
+    vocab: int | None = 0       # > 0: the head also reads the thinker's words (the token ids of its text, embedded
                                 # here) beside its hidden states; None: the thinker's vocabulary, set when training
-                                # starts; 0: no words (heads saved before they existed)
+                                # starts; 0: no words
     max_words: int = 16         # words read (the thinking is ~7: "holding nothing . next red cube")
-    ask_at_start: bool = True   # also query each demonstration at its start (t = 2), as the planner first asks
+    ask_at_start: bool = False  # also query each demonstration at its start (t = 2), as the planner first asks
     travel_scale: float = 0.05  # place loss weight per query ∝ clip(the wrist's way to the boundary / this, ½, 4):
                                 # most queries come just before a boundary, where "near the hand" is right; the
                                 # far ones are where the named object must be found (0: unweighted)
+
+    @classmethod
+    def placed(cls, **kw) -> "SubgoalConfig":
+        """The place-first recipe (`tkjepa train-planner --place-head`): the pointer and decoder, the thinker's
+        words, 10× the demonstrations (finding a named object takes many scenes), each also asked at its start."""
+        return cls(**{**dict(place=True, vocab=None, ask_at_start=True, episodes=2000, query_every=6, steps=3000,
+                             val_episodes=100), **kw})
 
 
 def place_units(wrist: torch.Tensor, grip: torch.Tensor) -> torch.Tensor:
@@ -365,7 +372,7 @@ def train_from_scratch(cfg: SubgoalConfig, encoder, thinker, progress: bool = Tr
         cfg = replace(cfg, vocab=len(thinker[1]))
     t0 = time.perf_counter()
     data = head_data(cfg, encoder, thinker, cfg.seed_data, cfg.episodes, progress)
-    val = head_data(cfg, encoder, thinker, cfg.seed_data + 1, VAL_EPISODES, progress)
+    val = head_data(cfg, encoder, thinker, cfg.seed_data + 1, cfg.val_episodes, progress)
     t_data = time.perf_counter() - t0
     head, history = train_head(cfg, data, progress)
     return head, {"config": asdict(cfg), "history": history, **evaluate_head(head, val),

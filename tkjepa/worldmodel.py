@@ -316,17 +316,19 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default="data_samples/planner", help="folder for the planner's weights + metrics.json")
     p.add_argument("--episodes", type=int, default=None, help="play episodes for the world model (default 320)")
     p.add_argument("--steps", type=int, default=None, help="world-model optimiser steps (default 2500)")
-    p.add_argument("--head-episodes", type=int, default=None, help="demonstrations for the subgoal head (default 2000)")
-    p.add_argument("--head-steps", type=int, default=None, help="subgoal-head optimiser steps (default 3000)")
+    p.add_argument("--head-episodes", type=int, default=None,
+                   help="demonstrations for the subgoal head (default 200; --place-head 2000)")
+    p.add_argument("--head-steps", type=int, default=None,
+                   help="subgoal-head optimiser steps (default 1500; --place-head 3000)")
     p.add_argument("--seed", type=int, default=0, help="weights and batch order; the data seeds are fixed")
     p.add_argument("--thinker", default=None,
                    help="thinker checkpoint for the subgoal head (default: the shipped forecasting thinker); "
                         "another one is copied into OUT/thinker, where `tkjepa plan` finds it")
     p.add_argument("--told-text", action="store_true",
                    help="diagnostic: train the subgoal head on the thinker told the true text (for `plan --mode told`)")
-    p.add_argument("--residual-head", action="store_true",
-                   help="the earlier subgoal head: a residual on the current latent, trained for L1 only, with no "
-                        "place of its own (`subgoal.SubgoalConfig.place`)")
+    p.add_argument("--place-head", action="store_true",
+                   help="experimental: a subgoal head that first points at where the hand goes, then draws z* there "
+                        "(`subgoal.SubgoalConfig.placed`: 2000 demonstrations, 3000 steps by default)")
     p.add_argument("--reuse-world-model", action="store_true",
                    help="keep the world model already in --out and train only the subgoal head")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: reproducible, no oversubscription)")
@@ -375,11 +377,10 @@ def run(args) -> int:
                       "params": sum(p.numel() for p in model.parameters())}
         command_wm = None  # set below: this very command
 
-    hcfg = subgoal.SubgoalConfig(seed=args.seed)
+    hcfg = (subgoal.SubgoalConfig.placed if args.place_head else subgoal.SubgoalConfig)(seed=args.seed)
     hcfg.episodes = args.head_episodes or hcfg.episodes
     hcfg.steps = args.head_steps or hcfg.steps
     hcfg.told_text = args.told_text
-    hcfg.place = not args.residual_head
     head, head_metrics = subgoal.train_from_scratch(hcfg, encoder, thinker, progress=not args.quiet)
     subgoal.save_head(head, head.cfg, out)
     own = out / "thinker"
@@ -393,7 +394,7 @@ def run(args) -> int:
                + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}"
                          for k in ("episodes", "steps", "head_episodes", "head_steps") if getattr(args, k) is not None)
                + (f" --seed {args.seed}" if args.seed else "") + (f" --thinker {args.thinker}" if args.thinker else "")
-               + (" --told-text" if hcfg.told_text else "") + (" --residual-head" if args.residual_head else "")
+               + (" --told-text" if hcfg.told_text else "") + (" --place-head" if args.place_head else "")
                + (" --reuse-world-model" if args.reuse_world_model else ""))
     used = planner_thinker(out)  # == thinker_path, as `tkjepa plan` will find it
     metrics = {
