@@ -522,3 +522,31 @@ def test_heads_saved_before_the_place_head_load_as_residual_heads(tmp_path):
     new = load_head(tmp_path)  # new files say what they are
     assert new.cfg.place and new.cfg.vocab == 5 and new.word_emb.num_embeddings == 5
     assert SubgoalConfig().place is False and SubgoalConfig().vocab == 0  # the shipped head is the residual one
+
+
+@needs_planner
+def test_true_place_mode_draws_the_hand_at_the_oracle_boundary(tmp_path):
+    import shutil
+
+    from tkjepa.planning import demonstration, episode_seeds, oracle_boundary, true_place_goal
+    from tkjepa.subgoal import SubgoalConfig, SubgoalHead, place_units, save_head
+
+    with pytest.raises(SystemExit, match="--place-head"):      # the shipped head is a residual one
+        cli.main(["plan", "--mode", "true-place", "--episodes", "1", "--quiet"])
+    folder = tmp_path / "planner"
+    shutil.copytree(PLANNER, folder)
+    cfg = SubgoalConfig.placed(vocab=5)
+    torch.manual_seed(0)
+    head = SubgoalHead(cfg).eval()
+    save_head(head, cfg, folder)
+    demo, env = demonstration(*episode_seeds(2000, 1)[0])
+    b, z = oracle_boundary(env, demo), torch.randn(16, 96)
+    place = place_units(torch.tensor(demo.positions(["rightHand"])[b, 0], dtype=torch.float32)[None],
+                        torch.tensor([float(demo.extras["grip"][b])]))
+    assert b == int(demo.extras["subgoal_end"][0])                     # at the start: the first boundary
+    with torch.no_grad():
+        assert torch.allclose(true_place_goal(head, demo, b, z), head.decode(z[None], place)[0])
+    out = tmp_path / "tp.json"
+    assert cli.main(["plan", "--mode", "true-place", "--episodes", "1", "--max-steps", "2", "--samples", "8",
+                     "--topk", "2", "--iters", "1", "--quiet", "--planner", str(folder), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["mode"] == "true-place"

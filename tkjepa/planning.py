@@ -24,6 +24,10 @@ Sources of goal latents (`MODES`):
   text from the env's state (`told_text`) instead of generating it; needs a head trained on told texts
   (`tkjepa train-planner --told-text`). thinker < told says better words would help; told ≈ thinker says the
   subgoal head or the planner is the limit.
+- `true-place` (a diagnostic for a place-first head, `tkjepa train-planner --place-head`): z* is the head's
+  decoder's drawing of the scene with the hand at the *true* place of the oracle's boundary (its wrist and
+  grip in the demonstration). Against `oracle`, it tells whether the decoder's goals plan as well as the true
+  latents; against `thinker`, how much the head's own pointer costs.
 
 A planner folder may carry its own thinker (`tkjepa train-planner --thinker DIR` copies it to `folder/thinker`,
 `worldmodel.planner_thinker`): e.g. one pretrained to speak at every moment of an episode
@@ -58,7 +62,7 @@ from tkjepa.subgoal import FAMILIES
 from tkjepa.world.env import MAX_STEP, TabletopEnv
 from tkjepa.worldmodel import ACTION_DIM, STATE_DIM, WORKSPACE, frame_latents, wrist_features
 
-MODES = ("flat", "thinker", "told", "oracle")
+MODES = ("flat", "thinker", "told", "oracle", "true-place")
 ENERGIES = ("l1", "l2", "pooled")
 PLANNER = Path(__file__).resolve().parent.parent / "data_samples" / "planner"
 
@@ -341,6 +345,16 @@ def thinker_goal(head, thinker, demo, frames: np.ndarray, z_last: torch.Tensor, 
     return head.decode(z_last[None], place)[0], text[0], np.append(wrist.numpy(), grip.item())
 
 
+@torch.no_grad()
+def true_place_goal(head, demo, b: int, z_last: torch.Tensor) -> torch.Tensor:
+    """z* [N, D] a place-first head's decoder draws from z_last [N, D] with the hand where it is, and gripping as
+    it does, at demo frame b (`--mode true-place`)."""
+    from tkjepa.subgoal import place_units
+
+    wrist = torch.as_tensor(demo.positions(["rightHand"])[b, 0], dtype=torch.float32)
+    return head.decode(z_last[None], place_units(wrist[None], torch.tensor([float(demo.extras["grip"][b])])))[0]
+
+
 def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, head=None, thinker=None,
                 record: bool = False) -> dict:
     """Plan one held-out episode; returns success, actions used, planning seconds (+ frames and subgoal texts
@@ -368,6 +382,8 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
         if cfg.mode == "oracle":
             b = oracle_waypoint(env, demo, reached, waypoints=waypoints) if waypoints else oracle_boundary(env, demo)
             goal = demo_latents.setdefault(b, frame_latents(encoder, demo.frames, [b])[0])
+        if cfg.mode == "true-place" and step % cfg.ask_every == 0:
+            goal = true_place_goal(head, demo, oracle_boundary(env, demo), planner.latents[-1])
         init = None if mean is None else torch.cat([mean[1:], mean[-1:]])  # warm start: the plan shifted by one
         mean, hist = planner.plan(goal, g, init, wrist=env.state.wrist)
         energies.append(hist[-1]["elite_energy"])
@@ -446,7 +462,8 @@ def add_arguments(p) -> None:
     p.add_argument("--episodes", type=int, default=30, help="held-out episodes (families alternate)")
     p.add_argument("--mode", default="thinker", choices=MODES,
                    help="goal: final frame (flat), thinker subgoals, the thinker told the true text (told, a "
-                        "diagnostic), or the true next subgoal latent (oracle, a diagnostic)")
+                        "diagnostic), the true next subgoal latent (oracle, a diagnostic), or a place-first head's "
+                        "drawing of the hand at the true next place (true-place, a diagnostic)")
     p.add_argument("--seed", type=int, default=0, help="CEM sampling seed")
     p.add_argument("--world-seed", type=int, default=2000, help="held-out episode draw (training uses 1000, 1001)")
     p.add_argument("--out", default=None, help="write the result JSON here")
@@ -482,7 +499,10 @@ def run(args) -> int:
     except ValueError as e:
         raise SystemExit(f"tkjepa plan: {e}") from None
     t0 = time.perf_counter()
-    models = load_planner(args.planner, need_head=args.mode in ("thinker", "told"))
+    models = load_planner(args.planner, need_head=args.mode in ("thinker", "told", "true-place"))
+    if args.mode == "true-place" and not models[2].cfg.place:
+        raise SystemExit(f"tkjepa plan: --mode true-place needs a place-first subgoal head; the one in {args.planner} "
+                         "is not (`tkjepa train-planner --place-head`)")
     if args.mode in ("thinker", "told") and models[2].cfg.told_text != (args.mode == "told"):
         raise SystemExit(f"tkjepa plan: the subgoal head in {args.planner} was trained "
                          + ("on told texts: use --mode told" if models[2].cfg.told_text else
