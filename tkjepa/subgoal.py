@@ -17,15 +17,18 @@ predictor's cross-attention injection) to the thinker's tokens, so the token whe
 find its name ("yellow", "cube") among them; pooled vectors alone mix every word of the prompt together.
 
 Two heads (`SubgoalConfig.place`):
-- *place first* (the default): the head first says where the hand will be at the boundary, the *place* (wrist
-  position and grip), by pointing at one of the latent tokens and reading an offset there; it is scored on that
-  place (L1 against the demonstration's). A decoder then draws z* from z_t and the place. It learns, on the
-  true places, what a hand at a place looks like in the latent.
-- *residual*: z* = z_t + a residual, trained for the L1 of z* alone (the first head; `tkjepa train-planner
-  --residual-head`). Measured (BENCHMARKS.md, `scripts/subgoal_landscape.py`): it beats copying z_t in L1,
-  but over a grid of hand positions its energy minimum lies about as far from the subgoal as the hand's
-  current place, with 5× the demonstrations and with the thinker *told* the true words alike. A mean L1
-  copies the still tokens and blurs the few where the hand goes; the place-first head must commit to a place.
+- *residual* (the default, shipped): z* = z_t + a residual, trained for the L1 of z* alone. Measured
+  (BENCHMARKS.md, `scripts/subgoal_landscape.py`): it beats copying z_t in L1, but over a grid of hand
+  positions its energy minimum lies about as far from the subgoal as the hand's current place, with 5× the
+  demonstrations and with the thinker *told* the true words alike. A mean L1 copies the still tokens and blurs
+  the few where the hand goes.
+- *place first* (`SubgoalConfig.placed()`, `tkjepa train-planner --place-head`): the head first says where the
+  hand will be at the boundary, the *place* (wrist position and grip), by pointing at one of the latent tokens
+  and reading an offset there; it is scored on that place (L1 against the demonstration's). A decoder then
+  draws z* from z_t and the place; it learns, on the true places, what a hand at a place looks like in the
+  latent. It also reads the thinker's words as tokens. Measured: the decoder works (given the true place,
+  `tkjepa plan --mode true-place` plans nearly as well as the oracle), the pointer does not: it does not find
+  the named object in z_t, even told the true words, so its z* plans no better than the residual head's.
 
 Training data: demonstrations (`generate_episode`) of the multi-step families `FAMILIES`, world seed
 `seed_data`, queried every `query_every` tubelets from a random offset. Finding the named object in z_t takes
