@@ -31,8 +31,8 @@ Two heads (`SubgoalConfig.place`):
   the named object in z_t, even told the true words, so its z* plans no better than the residual head's.
 
 Training data: demonstrations (`generate_episode`) of the multi-step families `FAMILIES`, world seed
-`seed_data`, queried every `query_every` tubelets from a random offset. Finding the named object in z_t takes
-many scenes, so the default is 2000 demonstrations, each queried a few times (BENCHMARKS.md, issue 6).
+`seed_data`, queried every `query_every` tubelets from a random offset: 200 demonstrations for the residual
+head; 2000 for the place-first recipe, since finding a named object in z_t takes many scenes.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class SubgoalHead(nn.Module):
     token, like the targets).
 
     The trunk: `depth` layers of self-attention over the N latent tokens, then cross-attention to the thinker's
-    tokens. Without `cfg.place`, the trunk's tokens give a residual on z_t directly. With it (the default) the
+    tokens. Without `cfg.place` (the default), the trunk's tokens give a residual on z_t directly. With it the
     head says *where* first: `where` points at one of the N tokens (softmax over them) and reads an offset
     there, giving the place [B, 4] — the wrist in workspace units and the grip at the next boundary — which is
     scored on its own (`place_units` of the demonstration's); `decode` then draws z* from z_t and that place,
