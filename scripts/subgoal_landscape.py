@@ -29,8 +29,7 @@ import numpy as np
 import torch
 
 from tkjepa.planning import (PLANNER, demonstration, energy, episode_seeds, grid_latents, load_planner,
-                             thinker_goal, told_text)
-from tkjepa.subgoal import place_units
+                             thinker_goal, told_text, true_place_goal)
 from tkjepa.worldmodel import WORKSPACE, frame_latents
 
 
@@ -63,9 +62,7 @@ def main() -> None:
             goals[d], _, place = thinker_goal(head, thinker, demo, frames, current, told)
             if place is not None:
                 row[f"{d}:place"] = float(np.hypot(*(place[:2] - target[:2])))
-                with torch.no_grad():
-                    true = place_units(torch.tensor(target, dtype=torch.float32)[None], torch.tensor([grip]))
-                    goals[f"{d}:true place"] = head.decode(current[None], true)[0]
+                goals[f"{d}:true place"] = true_place_goal(head, demo, b, current)  # as `plan --mode true-place`
         lat = grid_latents(env, encoder, xs, ys, z=float(target[2]), grip=grip)
         for name, goal in goals.items():
             e = energy(lat, goal).view(len(ys), len(xs)).numpy()
