@@ -28,7 +28,9 @@ Two heads (`SubgoalConfig.place`):
   draws z* from z_t and the place; it learns, on the true places, what a hand at a place looks like in the
   latent. It also reads the thinker's words as tokens. Measured: the decoder works (given the true place,
   `tkjepa plan --mode true-place` plans nearly as well as the oracle), the pointer does not: it does not find
-  the named object in z_t, even told the true words, so its z* plans no better than the residual head's.
+  the named object in z_t, even told the true words, so its z* plans no better than the residual head's. The
+  pooled 4 × 4 tokens are what lose the object: told its name, a probe finds it in the encoder's 8 × 8 tokens
+  (`scripts/grounding_probe.py`), so a pointer over those is the next step.
 
 Training data: demonstrations (`generate_episode`) of the multi-step families `FAMILIES`, world seed
 `seed_data`, queried every `query_every` tubelets from a random offset: 200 demonstrations for the residual
