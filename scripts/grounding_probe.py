@@ -25,24 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from tkjepa.bench import load_models
-from tkjepa.encoder import Block, frames_to_video, init_weights
+from tkjepa.encoder import Block, init_weights
 from tkjepa.planning import demonstration
 from tkjepa.subgoal import FAMILIES, next_boundary, token_anchors
 from tkjepa.world.generate import episode_seed
-from tkjepa.worldmodel import CLIP, WORKSPACE, frame_latents
+from tkjepa.worldmodel import WORKSPACE, frame_latents
 
 FAR_M = 0.10
-
-
-@torch.no_grad()
-def fine_latents(encoder, frames: np.ndarray) -> torch.Tensor:
-    """frames [n, H, W, 3] -> the encoder's 8 × 8 tokens [n, 64, D] of each frame as a still clip, layer-normed
-    (`frame_latents` without its 2 × 2 pooling)."""
-    z = encoder(frames_to_video(np.repeat(frames[:, None], CLIP, axis=1)))[:, -1]
-    return F.layer_norm(z, (z.shape[-1],))
 
 
 def queries(encoder, seed: int, episodes: int) -> dict:
@@ -55,9 +46,8 @@ def queries(encoder, seed: int, episodes: int) -> dict:
         wrist = demo.positions(["rightHand"])[:, 0]
         js = range(int(np.random.default_rng([seed, i]).integers(3)), demo.num_frames // 2, 3)
         ts = [2 * j + 2 for j in js]
-        seen = demo.frames[[t - 1 for t in ts]]
         rows["z4"].append(frame_latents(encoder, demo.frames, [t - 1 for t in ts]))
-        rows["z8"].append(fine_latents(encoder, seen))
+        rows["z8"].append(frame_latents(encoder, demo.frames, [t - 1 for t in ts], pool=False))
         for t in ts:
             k = int(np.searchsorted(ends, t - 1, side="right"))       # first subgoal not achieved by frame t − 1
             rows["name"].append(names[env.task.subgoals[min(k, len(ends) - 1)][1]])

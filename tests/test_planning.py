@@ -120,6 +120,10 @@ def test_frame_latents_depend_on_their_frame_only(encoder):
     z3 = frame_latents(encoder, frames, [3, 5])
     assert torch.allclose(z3[0], z3[1], atol=1e-6)
     assert torch.allclose(tubelet_states(encoder, changed), z2[1::2], atol=1e-6)  # tubelet j: frame 2j+1
+    fine = frame_latents(encoder, frames, [3, 5, 7], pool=False)                 # the encoder's own 8 × 8 tokens
+    assert fine.shape == (3, 64, encoder.embed_dim) and torch.allclose(fine[0], fine[1], atol=1e-6)
+    assert torch.allclose(fine.mean(-1), torch.zeros(3, 64), atol=1e-5)           # layer-normed per token
+    assert not torch.allclose(fine[2], frame_latents(encoder, frames, [5], pool=False)[0])
 
 
 def test_world_model_starts_from_the_last_state():

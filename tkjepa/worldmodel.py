@@ -65,17 +65,19 @@ WORKSPACE = (np.array([-0.21, 0.26, hand.MIN_WRIST_Z]), np.array([0.21, 0.62, 0.
 
 # -- latents ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def frame_latents(encoder, frames: np.ndarray, indices=None, batch: int = 32) -> torch.Tensor:
+def frame_latents(encoder, frames: np.ndarray, indices=None, batch: int = 32, pool: bool = True) -> torch.Tensor:
     """frames [T, H, W, 3] uint8 -> latents [len(indices), N, D] of frames `indices` (default: all), each
-    encoded alone as a still clip. Reads no frame but the ones indexed."""
+    encoded alone as a still clip. Reads no frame but the ones indexed. `pool=False`: the encoder's own
+    8 × 8 tokens (N = 64), not pooled 2 × 2 to the 4 × 4 the world model and planner use."""
     indices = range(len(frames)) if indices is None else indices
     out = []
     for i in range(0, len(indices), batch):
         still = np.repeat(frames[list(indices[i:i + batch])][:, None], CLIP, axis=1)  # [b, 8, H, W, 3]
         z = encoder(frames_to_video(still))[:, -1]                                 # [b, 64, D]
-        g = int(round(z.shape[1] ** 0.5))
-        z = F.avg_pool2d(rearrange(z, "b (h w) d -> b d h w", h=g), POOL)
-        z = rearrange(z, "b d h w -> b (h w) d")
+        if pool:
+            g = int(round(z.shape[1] ** 0.5))
+            z = F.avg_pool2d(rearrange(z, "b (h w) d -> b d h w", h=g), POOL)
+            z = rearrange(z, "b d h w -> b (h w) d")
         out.append(F.layer_norm(z, (z.shape[-1],)))
     return torch.cat(out)
 
