@@ -62,6 +62,48 @@ def test_context_never_sees_the_future(episodes, encoder):
     assert not torch.allclose(d1.future, d2.future)
 
 
+def test_fine_tokens_are_the_last_observed_tubelet_unpooled(episodes, encoder):
+    """ForecastConfig(fine=True) adds the last context tubelet's 8×8 tokens and changes nothing else."""
+    ep = episodes[2]
+    cfg = forecast.ForecastConfig(fine=True)
+    d0, _ = forecast.build([ep], encoder, None, progress=False)
+    d1, _ = forecast.build([ep], encoder, None, cfg, progress=False)
+    assert d0.fine is None and d1.fine.shape == (1, 64, 96)
+    assert torch.equal(d0.ctx, d1.ctx) and torch.equal(d0.future, d1.future)
+    torch.testing.assert_close(d1.fine.pow(2).mean(-1), torch.ones(1, 64), atol=1e-3, rtol=0)
+    s = ep.num_frames // 2
+    frames = ep.frames.copy()
+    with torch.no_grad():   # the same tokens as the encoder gives for the dense window's clip, unpooled
+        from tkjepa.encoder import frames_to_video
+
+        z = encoder(frames_to_video(frames[None, s - 8:s]))[0, -1]
+    torch.testing.assert_close(d1.fine[0], torch.nn.functional.layer_norm(z, (96,)), atol=1e-5, rtol=0)
+    frames[s:] = 255 - frames[s:]      # the future: no effect
+    d2, _ = forecast.build([type(ep)(**{**ep.__dict__, "frames": frames})], encoder, None, cfg, progress=False)
+    assert torch.equal(d1.fine, d2.fine)
+    frames[s - 1] = 255 - frames[s - 1]  # the last observed frame: changes them
+    d3, _ = forecast.build([type(ep)(**{**ep.__dict__, "frames": frames})], encoder, None, cfg, progress=False)
+    assert not torch.allclose(d1.fine, d3.fine)
+
+
+def test_fine_forecaster_trains_and_round_trips(episodes, encoder, tmp_path):
+    cfg = forecast.ForecastConfig(fine=True)
+    d, _ = forecast.build(episodes, encoder, None, cfg, progress=False)
+    model, hist = train(TrainConfig(model="oracle", steps=30, warmup=5, batch_size=4, forecast=cfg), d, progress=False)
+    assert model.predictor.config.fine_grid == 8 and hist[-1]["loss"] < hist[0]["loss"]
+    save_forecaster(model, tmp_path / "m")
+    again = load_forecaster(tmp_path / "m")
+    assert again.predictor.config.fine_grid == 8
+    torch.testing.assert_close(bench.predict(again, d), bench.predict(model, d), atol=0, rtol=0)
+    p0 = bench.predict(model, d)
+    d.fine[0] += 1.0                     # the predictions read the fine tokens, each episode its own
+    p1 = bench.predict(model, d)
+    assert not torch.allclose(p1[0], p0[0]) and torch.equal(p1[1:], p0[1:])
+    d.fine = None
+    with pytest.raises(ValueError, match="ForecastConfig\\(fine=True\\)"):
+        bench.predict(model, d)
+
+
 def test_metrics_on_hand_made_errors():
     true = torch.zeros(2, 16, 7, 3)
     valid = torch.ones(2, 16, dtype=torch.bool)

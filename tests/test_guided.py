@@ -241,6 +241,48 @@ def test_rollout_feeds_back_predictions(tc, tf):
             seq = torch.cat([seq, p], dim=1)
 
 
+@pytest.mark.parametrize("causal", [True, False])
+def test_fine_tokens_are_read_and_checked(causal):
+    """fine_grid: the unpooled tokens join the context; predictions depend on them, per sample, in rollouts too."""
+    cfg = pred_cfg(fine_grid=4, block_causal=causal, action_dim=2)   # 2×2 pooled grid, 4×4 fine tokens
+    torch.manual_seed(0)
+    m = GuidedPredictor(cfg).eval()
+    x, a = ctx(2, cfg), torch.randn(2, 4, 2)
+    f = torch.randn(2, 16, cfg.latent_dim, generator=torch.Generator().manual_seed(3))
+    f2 = f.clone()
+    f2[1, 5] += 1.0
+    with torch.no_grad():
+        y, y2 = m(x, guide(2), a[:, :2], fine=f), m(x, guide(2), a[:, :2], fine=f2)
+        assert torch.equal(y[0], y2[0]) and (y[1] - y2[1]).abs().max() > 1e-5
+        r = m.rollout(x, guide(2), windows=2, actions=a, fine=f)
+        assert torch.equal(r[:, :2], y)
+        assert torch.allclose(r[:, 2:], m(torch.cat([x, y], 1)[:, -2:], guide(2), a[:, 2:], fine=f), atol=1e-6)
+    with pytest.raises(ValueError, match="fine must be"):
+        m(x, guide(2), a[:, :2])
+    with pytest.raises(ValueError, match="fine_grid=0"):
+        GuidedPredictor(pred_cfg())(x, fine=f)
+    # the fine tokens sit at the centre of their pooled cell: their mean position over a cell is the cell's,
+    # at the last context tubelet's time
+    pos = m.fine_pos[0].view(2, 2, 2, 2, cfg.dim)           # (cell y, fine y, cell x, fine x)
+    t = cfg.context_tubelets - 1
+    d = 2 * (cfg.dim // 6)
+    cell = m.pos[t].view(2, 2, cfg.dim)
+    assert torch.allclose(pos[..., :d], cell[0, 0, :d].expand(2, 2, 2, 2, d))  # time part: tubelet Tc - 1
+    ang = torch.tensor([-0.25, 0.25])                        # fine coordinates within cell 0, in cell units
+    omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / (d // 2))
+    want = torch.cat([(ang[:, None] * omega).sin(), (ang[:, None] * omega).cos()], 1).float()
+    assert torch.allclose(pos[0, :, 0, 0, d:2 * d], want, atol=1e-6)
+
+
+def test_sincos_at_matches_the_grid_code():
+    from tkjepa.encoder import sincos_at, sincos_pos_embed_3d
+
+    grid = sincos_pos_embed_3d(40, 2, 3, 4)
+    t, y, x = torch.meshgrid(torch.arange(2), torch.arange(3), torch.arange(4), indexing="ij")
+    assert torch.equal(sincos_at(40, torch.stack([t.flatten(), y.flatten(), x.flatten()], 1)), grid)
+    assert grid[:, -(40 - 3 * 12):].abs().max() == 0        # the remainder of dim not divisible by 6 is zero
+
+
 # ---------------------------------------------------------------- head and metrics
 
 @pytest.mark.parametrize("B", [1, 4])

@@ -72,16 +72,17 @@ def sincos_pos_embed_3d(dim: int, t: int, h: int, w: int) -> torch.Tensor:
     dim is split in three equal parts for time, height and width (any remainder is zero). Being a function of
     the grid and not a learned table, it serves clips of any length or frame size.
     """
+    gt, gh, gw = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
+    return sincos_at(dim, torch.stack([gt.flatten(), gh.flatten(), gw.flatten()], dim=1))
+
+
+def sincos_at(dim: int, coords: torch.Tensor) -> torch.Tensor:
+    """`sincos_pos_embed_3d`'s code for any (t, y, x) coordinates [n, 3], fractional ones included -> [n, dim]."""
     d = 2 * (dim // 6)  # per axis, even
     omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / (d // 2))  # [d/2]
-
-    def axis(n: int) -> torch.Tensor:  # [n, d]
-        ang = torch.arange(n, dtype=torch.float64)[:, None] * omega[None]
-        return torch.cat([ang.sin(), ang.cos()], dim=1)
-
-    gt, gh, gw = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
-    emb = torch.cat([axis(t)[gt.flatten()], axis(h)[gh.flatten()], axis(w)[gw.flatten()]], dim=1)
-    return F.pad(emb, (0, dim - 3 * d)).float()  # [t·h·w, dim]
+    ang = coords.to(torch.float64)[:, :, None] * omega                             # [n, 3, d/2]
+    emb = torch.cat([ang.sin(), ang.cos()], dim=2).flatten(1)                     # [n, 3·d]: t, then y, then x
+    return F.pad(emb, (0, dim - 3 * d)).float()
 
 
 class Attention(nn.Module):

@@ -10,7 +10,9 @@ For each episode, at the dual-temporal sampler's forecast start s (T // 2 for th
 - `actions` [E, Tr, 8]     the expert's actions, two frames per tubelet (world episodes; zeros otherwise);
 - thinker features `old` [E, L, No, Dv], `new` [E, L, Nn, Dv] with masks (the cached "old"/"new" streams);
 - `oracle`  [E, 15]        the true next subgoal as one-hots of its kind, the target's colour and shape
-                            (world episodes only): what a perfect thinker would say, told to `oracle`.
+                            (world episodes only): what a perfect thinker would say, told to `oracle`;
+- `fine`    [E, 64, D]     with `ForecastConfig.fine`: the last observed tubelet's tokens *unpooled* (8×8),
+                            layer-normed, where a named object can be found to a few centimetres.
 
 Encoder tokens are average-pooled 2×2 (8×8 → 4×4 per tubelet) and layer-normed per token, so the
 predictor works on 16 tokens per tubelet: the hand stays locatable, and a training step costs ~4× less.
@@ -58,6 +60,7 @@ class ForecastConfig:
     pool: int = 2               # average-pool the encoder's token grid by this factor (8×8 -> 4×4)
     clip_frames: int = 8        # frames per encoder call (the encoder's pretraining clip length)
     grid: int = 8               # encoder tokens per side (64-px frames, 8-px patches)
+    fine: bool = False          # also keep the last observed tubelet's unpooled grid (`ForecastData.fine`)
 
     @property
     def tokens(self) -> int:
@@ -83,6 +86,7 @@ class ForecastData:
     old_mask: torch.Tensor | None = None
     new: torch.Tensor | None = None
     new_mask: torch.Tensor | None = None
+    fine: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ctx)
@@ -116,19 +120,25 @@ class ForecastData:
         return cls(**load_file(str(path)))
 
 
-def pooled_tokens(encoder, frames: np.ndarray, cfg: ForecastConfig, batch: int = 16) -> torch.Tensor:
-    """frames [K·clip, H, W, 3] uint8 -> pooled, layer-normed tokens [K·clip/2, N', D] (N' = N / pool²)."""
+def pooled_tokens(encoder, frames: np.ndarray, cfg: ForecastConfig, batch: int = 16,
+                  fine: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """frames [K·clip, H, W, 3] uint8 -> pooled, layer-normed tokens [K·clip/2, N', D] (N' = N / pool²).
+
+    fine=True also returns the unpooled tokens, layer-normed the same way: (pooled, [K·clip/2, N, D]).
+    """
     clips = rearrange(np.ascontiguousarray(frames), "(k t) h w c -> k t h w c", t=cfg.clip_frames)
-    out = []
+    out, full = [], []
     with torch.no_grad():
         for i in range(0, len(clips), batch):
             z = encoder(frames_to_video(clips[i:i + batch]))                       # [b, T', N, D]
+            if fine:
+                full.append(F.layer_norm(z.flatten(0, 1), (z.shape[-1],)))
             g = int(round(z.shape[2] ** 0.5))
             z = rearrange(z, "b t (h w) d -> (b t) d h w", h=g)
             z = F.avg_pool2d(z, cfg.pool) if cfg.pool > 1 else z
             z = rearrange(z, "bt d h w -> bt (h w) d")
             out.append(F.layer_norm(z, (z.shape[-1],)))
-    return torch.cat(out)
+    return (torch.cat(out), torch.cat(full)) if fine else torch.cat(out)
 
 
 def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig, sampler: DualTemporalSampler) -> dict:
@@ -140,7 +150,11 @@ def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig, sampler: DualTempo
         raise ValueError(f"{ep.path or 'episode'}: forecast start {s} leaves fewer than {2 * Tc} observed frames")
     T = ep.num_frames
     t = np.minimum(np.arange(first, first + n), T - 1)         # frames past the end repeat the last one
-    z = pooled_tokens(encoder, ep.frames[t], cfg)               # [Tc + Tr, N', D]
+    z = pooled_tokens(encoder, ep.frames[t], cfg, fine=cfg.fine)  # [Tc + Tr, N', D] (, [Tc + Tr, N, D])
+    extra = {}
+    if cfg.fine:
+        z, full = z
+        extra["fine"] = full[Tc - 1]                                # the last observed tubelet, unpooled
     pos = torch.from_numpy(ep.positions(RIGHT_HAND_JOINTS)).float()  # [T, J, 3]
     fut = np.arange(s, s + 2 * Tr)
     acts = np.zeros((2 * Tr, 4), np.float32)
@@ -160,7 +174,7 @@ def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig, sampler: DualTempo
         has_oracle = True
     return {"ctx": z[:Tc], "future": z[Tc:], "traj": pos[np.minimum(fut, T - 1)], "valid": torch.from_numpy(fut < T),
             "past": pos[[s - 2, s - 1]], "actions": torch.from_numpy(rearrange(acts, "(t two) a -> t (two a)", two=2)),
-            "oracle": oracle, "has_oracle": torch.tensor(has_oracle)}
+            "oracle": oracle, "has_oracle": torch.tensor(has_oracle), **extra}
 
 
 def _pad_stack(xs: list[torch.Tensor], dim: int) -> torch.Tensor:

@@ -16,6 +16,11 @@ helps. `level_scale [depth]` or `[B, depth]` multiplies a per block (0 = ablate 
 `guide=None` applies no guidance at all. `guidance=[B, depth, dim]` bypasses the pyramid (an oracle that
 embeds the true subgoal); cross-attention then attends to that one vector per block.
 
+Fine context (`fine_grid > 0`): `fine [B, fine_grid², D]`, the last observed tubelet's tokens before pooling,
+join the context as extra tokens (their own learned type embedding; sincos positions at their place in the
+pooled grid's coordinates, at the last context tubelet's time). Pooling 8×8 -> 4×4 blurs *which* object sits
+where; these tokens keep it, so guidance that names an object can find it (issue 6's grounding probe).
+
 Actions (`action_dim > 0`): actions [B, Tf, A] of the future tubelets are embedded and added to their mask
 tokens. `block_causal`: a token of tubelet t attends only to tubelets ≤ t (V-JEPA 2-AC), so the prediction of
 future tubelet t depends on the context and the earlier future tubelets only, never on later actions.
@@ -31,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from tkjepa.encoder import Attention, init_weights, sincos_pos_embed_3d
+from tkjepa.encoder import Attention, init_weights, sincos_at, sincos_pos_embed_3d
 from tkjepa.pyramid import PyramidConfig, PyramidExtractor
 
 INJECTIONS = ("film", "adaln", "crossattn", "none")
@@ -51,6 +56,7 @@ class GuidedPredictorConfig:
     injection: str = "film"        # "film" | "adaln" | "crossattn" | "none" (module doc)
     action_dim: int = 0            # A: per-future-tubelet action size; 0 = not action-conditioned
     block_causal: bool = False     # tubelet t attends only to tubelets ≤ t
+    fine_grid: int = 0             # > 0: also read the last observed tubelet's unpooled fine_grid² tokens
     pyramid: PyramidConfig = field(default_factory=PyramidConfig)  # its dim/num_blocks are set to dim/depth
 
     def __post_init__(self):
@@ -182,6 +188,15 @@ class GuidedPredictor(nn.Module):
         T = c.context_tubelets + c.future_tubelets
         self.register_buffer("pos", sincos_pos_embed_3d(c.dim, T, h, w).view(T, h * w, c.dim), persistent=False)
         t = torch.arange(T).repeat_interleave(h * w)
+        if c.fine_grid:
+            self.fine_type = nn.Parameter(torch.zeros(1, 1, c.dim))
+            nn.init.trunc_normal_(self.fine_type, std=0.02)
+            r = c.fine_grid / h                                   # fine tokens per pooled token, per side
+            fy, fx = torch.meshgrid(torch.arange(c.fine_grid), torch.arange(c.fine_grid), indexing="ij")
+            coords = torch.stack([torch.full((c.fine_grid ** 2,), c.context_tubelets - 1.0),
+                                  (fy.flatten() - (r - 1) / 2) / r, (fx.flatten() - (r - 1) / 2) / r], dim=1)
+            self.register_buffer("fine_pos", sincos_at(c.dim, coords)[None], persistent=False)
+            t = torch.cat([torch.full((c.fine_grid ** 2,), c.context_tubelets - 1), t])
         self.register_buffer("causal_mask", t[:, None] >= t[None, :], persistent=False)  # [L, L], True = attend
 
     def _guidance(self, guide, guidance):
@@ -207,12 +222,18 @@ class GuidedPredictor(nn.Module):
             return None, kv, kv_mask
         return self.pyramid(*feats), None, None
 
-    def _predict(self, ctx, g, kv, kv_mask, actions, level_scale):
+    def _predict(self, ctx, g, kv, kv_mask, actions, level_scale, fine=None):
         c = self.config
         B, Tc, N, _ = ctx.shape
         if (Tc, N, ctx.shape[-1]) != (c.context_tubelets, c.tokens, c.latent_dim):
             raise ValueError(f"ctx must be [B, {c.context_tubelets}, {c.tokens}, {c.latent_dim}], "
                              f"got {tuple(ctx.shape)}")
+        nf = c.fine_grid ** 2
+        if nf and (fine is None or fine.shape != (B, nf, c.latent_dim)):
+            raise ValueError(f"fine_grid={c.fine_grid}: fine must be [B, {nf}, {c.latent_dim}], "
+                             f"got {None if fine is None else tuple(fine.shape)}")
+        if not nf and fine is not None:
+            raise ValueError("fine tokens given to a predictor built with fine_grid=0")
         fut = self.mask_token.expand(B, c.future_tubelets, N, c.dim)  # [B, Tf, N, dim]
         if self.action_embed is not None:
             if actions is None or actions.shape[1:] != (c.future_tubelets, c.action_dim):
@@ -220,6 +241,8 @@ class GuidedPredictor(nn.Module):
             fut = fut + self.action_embed(actions)[:, :, None]
         x = torch.cat([self.embed(ctx), fut], dim=1) + self.pos  # [B, Tc+Tf, N, dim]
         x = rearrange(x, "b t n d -> b (t n) d")
+        if nf:
+            x = torch.cat([self.embed(fine) + self.fine_pos + self.fine_type, x], dim=1)
         mask = self.causal_mask if c.block_causal else None
         a = None
         if g is not None or kv is not None:
@@ -229,25 +252,26 @@ class GuidedPredictor(nn.Module):
         for l, blk in enumerate(self.blocks):
             x = blk(x, mask, g=None if g is None else g[:, l], a=None if a is None else a[:, l, None, None],
                     kv=None if kv is None else kv[:, l], kv_mask=kv_mask)
-        x = self.proj(self.norm(x[:, Tc * N:]))
+        x = self.proj(self.norm(x[:, nf + Tc * N:]))
         return rearrange(x, "b (t n) d -> b t n d", n=N)  # [B, Tf, N, D]
 
-    def forward(self, ctx, guide=None, actions=None, *, guidance=None, level_scale=None) -> torch.Tensor:
-        """ctx: [B, Tc, N, D]; actions: [B, Tf, A]; guidance: [B, depth, dim] oracle vectors -> [B, Tf, N, D]."""
-        return self._predict(ctx, *self._guidance(guide, guidance), actions, level_scale)
+    def forward(self, ctx, guide=None, actions=None, *, guidance=None, level_scale=None, fine=None) -> torch.Tensor:
+        """ctx: [B, Tc, N, D]; actions: [B, Tf, A]; guidance: [B, depth, dim] oracle vectors; fine: [B, Nf, D]
+        -> [B, Tf, N, D]."""
+        return self._predict(ctx, *self._guidance(guide, guidance), actions, level_scale, fine)
 
     def rollout(self, ctx, guide=None, windows: int = 1, actions=None, *, guidance=None,
-                level_scale=None) -> torch.Tensor:
+                level_scale=None, fine=None) -> torch.Tensor:
         """Predict `windows` windows recursively -> [B, windows·Tf, N, D]; actions: [B, windows·Tf, A].
 
         Each window's context is the last Tc tubelets of [ctx ∥ predictions so far]; the guidance (from the
-        observed clip) is computed once and reused.
+        observed clip) is computed once and reused, and so are the `fine` tokens of the last observed tubelet.
         """
         c = self.config
         g, kv, kv_mask = self._guidance(guide, guidance)
         preds, context = [], ctx
         for k in range(windows):
             act = None if actions is None else actions[:, k * c.future_tubelets:(k + 1) * c.future_tubelets]
-            preds.append(self._predict(context, g, kv, kv_mask, act, level_scale))
+            preds.append(self._predict(context, g, kv, kv_mask, act, level_scale, fine))
             context = torch.cat([ctx, *preds], dim=1)[:, -c.context_tubelets:]
         return torch.cat(preds, dim=1)

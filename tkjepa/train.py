@@ -80,7 +80,8 @@ class Forecaster(nn.Module):
         n = cfg.forecast.tokens
         self.predictor = GuidedPredictor(GuidedPredictorConfig(**{
             **asdict(pc), "injection": injection, "pyramid": pyramid, "tokens": n,
-            "action_dim": 8 if cfg.action_conditioned else 0}))
+            "action_dim": 8 if cfg.action_conditioned else 0,
+            "fine_grid": cfg.forecast.grid if cfg.forecast.fine else 0}))
         self.head = TrajectoryHead(TrajectoryHeadConfig(**{**asdict(cfg.head), "tokens": n}))
         if cfg.model == "oracle":  # the told next subgoal (kind, colour, shape one-hots) -> one vector per block
             self.subgoal = nn.Sequential(nn.Linear(ORACLE_DIM, pc.dim), nn.GELU(), nn.Linear(pc.dim, pc.depth * pc.dim))
@@ -97,8 +98,13 @@ class Forecaster(nn.Module):
             o = data.oracle[idx]
             guidance = self.subgoal(o).view(len(o), pc.depth, pc.dim)
         actions = data.actions[idx][:, :windows * pc.future_tubelets] if cfg.action_conditioned else None
+        fine = None
+        if cfg.forecast.fine:
+            if data.fine is None:
+                raise ValueError("this forecaster reads fine tokens: build its data with ForecastConfig(fine=True)")
+            fine = torch.zeros_like(data.fine[idx]) if cfg.model == "vlm_only" else data.fine[idx]
         z = self.predictor.rollout(ctx, guide=guide, windows=windows, actions=actions, guidance=guidance,
-                                   level_scale=level_scale)
+                                   level_scale=level_scale, fine=fine)
         seq = torch.cat([ctx, z], dim=1)                               # [B, Tc + windows·Tf, N, D]
         Tc, Tf = pc.context_tubelets, pc.future_tubelets
         anchor = self.anchor(data, idx)                                # [B, J, 3]
