@@ -59,7 +59,7 @@ def main() -> None:
         grip = float(demo.extras["grip"][b])
         for d, (_, _, head, thinker) in models.items():  # as `run_episode` asks at its first step
             told = told_text(env, demo) if head.cfg.told_text else None
-            goals[d], _, place = thinker_goal(head, thinker, demo, frames, current, told)
+            goals[d], _, place = thinker_goal(head, thinker, demo, frames, current, told, encoder)
             if place is not None:
                 row[f"{d}:place"] = float(np.hypot(*(place[:2] - target[:2])))
                 goals[f"{d}:true place"] = true_place_goal(head, demo, b, current)  # as `plan --mode true-place`

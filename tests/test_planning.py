@@ -219,6 +219,11 @@ def test_subgoal_target_is_the_latent_of_the_next_boundary_frame(encoder, monkey
         assert torch.allclose(z, Z[t - 1], atol=1e-5) and torch.allclose(target, Z[b], atol=1e-5)
         assert np.allclose(w.numpy(), wrist[b], atol=1e-6) and grip == pytest.approx(ep.extras["grip"][b])
     assert np.allclose(data["wrist"].numpy(), wrist[data["t"] - 1], atol=1e-6)
+    fine = sg.head_data(sg.SubgoalConfig.placed(fine=True, query_every=5, vocab=0), encoder, (None, tokenizer),
+                        seed=0, episodes=1, progress=False)       # a fine pointer's data: frame t − 1 unpooled
+    assert "zf" not in data and torch.equal(fine["z"], data["z"])
+    Zf = frame_latents(encoder, ep.frames, (fine["t"] - 1).tolist(), pool=False)
+    assert fine["zf"].dtype == torch.float16 and torch.allclose(fine["zf"].float(), Zf, atol=1e-2)
 
 
 def test_place_units_round_trip_and_span_the_workspace():
@@ -283,6 +288,42 @@ def test_place_head_learns_to_point_at_the_place_and_decodes_from_it():
     place = (weight * per_query).sum() / weight.sum()
     assert parts["place"] == pytest.approx(place.item())
     assert torch.allclose(grad_total, cfg.place_weight * torch.autograd.grad(place, fresh.score.weight)[0])
+
+
+def test_fine_pointer_finds_what_pooling_blurs():
+    """The mark is in one of 64 fine tokens and the pooled tokens are noise: a `fine` head finds the place (as
+    closely as the 16-token head finds a 4 × 4 mark), a head pointing over the pooled tokens cannot."""
+    from tkjepa.subgoal import SubgoalConfig, SubgoalHead, evaluate_head, train_head
+    from tkjepa.worldmodel import WORKSPACE
+
+    def data(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        d = _marked_token_data(n, seed)
+        zf = torch.randn(n, 64, 8, generator=g)
+        mark = torch.randint(0, 64, (n,), generator=g)
+        zf[torch.arange(n), mark, 0] = 6.0
+        lo, hi = (torch.tensor(b, dtype=torch.float32) for b in WORKSPACE)
+        cell = torch.stack([(mark % 8 + 0.5) / 8, 1 - (mark // 8 + 0.5) / 8, torch.full((n,), 0.5)], -1)
+        d.update(zf=torch.nn.functional.layer_norm(zf, (8,)).half(), target_wrist=lo + cell * (hi - lo),
+                 z=torch.nn.functional.layer_norm(torch.randn(n, 16, 8, generator=g), (8,)))
+        d["target"] = d["z"].clone()
+        return d
+
+    kw = dict(thought_dim=8, vlm_dim=8, latent_dim=8, dim=32, depth=1, num_heads=2, steps=400, batch_size=32,
+              lr=3e-3, place=True)
+    train, val = data(1024, 0), data(200, 1)
+    fine, _ = train_head(SubgoalConfig(fine=True, **kw), train, progress=False)
+    pooled, _ = train_head(SubgoalConfig(**kw), train, progress=False)
+    m_fine, m_pooled = evaluate_head(fine, val), evaluate_head(pooled, val)
+    mean_xy = 100 * float((val["target_wrist"][:, :2] - val["target_wrist"][:, :2].mean(0)).norm(dim=-1).median())
+    assert m_fine["val_place_xy_cm"] < 2.0 and m_pooled["val_place_xy_cm"] > 0.5 * mean_xy
+    x = [val[k][:2] for k in ("thought", "kv", "kv_mask", "z", "words")]
+    with pytest.raises(ValueError, match="pass zf"):
+        fine.where(*x)
+    with pytest.raises(ValueError, match="place=True"):
+        SubgoalConfig(fine=True)
+    with torch.no_grad():
+        assert torch.allclose(fine(*x, val["zf"][:2].float()), fine.decode(x[3], fine.where(*x, val["zf"][:2].float())))
 
 
 needs_planner = pytest.mark.skipif(not (PLANNER / "world_model.safetensors").exists(),

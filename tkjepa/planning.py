@@ -325,19 +325,25 @@ def demonstration(seed: int, family: str):
 
 
 @torch.no_grad()
-def thinker_goal(head, thinker, demo, frames: np.ndarray, z_last: torch.Tensor, told: str | None = None
-                 ) -> tuple[torch.Tensor, str, np.ndarray | None]:
+def thinker_goal(head, thinker, demo, frames: np.ndarray, z_last: torch.Tensor, told: str | None = None,
+                 encoder=None) -> tuple[torch.Tensor, str, np.ndarray | None]:
     """Ask the thinker with frames [T, H, W, 3] observed (the instruction and scene from `demo`): its subgoal
     latent z* [N, D] (the head reads its thoughts and z_last [N, D], the latent of the last frame), its words,
     and — for a place-first head — the place z* was drawn from: [x, y, z, grip] (metres; grip 0 open … 1 shut),
-    else None. `told`: the words to think instead of generating them (`--mode told`)."""
+    else None. `told`: the words to think instead of generating them (`--mode told`). A head whose pointer reads
+    the fine tokens (`SubgoalConfig.fine`) needs the `encoder` to compute them from the last frame."""
     from tkjepa.subgoal import place_metres, think, word_ids
 
     seen = Episode(frames=frames, transforms={}, confidences={}, intrinsic=demo.intrinsic, task=demo.task,
                    instruction=demo.instruction, environment=demo.environment, fps=demo.fps)
     thought, tokens, text = think(*thinker, [seen], [len(frames)], None if told is None else [told])
+    zf = None
+    if head.cfg.fine:
+        if encoder is None:
+            raise ValueError("this subgoal head points over the fine tokens: pass the encoder to thinker_goal")
+        zf = frame_latents(encoder, frames, [len(frames) - 1], pool=False)
     inputs = (thought, tokens[0][None], torch.ones(1, len(tokens[0]), dtype=torch.bool), z_last[None],
-              word_ids(thinker[1], text, head.cfg.max_words))
+              word_ids(thinker[1], text, head.cfg.max_words), zf)
     if not head.cfg.place:
         return head(*inputs)[0], text[0], None
     place = head.where(*inputs)
@@ -375,7 +381,7 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
     for step in range(cfg.max_steps):
         if cfg.mode in ("thinker", "told") and step % cfg.ask_every == 0:
             goal, text, place = thinker_goal(head, thinker, demo, np.stack(frames), planner.latents[-1],
-                                             told_text(env, demo) if cfg.mode == "told" else None)
+                                             told_text(env, demo) if cfg.mode == "told" else None, encoder)
             texts.append((step, text))
             if place is not None:
                 places.append((step, [round(float(v), 4) for v in place]))

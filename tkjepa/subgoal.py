@@ -30,7 +30,8 @@ Two heads (`SubgoalConfig.place`):
   `tkjepa plan --mode true-place` plans nearly as well as the oracle), the pointer does not: it does not find
   the named object in z_t, even told the true words, so its z* plans no better than the residual head's. The
   pooled 4 × 4 tokens are what lose the object: told its name, a probe finds it in the encoder's 8 × 8 tokens
-  (`scripts/grounding_probe.py`), so a pointer over those is the next step.
+  (`scripts/grounding_probe.py`). `SubgoalConfig.fine` (`--fine-pointer`) points over those instead: the last
+  frame's unpooled 64 tokens, which the planner hands over (`planning.thinker_goal(..., encoder=)`).
 
 Training data: demonstrations (`generate_episode`) of the multi-step families `FAMILIES`, world seed
 `seed_data`, queried every `query_every` tubelets from a random offset: 200 demonstrations for the residual
@@ -86,9 +87,21 @@ class SubgoalConfig:
                                 # starts; 0: no words
     max_words: int = 16         # words read (the thinking is ~7: "holding nothing . next red cube")
     ask_at_start: bool = False  # also query each demonstration at its start (t = 2), as the planner first asks
+    fine: bool = False          # the pointer reads the last frame's unpooled 8 × 8 tokens (`frame_latents(pool=False)`),
+                                # where a named object can be found; the decoder keeps the pooled 4 × 4 (place only)
+    fine_tokens: int = 64       # tokens the pointer reads with `fine`
     travel_scale: float = 0.05  # place loss weight per query ∝ clip(the wrist's way to the boundary / this, ½, 4):
                                 # most queries come just before a boundary, where "near the hand" is right; the
                                 # far ones are where the named object must be found (0: unweighted)
+
+    def __post_init__(self):
+        if self.fine and not self.place:
+            raise ValueError("SubgoalConfig(fine=True) is a place-first pointer option: set place=True too")
+
+    @property
+    def trunk_tokens(self) -> int:
+        """Tokens the trunk (and the place-first pointer) reads: the fine grid's or the pooled one's."""
+        return self.fine_tokens if self.fine else self.tokens
 
     @classmethod
     def placed(cls, **kw) -> "SubgoalConfig":
@@ -141,7 +154,7 @@ class SubgoalHead(nn.Module):
         # VLM states have a few huge channels: normalise before projecting
         self.kv = nn.Sequential(nn.LayerNorm(cfg.vlm_dim), nn.Linear(cfg.vlm_dim, cfg.dim))
         self.embed = nn.Linear(cfg.latent_dim, cfg.dim)
-        self.pos = nn.Parameter(torch.zeros(1, cfg.tokens, cfg.dim))
+        self.pos = nn.Parameter(torch.zeros(1, cfg.trunk_tokens, cfg.dim))
         self.blocks = nn.ModuleList(Block(cfg.dim, cfg.num_heads) for _ in range(cfg.depth))
         self.cross_norm = nn.ModuleList(nn.LayerNorm(cfg.dim) for _ in range(cfg.depth))
         self.cross = nn.ModuleList(CrossAttention(cfg.dim, cfg.num_heads) for _ in range(cfg.depth))
@@ -152,7 +165,7 @@ class SubgoalHead(nn.Module):
         if cfg.place:
             self.score = nn.Linear(cfg.dim, 1)
             self.offset = nn.Linear(cfg.dim, 4)
-            self.anchor = nn.Parameter(token_anchors(cfg.tokens))           # each token's place, learned
+            self.anchor = nn.Parameter(token_anchors(cfg.trunk_tokens))     # each token's place, learned
             self.dec_embed = nn.Linear(cfg.latent_dim, cfg.dim)
             self.dec_pos = nn.Parameter(torch.zeros(1, cfg.tokens, cfg.dim))
             self.dec_place = nn.Sequential(nn.Linear(4 + 8 * cfg.place_freqs, cfg.dim), nn.GELU(),
@@ -168,7 +181,11 @@ class SubgoalHead(nn.Module):
             nn.init.trunc_normal_(self.word_pos, std=0.02)
 
     def read(self, thought, kv, kv_mask, z, words=None) -> torch.Tensor:
-        """The trunk: latent tokens [B, N, dim] after reading the thinker (and its words [B, W], −1 = none)."""
+        """The trunk: latent tokens [B, N, dim] after reading the thinker (and its words [B, W], −1 = none); z is
+        [B, N, D], N = `cfg.trunk_tokens` (the fine tokens for a `fine` head)."""
+        if z.shape[1] != self.cfg.trunk_tokens:
+            raise ValueError(f"the trunk reads {self.cfg.trunk_tokens} latent tokens, got {z.shape[1]}"
+                             + (": pass the fine tokens (zf)" if self.cfg.fine else ""))
         x = self.embed(z) + self.pos + self.think(thought)[:, None]           # [B, N, dim]
         kv = self.kv(kv)                                                        # [B, M, dim]
         if self.cfg.vocab:
@@ -182,9 +199,13 @@ class SubgoalHead(nn.Module):
             x = x + cross(norm(x), kv, kv_mask)
         return self.norm(x)
 
-    def where(self, thought, kv, kv_mask, z, words=None) -> torch.Tensor:
-        """The predicted place [B, 4] (`place_units`) of the next boundary: a soft pointer over the N tokens."""
-        x = self.read(thought, kv, kv_mask, z, words)
+    def where(self, thought, kv, kv_mask, z, words=None, zf=None) -> torch.Tensor:
+        """The predicted place [B, 4] (`place_units`) of the next boundary: a soft pointer over the trunk's
+        tokens, z's [B, N, D] or, for a `fine` head, zf's [B, 64, D] (the same frame unpooled)."""
+        if self.cfg.fine and zf is None:
+            raise ValueError("this subgoal head points over the fine 8 × 8 tokens: pass zf "
+                             "(`frame_latents(..., pool=False)` of the last observed frame)")
+        x = self.read(thought, kv, kv_mask, zf if self.cfg.fine else z, words)
         return (self.score(x).softmax(1) * (self.anchor + self.offset(x))).sum(1)
 
     def decode(self, z, place) -> torch.Tensor:
@@ -196,9 +217,9 @@ class SubgoalHead(nn.Module):
             x = blk(x)
         return F.layer_norm(z + self.out(self.dec_norm(x)), (z.shape[-1],))
 
-    def forward(self, thought, kv, kv_mask, z, words=None) -> torch.Tensor:
+    def forward(self, thought, kv, kv_mask, z, words=None, zf=None) -> torch.Tensor:
         if self.cfg.place:
-            return self.decode(z, self.where(thought, kv, kv_mask, z, words))
+            return self.decode(z, self.where(thought, kv, kv_mask, z, words, zf))
         return F.layer_norm(z + self.out(self.read(thought, kv, kv_mask, z, words)), (z.shape[-1],))
 
 
@@ -254,7 +275,7 @@ def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, pr
     "target_frame": [M], "wrist": [M, 3] (m), "target_wrist": [M, 3] (m), "target_grip": [M], "words": [M, W]}
     from demos: the target is the next phase boundary's latent, and where the wrist is and how closed the grip at
     that boundary; "wrist" is where it is at t − 1; the words are the token ids of what the thinker said
-    (`word_ids`)."""
+    (`word_ids`); a `fine` head's data also holds "zf" [M, 64, D], frame t − 1's unpooled tokens (half precision)."""
     from tqdm.auto import tqdm
 
     from tkjepa.world.generate import WorldConfig, episode_seed, generate_episode
@@ -270,6 +291,8 @@ def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, pr
         ts = [2 * j + 2 for j in js]                                              # frames observed: 0 … t−1
         needed = sorted({t - 1 for t in ts} | {next_boundary(ep, t) for t in ts})
         Z = dict(zip(needed, frame_latents(encoder, ep.frames, needed)))          # only the frames used
+        if cfg.fine:
+            Zf = dict(zip(ts, frame_latents(encoder, ep.frames, [t - 1 for t in ts], pool=False).half()))
         told = [thinking_target(ep, t) for t in ts] if cfg.told_text else None
         thought, tokens, texts = think(*thinker, [ep] * len(ts), ts, told)
         for t, th, tok, words in zip(ts, thought, tokens, word_ids(thinker[1], texts, cfg.max_words)):
@@ -278,6 +301,8 @@ def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, pr
             rows["tokens"].append(tok.half())  # halves the memory of the largest array
             rows["words"].append(words)
             rows["z"].append(Z[t - 1])
+            if cfg.fine:
+                rows.setdefault("zf", []).append(Zf[t])
             rows["target"].append(Z[b])
             rows["t"].append(t)
             rows["target_frame"].append(b)
@@ -291,8 +316,9 @@ def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, pr
 
 def _inputs(data: dict, idx, z_idx=None) -> tuple:
     """The head's inputs for queries idx (thoughts and words of idx, latents of z_idx, default idx)."""
-    z = data["z"][idx if z_idx is None else z_idx]
-    return data["thought"][idx], data["kv"][idx].float(), data["kv_mask"][idx], z, data["words"][idx]
+    zi = idx if z_idx is None else z_idx
+    zf = data["zf"][zi].float() if "zf" in data else None
+    return data["thought"][idx], data["kv"][idx].float(), data["kv_mask"][idx], data["z"][zi], data["words"][idx], zf
 
 
 def _true_place(data: dict, idx) -> torch.Tensor:
