@@ -326,6 +326,51 @@ def test_fine_pointer_finds_what_pooling_blurs():
         assert torch.allclose(fine(*x, val["zf"][:2].float()), fine.decode(x[3], fine.where(*x, val["zf"][:2].float())))
 
 
+def test_named_ids_read_the_object_after_next():
+    from tkjepa.subgoal import named_ids
+
+    w = torch.tensor([[45, 46, 55, 47, 10, 16, -1, -1],   # holding nothing . next red cube
+                      [45, 10, 16, 55, 47, 12, 19, -1],   # holding red cube . next blue bowl
+                      [1, -1, -1, -1, -1, -1, -1, -1],    # no "next"
+                      [45, 46, 55, 47, 10, -1, -1, -1],   # cut short
+                      [1, 2, 3, 4, 5, 6, 7, 47]])         # "next" is the last word
+    assert named_ids(w, 47, 2).tolist() == [[10, 16], [12, 19], [-1, -1], [10, -1], [-1, -1]]
+
+
+def test_a_head_told_the_name_points_at_that_object():
+    """Three marked tokens of three colours; the words name one ("next <colour> cube"): a head reading the name
+    (`name_words`) points at the named one's cell, and without the words its pointer is far off."""
+    from tkjepa.subgoal import SubgoalConfig, evaluate_head, train_head
+    from tkjepa.worldmodel import WORKSPACE
+
+    def data(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        d = _marked_token_data(n, seed)
+        z = torch.randn(n, 16, 8, generator=g)
+        where = torch.stack([torch.randperm(16, generator=g)[:3] for _ in range(n)])   # token of colour 0, 1, 2
+        for c in range(3):
+            z[torch.arange(n), where[:, c], 1 + c] = 6.0
+        named = torch.randint(0, 3, (n,), generator=g)
+        mark = where[torch.arange(n), named]
+        lo, hi = (torch.tensor(b, dtype=torch.float32) for b in WORKSPACE)
+        cell = torch.stack([(mark % 4 + 0.5) / 4, 1 - (mark // 4 + 0.5) / 4, torch.full((n,), 0.5)], -1)
+        words = torch.full((n, 6), -1)
+        words[:, :4] = torch.stack([torch.full((n,), 47), 10 + named, torch.full((n,), 16), torch.full((n,), 3)], 1)
+        z = torch.nn.functional.layer_norm(z, (8,))
+        d.update(z=z, target=z.clone(), target_wrist=lo + cell * (hi - lo), words=words)
+        return d
+
+    kw = dict(thought_dim=8, vlm_dim=8, latent_dim=8, dim=32, depth=1, num_heads=2, steps=1500, batch_size=32,
+              lr=3e-3, place=True, vocab=64)   # (at 400 steps it has not yet found the rule: ~12 cm off)
+    train, val = data(1024, 0), data(200, 1)
+    named, _ = train_head(SubgoalConfig(name_words=2, next_id=47, **kw), train, progress=False)
+    m = evaluate_head(named, val)
+    unnamed = evaluate_head(named, {**val, "words": torch.full_like(val["words"], -1)})
+    assert m["val_place_xy_cm"] < 2.5 and unnamed["val_place_xy_cm"] > 5.0
+    with pytest.raises(ValueError, match="vocab must not be 0"):
+        SubgoalConfig(name_words=2, vocab=0)
+
+
 needs_planner = pytest.mark.skipif(not (PLANNER / "world_model.safetensors").exists(),
                                    reason="no shipped planner (tkjepa train-planner --out data_samples/planner)")
 

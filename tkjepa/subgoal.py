@@ -90,6 +90,9 @@ class SubgoalConfig:
     fine: bool = False          # the pointer reads the last frame's unpooled 8 × 8 tokens (`frame_latents(pool=False)`),
                                 # where a named object can be found; the decoder keeps the pooled 4 × 4 (place only)
     fine_tokens: int = 64       # tokens the pointer reads with `fine`
+    name_words: int = 0         # > 0: the words the thinker says after "next" (the object: "red cube"), this many,
+                                # are embedded and added to every trunk token, as the grounding probe is told the name
+    next_id: int | None = None  # the thinker tokenizer's id of "next" (set when training starts, with name_words)
     travel_scale: float = 0.05  # place loss weight per query ∝ clip(the wrist's way to the boundary / this, ½, 4):
                                 # most queries come just before a boundary, where "near the hand" is right; the
                                 # far ones are where the named object must be found (0: unweighted)
@@ -97,6 +100,8 @@ class SubgoalConfig:
     def __post_init__(self):
         if self.fine and not self.place:
             raise ValueError("SubgoalConfig(fine=True) is a place-first pointer option: set place=True too")
+        if self.name_words and self.vocab == 0:
+            raise ValueError("SubgoalConfig(name_words > 0) reads the thinker's words: vocab must not be 0")
 
     @property
     def trunk_tokens(self) -> int:
@@ -162,6 +167,8 @@ class SubgoalHead(nn.Module):
         if cfg.vocab:
             self.word_emb = nn.Embedding(cfg.vocab, cfg.dim)
             self.word_pos = nn.Parameter(torch.zeros(1, cfg.max_words, cfg.dim))
+        if cfg.name_words:  # one table per word after "next": colour and shape keep their roles
+            self.name_emb = nn.ModuleList(nn.Embedding(cfg.vocab, cfg.dim) for _ in range(cfg.name_words))
         if cfg.place:
             self.score = nn.Linear(cfg.dim, 1)
             self.offset = nn.Linear(cfg.dim, 4)
@@ -187,6 +194,12 @@ class SubgoalHead(nn.Module):
             raise ValueError(f"the trunk reads {self.cfg.trunk_tokens} latent tokens, got {z.shape[1]}"
                              + (": pass the fine tokens (zf)" if self.cfg.fine else ""))
         x = self.embed(z) + self.pos + self.think(thought)[:, None]           # [B, N, dim]
+        if self.cfg.name_words:
+            if words is None:
+                raise ValueError("this subgoal head reads the object the thinker names: pass its word ids")
+            ids = named_ids(words, self.cfg.next_id, self.cfg.name_words)            # [B, n], −1 = none
+            for emb, i in zip(self.name_emb, ids.T):
+                x = x + (emb(i.clamp(min=0)) * (i >= 0)[:, None].to(x.dtype))[:, None]
         kv = self.kv(kv)                                                        # [B, M, dim]
         if self.cfg.vocab:
             if words is None:
@@ -221,6 +234,17 @@ class SubgoalHead(nn.Module):
         if self.cfg.place:
             return self.decode(z, self.where(thought, kv, kv_mask, z, words, zf))
         return F.layer_norm(z + self.out(self.read(thought, kv, kv_mask, z, words)), (z.shape[-1],))
+
+
+def named_ids(words: torch.Tensor, next_id: int, n: int) -> torch.Tensor:
+    """words [B, W] (token ids, −1 after the end) -> [B, n]: the n ids after the first `next_id` ("red", "cube"
+    of "holding nothing . next red cube"), −1 where the text has no "next" or ends sooner."""
+    is_next = words == next_id
+    at = is_next.int().argmax(1)                                                 # first "next" (0 if none)
+    idx = at[:, None] + 1 + torch.arange(n)                                      # [B, n]
+    ids = words.gather(1, idx.clamp(max=words.shape[1] - 1))
+    ok = is_next.any(1)[:, None] & (idx < words.shape[1])
+    return torch.where(ok, ids, torch.full_like(ids, -1))
 
 
 def thought_vector(feats) -> torch.Tensor:
@@ -401,6 +425,8 @@ def train_from_scratch(cfg: SubgoalConfig, encoder, thinker, progress: bool = Tr
     `vocab` set to the thinker's vocabulary if it was None."""
     if cfg.vocab is None:
         cfg = replace(cfg, vocab=len(thinker[1]))
+    if cfg.name_words and cfg.next_id is None:
+        cfg = replace(cfg, next_id=thinker[1].convert_tokens_to_ids("next"))
     t0 = time.perf_counter()
     data = head_data(cfg, encoder, thinker, cfg.seed_data, cfg.episodes, progress)
     val = head_data(cfg, encoder, thinker, cfg.seed_data + 1, cfg.val_episodes, progress)

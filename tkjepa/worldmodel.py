@@ -334,6 +334,9 @@ def add_arguments(p) -> None:
     p.add_argument("--fine-pointer", action="store_true",
                    help="with --place-head: the pointer reads the last frame's unpooled 8×8 tokens, where the named "
                         "object can be found (the decoder keeps the pooled 4×4)")
+    p.add_argument("--read-name", action="store_true",
+                   help="with --place-head: the pointer is also given the object the thinker names after 'next' "
+                        "(its two words, embedded and added to every latent token)")
     p.add_argument("--reuse-world-model", action="store_true",
                    help="keep the world model already in --out and train only the subgoal head")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: reproducible, no oversubscription)")
@@ -382,10 +385,11 @@ def run(args) -> int:
                       "params": sum(p.numel() for p in model.parameters())}
         command_wm = None  # set below: this very command
 
-    if args.fine_pointer and not args.place_head:
-        raise SystemExit("tkjepa train-planner: --fine-pointer is an option of the place-first head: add --place-head")
-    hcfg = (subgoal.SubgoalConfig.placed(fine=args.fine_pointer) if args.place_head
-            else subgoal.SubgoalConfig())
+    if (args.fine_pointer or args.read_name) and not args.place_head:
+        raise SystemExit("tkjepa train-planner: --fine-pointer and --read-name are options of the place-first head: "
+                         "add --place-head")
+    hcfg = (subgoal.SubgoalConfig.placed(fine=args.fine_pointer, name_words=2 if args.read_name else 0)
+            if args.place_head else subgoal.SubgoalConfig())
     hcfg.seed = args.seed
     hcfg.episodes = args.head_episodes or hcfg.episodes
     hcfg.steps = args.head_steps or hcfg.steps
@@ -404,7 +408,7 @@ def run(args) -> int:
                          for k in ("episodes", "steps", "head_episodes", "head_steps") if getattr(args, k) is not None)
                + (f" --seed {args.seed}" if args.seed else "") + (f" --thinker {args.thinker}" if args.thinker else "")
                + (" --told-text" if hcfg.told_text else "") + (" --place-head" if args.place_head else "")
-               + (" --fine-pointer" if args.fine_pointer else "")
+               + (" --fine-pointer" if args.fine_pointer else "") + (" --read-name" if args.read_name else "")
                + (" --reuse-world-model" if args.reuse_world_model else ""))
     used = planner_thinker(out)  # == thinker_path, as `tkjepa plan` will find it
     metrics = {
