@@ -337,9 +337,11 @@ def test_named_ids_read_the_object_after_next():
     assert named_ids(w, 47, 2).tolist() == [[10, 16], [12, 19], [-1, -1], [10, -1], [-1, -1]]
 
 
-def test_a_head_told_the_name_points_at_that_object():
+@pytest.mark.parametrize("named_pointer", [False, True])
+def test_a_head_told_the_name_points_at_that_object(named_pointer):
     """Three marked tokens of three colours; the words name one ("next <colour> cube"): a head reading the name
-    (`name_words`) points at the named one's cell, and without the words its pointer is far off."""
+    (`name_words`) points at the named one's cell, and without the words its pointer is far off. The
+    `named_pointer` trunk reads nothing of the thinker but the name."""
     from tkjepa.subgoal import SubgoalConfig, evaluate_head, train_head
     from tkjepa.worldmodel import WORKSPACE
 
@@ -363,10 +365,18 @@ def test_a_head_told_the_name_points_at_that_object():
     kw = dict(thought_dim=8, vlm_dim=8, latent_dim=8, dim=32, depth=1, num_heads=2, steps=1500, batch_size=32,
               lr=3e-3, place=True, vocab=64)   # (at 400 steps it has not yet found the rule: ~12 cm off)
     train, val = data(1024, 0), data(200, 1)
-    named, _ = train_head(SubgoalConfig(name_words=2, next_id=47, **kw), train, progress=False)
+    named, _ = train_head(SubgoalConfig(name_words=2, next_id=47, named_pointer=named_pointer, **kw), train,
+                          progress=False)
     m = evaluate_head(named, val)
     unnamed = evaluate_head(named, {**val, "words": torch.full_like(val["words"], -1)})
     assert m["val_place_xy_cm"] < 2.5 and unnamed["val_place_xy_cm"] > 5.0
+    other = {**val, "thought": torch.randn_like(val["thought"]), "kv": torch.randn_like(val["kv"])}
+    with torch.no_grad():
+        moved = (named.where(*[other[k] for k in ("thought", "kv", "kv_mask", "z", "words")])
+                 - named.where(*[val[k] for k in ("thought", "kv", "kv_mask", "z", "words")])).abs().max()
+    assert (moved == 0) == named_pointer
+    with pytest.raises(ValueError, match="name_words > 0"):
+        SubgoalConfig(named_pointer=True, place=True)
     with pytest.raises(ValueError, match="vocab must not be 0"):
         SubgoalConfig(name_words=2, vocab=0)
 

@@ -93,6 +93,8 @@ class SubgoalConfig:
     name_words: int = 0         # > 0: the words the thinker says after "next" (the object: "red cube"), this many,
                                 # are embedded and added to every trunk token, as the grounding probe is told the name
     next_id: int | None = None  # the thinker tokenizer's id of "next" (set when training starts, with name_words)
+    named_pointer: bool = False # the trunk reads only the latent tokens and the named object (name_words), no hidden
+                                # states or cross-attention: the grounding probe's design (scripts/grounding_probe.py)
     travel_scale: float = 0.05  # place loss weight per query ∝ clip(the wrist's way to the boundary / this, ½, 4):
                                 # most queries come just before a boundary, where "near the hand" is right; the
                                 # far ones are where the named object must be found (0: unweighted)
@@ -102,6 +104,9 @@ class SubgoalConfig:
             raise ValueError("SubgoalConfig(fine=True) is a place-first pointer option: set place=True too")
         if self.name_words and self.vocab == 0:
             raise ValueError("SubgoalConfig(name_words > 0) reads the thinker's words: vocab must not be 0")
+        if self.named_pointer and not (self.place and self.name_words):
+            raise ValueError("SubgoalConfig(named_pointer=True) points at the named object: set place=True and "
+                             "name_words > 0")
 
     @property
     def trunk_tokens(self) -> int:
@@ -193,13 +198,19 @@ class SubgoalHead(nn.Module):
         if z.shape[1] != self.cfg.trunk_tokens:
             raise ValueError(f"the trunk reads {self.cfg.trunk_tokens} latent tokens, got {z.shape[1]}"
                              + (": pass the fine tokens (zf)" if self.cfg.fine else ""))
-        x = self.embed(z) + self.pos + self.think(thought)[:, None]           # [B, N, dim]
+        x = self.embed(z) + self.pos                                           # [B, N, dim]
+        if not self.cfg.named_pointer:
+            x = x + self.think(thought)[:, None]
         if self.cfg.name_words:
             if words is None:
                 raise ValueError("this subgoal head reads the object the thinker names: pass its word ids")
             ids = named_ids(words, self.cfg.next_id, self.cfg.name_words)            # [B, n], −1 = none
             for emb, i in zip(self.name_emb, ids.T):
                 x = x + (emb(i.clamp(min=0)) * (i >= 0)[:, None].to(x.dtype))[:, None]
+        if self.cfg.named_pointer:      # the latent tokens and the name only
+            for blk in self.blocks:
+                x = blk(x)
+            return self.norm(x)
         kv = self.kv(kv)                                                        # [B, M, dim]
         if self.cfg.vocab:
             if words is None:

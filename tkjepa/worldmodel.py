@@ -337,6 +337,9 @@ def add_arguments(p) -> None:
     p.add_argument("--read-name", action="store_true",
                    help="with --place-head: the pointer is also given the object the thinker names after 'next' "
                         "(its two words, embedded and added to every latent token)")
+    p.add_argument("--named-pointer", action="store_true",
+                   help="with --place-head: the pointer reads only the latent tokens and the named object (implies "
+                        "--read-name), as scripts/grounding_probe.py; no hidden states")
     p.add_argument("--reuse-world-model", action="store_true",
                    help="keep the world model already in --out and train only the subgoal head")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: reproducible, no oversubscription)")
@@ -385,10 +388,12 @@ def run(args) -> int:
                       "params": sum(p.numel() for p in model.parameters())}
         command_wm = None  # set below: this very command
 
-    if (args.fine_pointer or args.read_name) and not args.place_head:
-        raise SystemExit("tkjepa train-planner: --fine-pointer and --read-name are options of the place-first head: "
-                         "add --place-head")
-    hcfg = (subgoal.SubgoalConfig.placed(fine=args.fine_pointer, name_words=2 if args.read_name else 0)
+    if (args.fine_pointer or args.read_name or args.named_pointer) and not args.place_head:
+        raise SystemExit("tkjepa train-planner: --fine-pointer, --read-name and --named-pointer are options of the "
+                         "place-first head: add --place-head")
+    named = args.read_name or args.named_pointer
+    hcfg = (subgoal.SubgoalConfig.placed(fine=args.fine_pointer, name_words=2 if named else 0,
+                                         named_pointer=args.named_pointer)
             if args.place_head else subgoal.SubgoalConfig())
     hcfg.seed = args.seed
     hcfg.episodes = args.head_episodes or hcfg.episodes
@@ -409,6 +414,7 @@ def run(args) -> int:
                + (f" --seed {args.seed}" if args.seed else "") + (f" --thinker {args.thinker}" if args.thinker else "")
                + (" --told-text" if hcfg.told_text else "") + (" --place-head" if args.place_head else "")
                + (" --fine-pointer" if args.fine_pointer else "") + (" --read-name" if args.read_name else "")
+               + (" --named-pointer" if args.named_pointer else "")
                + (" --reuse-world-model" if args.reuse_world_model else ""))
     used = planner_thinker(out)  # == thinker_path, as `tkjepa plan` will find it
     metrics = {
