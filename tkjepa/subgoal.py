@@ -31,7 +31,13 @@ Two heads (`SubgoalConfig.place`):
   the named object in z_t, even told the true words, so its z* plans no better than the residual head's. The
   pooled 4 × 4 tokens are what lose the object: told its name, a probe finds it in the encoder's 8 × 8 tokens
   (`scripts/grounding_probe.py`). `SubgoalConfig.fine` (`--fine-pointer`) points over those instead: the last
-  frame's unpooled 64 tokens, which the planner hands over (`planning.thinker_goal(..., encoder=)`).
+  frame's unpooled 64 tokens, which the planner hands over (`planning.thinker_goal(..., encoder=)`). That alone
+  does not find the object, nor does adding the object's name to every token (`name_words`, `--read-name`)
+  while the trunk also reads the thinker's hidden states. What does is the probe's own design: a trunk that
+  reads *only* the fine tokens and the named object (`named_pointer`, `--named-pointer`). Told the true words
+  its place is 2.7 cm from the boundary's (held out), and its goals plan about like the true places. With
+  the thinker's own words it inherits the thinker's mistakes: before the first subgoal the tiny thinker names
+  the second object (BENCHMARKS.md, issue 6).
 
 Training data: demonstrations (`generate_episode`) of the multi-step families `FAMILIES`, world seed
 `seed_data`, queried every `query_every` tubelets from a random offset: 200 demonstrations for the residual
@@ -160,16 +166,19 @@ class SubgoalHead(nn.Module):
     def __init__(self, cfg: SubgoalConfig):
         super().__init__()
         self.cfg = cfg
-        self.think = nn.Sequential(nn.LayerNorm(cfg.thought_dim), nn.Linear(cfg.thought_dim, cfg.dim))
-        # VLM states have a few huge channels: normalise before projecting
-        self.kv = nn.Sequential(nn.LayerNorm(cfg.vlm_dim), nn.Linear(cfg.vlm_dim, cfg.dim))
+        reads_thinker = not cfg.named_pointer  # the named pointer's trunk reads only the latent and the name
+        if reads_thinker:
+            self.think = nn.Sequential(nn.LayerNorm(cfg.thought_dim), nn.Linear(cfg.thought_dim, cfg.dim))
+            # VLM states have a few huge channels: normalise before projecting
+            self.kv = nn.Sequential(nn.LayerNorm(cfg.vlm_dim), nn.Linear(cfg.vlm_dim, cfg.dim))
         self.embed = nn.Linear(cfg.latent_dim, cfg.dim)
         self.pos = nn.Parameter(torch.zeros(1, cfg.trunk_tokens, cfg.dim))
         self.blocks = nn.ModuleList(Block(cfg.dim, cfg.num_heads) for _ in range(cfg.depth))
-        self.cross_norm = nn.ModuleList(nn.LayerNorm(cfg.dim) for _ in range(cfg.depth))
-        self.cross = nn.ModuleList(CrossAttention(cfg.dim, cfg.num_heads) for _ in range(cfg.depth))
+        if reads_thinker:
+            self.cross_norm = nn.ModuleList(nn.LayerNorm(cfg.dim) for _ in range(cfg.depth))
+            self.cross = nn.ModuleList(CrossAttention(cfg.dim, cfg.num_heads) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.dim)
-        if cfg.vocab:
+        if cfg.vocab and reads_thinker:
             self.word_emb = nn.Embedding(cfg.vocab, cfg.dim)
             self.word_pos = nn.Parameter(torch.zeros(1, cfg.max_words, cfg.dim))
         if cfg.name_words:  # one table per word after "next": colour and shape keep their roles
@@ -189,7 +198,7 @@ class SubgoalHead(nn.Module):
         nn.init.trunc_normal_(self.pos, std=0.02)
         if cfg.place:
             nn.init.trunc_normal_(self.dec_pos, std=0.02)
-        if cfg.vocab:
+        if cfg.vocab and reads_thinker:
             nn.init.trunc_normal_(self.word_pos, std=0.02)
 
     def read(self, thought, kv, kv_mask, z, words=None) -> torch.Tensor:
