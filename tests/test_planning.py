@@ -650,3 +650,37 @@ def test_true_place_mode_draws_the_hand_at_the_oracle_boundary(tmp_path):
     assert cli.main(["plan", "--mode", "true-place", "--episodes", "1", "--max-steps", "2", "--samples", "8",
                      "--topk", "2", "--iters", "1", "--quiet", "--planner", str(folder), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["mode"] == "true-place"
+
+
+@needs_planner
+def test_a_fine_named_pointer_plans_through_the_cli(tmp_path):
+    """`tkjepa plan --mode thinker` with a place-first head that points over the fine tokens: the planner hands
+    the encoder to `thinker_goal`, and the place it records is the head's place for the planner's first view."""
+    import shutil
+
+    from tkjepa.bench import load_models
+    from tkjepa.planning import demonstration, episode_seeds, thinker_goal
+    from tkjepa.subgoal import SubgoalConfig, SubgoalHead, save_head
+    from tkjepa.worldmodel import frame_latents
+
+    encoder, thinker = load_models()
+    folder = tmp_path / "planner"
+    shutil.copytree(PLANNER, folder)
+    cfg = SubgoalConfig.placed(fine=True, name_words=2, named_pointer=True, vocab=len(thinker[1]),
+                               next_id=thinker[1].convert_tokens_to_ids("next"), depth=1)
+    torch.manual_seed(0)
+    head = SubgoalHead(cfg).eval()
+    save_head(head, cfg, folder)
+    out = tmp_path / "plan.json"
+    assert cli.main(["plan", "--mode", "thinker", "--episodes", "1", "--max-steps", "2", "--samples", "8", "--topk",
+                     "2", "--iters", "1", "--quiet", "--planner", str(folder), "--out", str(out)]) == 0
+    places = json.loads(out.read_text())["per_episode"][0]["subgoal_places"]
+    assert [p[0] for p in places] == [0]                        # asked once, at the first action
+    demo, env = demonstration(*episode_seeds(2000, 1)[0])
+    start = np.stack([env.render(), env.step([0.0, 0.0, 0.0, 0.0])])
+    z_last = frame_latents(encoder, start, [len(start) - 1])[0]
+    with torch.no_grad():
+        _, _, place = thinker_goal(head, thinker, demo, start, z_last, encoder=encoder)
+        np.testing.assert_allclose(places[0][1], place, atol=2e-4)
+        with pytest.raises(ValueError, match="pass the encoder"):
+            thinker_goal(head, thinker, demo, start, z_last)
