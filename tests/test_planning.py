@@ -520,6 +520,7 @@ def test_train_planner_keeps_the_thinker_its_head_reads(tmp_path, monkeypatch):
     """--thinker copies a non-shipped thinker into the folder (where `plan` loads it from); retraining with the
     shipped one removes the copy; --reuse-world-model keeps the world model's weights and its command."""
     import argparse
+    import dataclasses
     import shutil
 
     from tkjepa import subgoal, worldmodel
@@ -536,8 +537,13 @@ def test_train_planner_keeps_the_thinker_its_head_reads(tmp_path, monkeypatch):
     tok.save_pretrained(other)
     seen = []
 
+    configs = []
+
     def fast_head(cfg, encoder, thinker, progress=True):  # the head's training is not what is tested here
         seen.append(float(thinker[0].lm_head.weight.detach().sum()))
+        configs.append(cfg)
+        if cfg.vocab is None:  # as train_from_scratch sets it
+            cfg = dataclasses.replace(cfg, vocab=len(thinker[1]), next_id=0)
         return subgoal.SubgoalHead(cfg), {"val_l1": 0.0, "val_l1_copy_current": 0.0}
 
     monkeypatch.setattr(subgoal, "train_from_scratch", fast_head)
@@ -560,6 +566,13 @@ def test_train_planner_keeps_the_thinker_its_head_reads(tmp_path, monkeypatch):
     assert seen[1] != pytest.approx(seen[0]) and metrics["thinker_sha256"] != checkpoint_digest(THINKER)
     with pytest.raises(SystemExit, match="no thinker"):
         run("--thinker", str(tmp_path / "nowhere"))
+    assert run("--place-head", "--fine-pointer", "--named-pointer") == 0   # the place-first head's options
+    c = configs[-1]
+    assert c.place and c.fine and c.named_pointer and c.name_words == 2 and c.episodes == 2000
+    assert json.loads((folder / "metrics.json").read_text())["command"].endswith(
+        "--place-head --fine-pointer --named-pointer --reuse-world-model")
+    with pytest.raises(SystemExit, match="--read-name: options of the place-first head"):
+        run("--read-name")
 
 
 @needs_planner

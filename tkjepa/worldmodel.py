@@ -314,6 +314,17 @@ def load_world_model(path: str | Path) -> tuple[WorldModel, WorldModelConfig]:
     return model.eval(), cfg
 
 
+# `tkjepa train-planner` options of the place-first subgoal head (BENCHMARKS.md, issue 6, says what each measured)
+PLACE_HEAD_OPTIONS = {
+    "--fine-pointer": "the pointer reads the last frame's unpooled 8×8 tokens, where the named object can be found "
+                      "(the decoder keeps the pooled 4×4)",
+    "--read-name": "the pointer is also given the object the thinker names after 'next' (its two words, embedded and "
+                   "added to every latent token)",
+    "--named-pointer": "the pointer reads only the latent tokens and the named object (implies --read-name), as "
+                       "scripts/grounding_probe.py; no hidden states",
+}
+
+
 def add_arguments(p) -> None:
     p.add_argument("--out", default="data_samples/planner", help="folder for the planner's weights + metrics.json")
     p.add_argument("--episodes", type=int, default=None, help="play episodes for the world model (default 320)")
@@ -331,15 +342,8 @@ def add_arguments(p) -> None:
     p.add_argument("--place-head", action="store_true",
                    help="experimental: a subgoal head that first points at where the hand goes, then draws z* there "
                         "(`subgoal.SubgoalConfig.placed`: 2000 demonstrations, 3000 steps by default)")
-    p.add_argument("--fine-pointer", action="store_true",
-                   help="with --place-head: the pointer reads the last frame's unpooled 8×8 tokens, where the named "
-                        "object can be found (the decoder keeps the pooled 4×4)")
-    p.add_argument("--read-name", action="store_true",
-                   help="with --place-head: the pointer is also given the object the thinker names after 'next' "
-                        "(its two words, embedded and added to every latent token)")
-    p.add_argument("--named-pointer", action="store_true",
-                   help="with --place-head: the pointer reads only the latent tokens and the named object (implies "
-                        "--read-name), as scripts/grounding_probe.py; no hidden states")
+    for flag, text in PLACE_HEAD_OPTIONS.items():
+        p.add_argument(flag, action="store_true", help=f"with --place-head: {text}")
     p.add_argument("--reuse-world-model", action="store_true",
                    help="keep the world model already in --out and train only the subgoal head")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: reproducible, no oversubscription)")
@@ -388,9 +392,9 @@ def run(args) -> int:
                       "params": sum(p.numel() for p in model.parameters())}
         command_wm = None  # set below: this very command
 
-    if (args.fine_pointer or args.read_name or args.named_pointer) and not args.place_head:
-        raise SystemExit("tkjepa train-planner: --fine-pointer, --read-name and --named-pointer are options of the "
-                         "place-first head: add --place-head")
+    given = [f for f in PLACE_HEAD_OPTIONS if getattr(args, f[2:].replace("-", "_"))]
+    if given and not args.place_head:
+        raise SystemExit(f"tkjepa train-planner: {', '.join(given)}: options of the place-first head; add --place-head")
     named = args.read_name or args.named_pointer
     hcfg = (subgoal.SubgoalConfig.placed(fine=args.fine_pointer, name_words=2 if named else 0,
                                          named_pointer=args.named_pointer)
@@ -413,8 +417,7 @@ def run(args) -> int:
                          for k in ("episodes", "steps", "head_episodes", "head_steps") if getattr(args, k) is not None)
                + (f" --seed {args.seed}" if args.seed else "") + (f" --thinker {args.thinker}" if args.thinker else "")
                + (" --told-text" if hcfg.told_text else "") + (" --place-head" if args.place_head else "")
-               + (" --fine-pointer" if args.fine_pointer else "") + (" --read-name" if args.read_name else "")
-               + (" --named-pointer" if args.named_pointer else "")
+               + "".join(f" {f}" for f in given)
                + (" --reuse-world-model" if args.reuse_world_model else ""))
     used = planner_thinker(out)  # == thinker_path, as `tkjepa plan` will find it
     metrics = {
