@@ -45,8 +45,10 @@ def test_build_shapes_and_targets(data, episodes):
     np.testing.assert_allclose(data.traj[0].numpy(), pos[s:s + 32], atol=1e-6)
     np.testing.assert_allclose(data.past[0].numpy(), pos[[s - 2, s - 1]], atol=1e-6)
     assert bool(data.valid.all()) and bool(data.has_oracle.all())
-    torch.testing.assert_close(data.ctx.pow(2).mean(-1), torch.ones(data.ctx.shape[:3]), atol=1e-3, rtol=0)  # layer-normed
-    np.testing.assert_allclose(data.actions[0, 0].numpy(), episodes[0].extras["actions"][s:s + 2].reshape(-1), atol=1e-6)
+    # layer-normed tokens
+    torch.testing.assert_close(data.ctx.pow(2).mean(-1), torch.ones(data.ctx.shape[:3]), atol=1e-3, rtol=0)
+    np.testing.assert_allclose(data.actions[0, 0].numpy(), episodes[0].extras["actions"][s:s + 2].reshape(-1),
+                               atol=1e-6)
 
 
 def test_context_never_sees_the_future(episodes, encoder):

@@ -129,7 +129,8 @@ def test_ridge_fit_solves_what_fit_path_decomposes():
     same map, in the primal and the dual form, with one λ per output coordinate."""
     g = torch.Generator().manual_seed(2)
     X = torch.randn(120, 40, generator=g, dtype=torch.float64)
-    Y = X[:, :3] @ torch.randn(3, 3, generator=g, dtype=torch.float64) + torch.randn(120, 3, generator=g, dtype=torch.float64)
+    Y = (X[:, :3] @ torch.randn(3, 3, generator=g, dtype=torch.float64)
+         + torch.randn(120, 3, generator=g, dtype=torch.float64))
     lam = [0.01, 1.0, 0.01]
     for n in (120, 30):  # M > F, then M < F
         for standardize in (False, True):
@@ -148,7 +149,8 @@ def test_select_and_fit_matches_the_two_step_probe():
     as scoring `fit_path` on the validation rows, then `fit` on every row."""
     g = torch.Generator().manual_seed(3)
     X = torch.randn(200, 30, generator=g, dtype=torch.float64) * torch.linspace(0.1, 5.0, 30, dtype=torch.float64) + 2.0
-    Y = X[:, :3] * torch.tensor([1.0, -0.5, 0.2], dtype=torch.float64) + torch.randn(200, 3, generator=g, dtype=torch.float64)
+    Y = (X[:, :3] * torch.tensor([1.0, -0.5, 0.2], dtype=torch.float64)
+         + torch.randn(200, 3, generator=g, dtype=torch.float64))
     lambdas = tuple(10.0 ** k for k in range(-3, 3))
     for standardize in (True, False):
         for n_tr in (150, 200):  # a validation split, then λ chosen on the fit rows themselves

@@ -72,7 +72,8 @@ def test_layer_index_semantics(thinker, episodes):
     model, tok = thinker
     seen = {}
     layers = model.model.language_model.layers
-    hooks = [layers[i].register_forward_hook(lambda m, a, o, i=i: seen.__setitem__(i, o[0] if isinstance(o, tuple) else o))
+    hooks = [layers[i].register_forward_hook(
+        lambda m, a, o, i=i: seen.__setitem__(i, o[0] if isinstance(o, tuple) else o))
              for i in (1, 5)]
     try:
         f = extract_features(model, tok, episodes[:1], [CLIP], layers=[1, 5], max_new_tokens=1)[0]

@@ -275,9 +275,11 @@ def targets(result: dict) -> dict:
     """The issue's targets, as measured ratios (≤ 1 passes for the first three; rollout: thinkjepa < jepa_only)."""
     m = result["models"]
     t, j, v, o = (m[k]["ade"] for k in ("thinkjepa", "jepa_only", "vlm_only", "oracle"))
-    out = {"thinkjepa/jepa_only (≤ 0.75)": t / j, "thinkjepa/vlm_only (≤ 0.5)": t / v, "thinkjepa/oracle (≤ 1.2)": t / o}
+    out = {"thinkjepa/jepa_only (≤ 0.75)": t / j, "thinkjepa/vlm_only (≤ 0.5)": t / v,
+           "thinkjepa/oracle (≤ 1.2)": t / o}
     last = max(m["thinkjepa"]["rollout"], key=int)
-    out[f"FDE@{last} thinkjepa/jepa_only (< 1)"] = m["thinkjepa"]["rollout"][last]["fde"] / m["jepa_only"]["rollout"][last]["fde"]
+    fde = {name: m[name]["rollout"][last]["fde"] for name in ("thinkjepa", "jepa_only")}
+    out[f"FDE@{last} thinkjepa/jepa_only (< 1)"] = fde["thinkjepa"] / fde["jepa_only"]
     if result.get("train_step_ms"):
         s = result["train_step_ms"]
         out["step thinkjepa/jepa_only (≤ 1.3)"] = s["thinkjepa"] / s["jepa_only"]
@@ -293,7 +295,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-episodes", type=int, default=200, help="generated test episodes (without --data)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per model (default: TrainConfig's)")
     p.add_argument("--no-ablations", action="store_true", help="skip the ablations")
-    p.add_argument("--save-checkpoints", default=None, help="write the seed-0 models here (e.g. data_samples/forecasters)")
+    p.add_argument("--save-checkpoints", default=None,
+                   help="write the seed-0 models here (e.g. data_samples/forecasters)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--workers", type=int, default=2, help="models trained side by side (one thread each)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -385,7 +385,8 @@ def train_and_export(cfg: PretrainConfig, out: str | Path, resume: bool = False,
     model.target_encoder.save_pretrained(out)
     metrics = {"command": command, "wall_time_s": round(time.perf_counter() - t0, 1),
                "time_s": {"world": round(t_data, 1), "pretrain": round(t_train, 1), "probes": round(t_probe, 1)},
-               "machine": f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+               "machine": (f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, "
+                           f"torch {torch.__version__}"),
                "probe": probe, "final": history[-1], "config": asdict(cfg)}
     _write_json(out / "metrics.json", metrics)
     _write_json(out / "diagnostics.json", history)

@@ -6,9 +6,10 @@ The thinker cache holds, per episode, hidden states of L decoder layers ("rows",
 `new_mask [B, Nn]` (mask False = padding; `collate_features` builds them from a list of cache entries).
 
 Per chosen level (row) ℓ, as the official code: each stream is projected (Linear Dv -> dim) and mean-pooled
-over its real tokens (computed pool-first, `pooled_projection`: the same vector, ~N× cheaper), then fused as [o, n, |o−n|, o⊙n] -> LayerNorm -> MLP -> dim. Shallow layers tend to
-carry what is in the frames, deep ones what the VLM made of them; giving each predictor block its own level
-lets early blocks read the scene and late ones the plan (`level_vectors` shows what each level holds).
+over its real tokens (computed pool-first, `pooled_projection`: the same vector, ~N× cheaper), then fused as
+[o, n, |o−n|, o⊙n] -> LayerNorm -> MLP -> dim. Shallow layers tend to carry what is in the frames, deep ones
+what the VLM made of them; giving each predictor block its own level lets early blocks read the scene and late
+ones the plan (`level_vectors` shows what each level holds).
 
 Levels and blocks. `levels` picks rows: "all" = 0..L−1; "last" = [L−1]; "mid" = rows k..L−1−k with
 k = max(1, L // 3), i.e. the middle third or so, never the first or last row (L=6: [2, 3]; L=8: [2..5]; L=3:

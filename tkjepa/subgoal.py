@@ -93,8 +93,9 @@ class SubgoalConfig:
                                 # starts; 0: no words
     max_words: int = 16         # words read (the thinking is ~7: "holding nothing . next red cube")
     ask_at_start: bool = False  # also query each demonstration at its start (t = 2), as the planner first asks
-    fine: bool = False          # the pointer reads the last frame's unpooled 8 × 8 tokens (`frame_latents(pool=False)`),
-                                # where a named object can be found; the decoder keeps the pooled 4 × 4 (place only)
+    fine: bool = False          # the pointer reads the last frame's unpooled 8 × 8 tokens
+                                # (`frame_latents(pool=False)`), where a named object can be found; the decoder
+                                # keeps the pooled 4 × 4 (place-first heads only)
     fine_tokens: int = 64       # tokens the pointer reads with `fine`
     name_words: int = 0         # > 0: the words the thinker says after "next" (the object: "red cube"), this many,
                                 # are embedded and added to every trunk token, as the grounding probe is told the name

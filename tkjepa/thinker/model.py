@@ -130,7 +130,8 @@ class ThinkerFeatures:
 def video_config_of(model) -> VideoConfig:
     vc = model.config.vision_config
     size = getattr(model.config, "tkjepa_frame_size", 64)
-    return VideoConfig(size=size, patch=vc.patch_size, temporal_patch=vc.temporal_patch_size, merge=vc.spatial_merge_size)
+    return VideoConfig(size=size, patch=vc.patch_size, temporal_patch=vc.temporal_patch_size,
+                       merge=vc.spatial_merge_size)
 
 
 @torch.no_grad()

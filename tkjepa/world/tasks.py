@@ -1,9 +1,9 @@
 """Tasks of the tabletop world: a small grammar of instructions over the scene's objects.
 
 Every task is a sequence of subgoals, each naming the object it heads to: ("grasp", cube) then
-("place", bowl); ("touch", a) then ("touch", b) …; ("approach", obj) then ("push", bowl). `marked_pick_place` names its bowl only as
-"the marked bowl": the bowl is highlighted in the first frames (`cue_frames`) and never again — a white
-ring and marker at the bowl, and the back wall lit in the bowl's colour.
+("place", bowl); ("touch", a) then ("touch", b) …; ("approach", obj) then ("push", bowl).
+`marked_pick_place` names its bowl only as "the marked bowl": the bowl is highlighted in the first frames
+(`cue_frames`) and never again — a white ring and marker at the bowl, and the back wall lit in the bowl's colour.
 """
 
 from __future__ import annotations
