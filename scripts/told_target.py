@@ -17,8 +17,8 @@ another thinker (e.g. a grounded one) for every run, and `--set thinker` trains 
 oracle the place that thinker *says* (parsed from its text, 0 where it says none): the place as words, without
 going through the thinker's hidden states; `--set fine` trains thinkjepa (both injections), jepa_only and the
 oracle (which) with the last observed tubelet's unpooled 8×8 tokens added to their context (λ = 1), where the
-grounding probe finds a named object 2× closer than in the pooled 4×4. Test ADE over the 8 trained frames, in cm, on the
-benchmark's 200 test episodes. BENCHMARKS.md (issue 5) reads the tables. Deterministic: one torch thread per run.
+grounding probe finds a named object 2× closer than in the pooled 4×4. Test ADE over the 8 trained frames, in cm,
+on the benchmark's 200 test episodes. BENCHMARKS.md (issue 5) reads the tables. Deterministic: one torch thread per run.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from tkjepa.jepa import world_frames
 from tkjepa.thinker.think import predicted_location, target_location
 from tkjepa.world.stats import canonical_pose, next_subgoal
 
+FINE = {"forecast": ForecastConfig(fine=True)}  # TrainConfig overrides of `--set fine`
 SETS = {  # label, model, what the oracle is told besides which (None / "where" / "grid<cm>"), latent weight λ
     "latent": (
         ("oracle (which), λ=1", "oracle", None, 1.0),
@@ -60,12 +61,11 @@ SETS = {  # label, model, what the oracle is told besides which (None / "where" 
         ("thinkjepa (FiLM), λ=1", "thinkjepa", None, 1.0),
         ("thinkjepa (cross-attention), λ=1", "thinkjepa", None, 1.0, {"injection": "crossattn"}),
     ),
-    "fine": (  # every model also reads the last observed tubelet's unpooled 8×8 tokens (ForecastConfig(fine=True))
-        ("thinkjepa (FiLM), fine tokens, λ=1", "thinkjepa", None, 1.0, {"forecast": ForecastConfig(fine=True)}),
-        ("jepa_only, fine tokens, λ=1", "jepa_only", None, 1.0, {"forecast": ForecastConfig(fine=True)}),
-        ("oracle (which), fine tokens, λ=1", "oracle", None, 1.0, {"forecast": ForecastConfig(fine=True)}),
-        ("thinkjepa (cross-attention), fine tokens, λ=1", "thinkjepa", None, 1.0,
-         {"forecast": ForecastConfig(fine=True), "injection": "crossattn"}),
+    "fine": (  # every model also reads the last observed tubelet's unpooled 8×8 tokens
+        ("thinkjepa (FiLM), fine tokens, λ=1", "thinkjepa", None, 1.0, FINE),
+        ("jepa_only, fine tokens, λ=1", "jepa_only", None, 1.0, FINE),
+        ("oracle (which), fine tokens, λ=1", "oracle", None, 1.0, FINE),
+        ("thinkjepa (cross-attention), fine tokens, λ=1", "thinkjepa", None, 1.0, {**FINE, "injection": "crossattn"}),
     ),
     "said": (  # with a grounded --thinker: the oracle told the place the thinker *says*, parsed from its text
         ("oracle (which + the thinker's spoken location), λ=0.3", "oracle", "said", 0.3),
