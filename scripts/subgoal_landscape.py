@@ -50,7 +50,10 @@ def main() -> None:
     rows = []
     for seed, family in episode_seeds(args.world_seed, args.episodes):
         demo, env = demonstration(seed, family)
-        frames = np.stack([env.render(), env.step([0.0, 0.0, 0.0, 0.0])])  # the planner's first view (tubelet 0)
+        frames, hand = [env.render()], [env.joints()]  # the planner's first view (tubelet 0)
+        frames.append(env.step([0.0, 0.0, 0.0, 0.0]))
+        hand.append(env.joints())
+        frames = np.stack(frames)
         b = int(demo.extras["subgoal_end"][0])
         target = demo.positions(["rightHand"])[b, 0]
         current = frame_latents(encoder, frames, [len(frames) - 1])[0]
@@ -59,7 +62,7 @@ def main() -> None:
         grip = float(demo.extras["grip"][b])
         for d, (_, _, head, thinker) in models.items():  # as `run_episode` asks at its first step
             told = told_text(env, demo) if head.cfg.told_text else None
-            goals[d], _, place = thinker_goal(head, thinker, demo, frames, current, told, encoder)
+            goals[d], _, place = thinker_goal(head, thinker, demo, frames, current, told, encoder, hand)
             if place is not None:
                 row[f"{d}:place"] = float(np.hypot(*(place[:2] - target[:2])))
                 goals[f"{d}:true place"] = true_place_goal(head, demo, b, current)  # as `plan --mode true-place`

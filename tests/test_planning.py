@@ -697,3 +697,52 @@ def test_a_fine_named_pointer_plans_through_the_cli(tmp_path):
         np.testing.assert_allclose(places[0][1], place, atol=2e-4)
         with pytest.raises(ValueError, match="pass the encoder"):
             thinker_goal(head, thinker, demo, start, z_last)
+
+
+def test_a_proprio_thinker_plans_with_the_hand_it_feels(tmp_path):
+    """A thinker that reads proprioception (`pretrain-thinker --proprio`) gets the env hand's pose at every observed
+    frame from `tkjepa plan`: the place the planner records is the one `thinker_goal` gives for those poses, and
+    another hand gives another place."""
+    import shutil
+
+    from tkjepa.bench import THINKER, load_models
+    from tkjepa.planning import demonstration, episode_seeds, thinker_goal
+    from tkjepa.subgoal import SubgoalConfig, SubgoalHead, save_head
+    from tkjepa.thinker.model import load_thinker
+    from tkjepa.worldmodel import frame_latents
+
+    folder = tmp_path / "planner"
+    shutil.copytree(PLANNER, folder)
+    model, tok = load_thinker(THINKER)
+    model.config.tkjepa_proprio = True                         # the shipped weights, now reading the hand too
+    model.save_pretrained(folder / "thinker")
+    tok.save_pretrained(folder / "thinker")
+    encoder, _ = load_models()
+    cfg = SubgoalConfig.placed(vocab=len(tok), next_id=tok.convert_tokens_to_ids("next"), depth=1)
+    torch.manual_seed(0)
+    head = SubgoalHead(cfg).eval()
+    with torch.no_grad():                                      # no zero-initialised gate hides the thinker
+        for p in head.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    save_head(head, cfg, folder)
+    out = tmp_path / "plan.json"
+    assert cli.main(["plan", "--mode", "thinker", "--episodes", "1", "--max-steps", "2", "--samples", "8", "--topk",
+                     "2", "--iters", "1", "--quiet", "--planner", str(folder), "--out", str(out)]) == 0
+    places = json.loads(out.read_text())["per_episode"][0]["subgoal_places"]
+    thinker = load_thinker(folder / "thinker")
+    demo, env = demonstration(*episode_seeds(2000, 1)[0])
+    start, hand = [env.render()], [env.joints()]
+    start.append(env.step([0.0, 0.0, 0.0, 0.0]))
+    hand.append(env.joints())
+    start = np.stack(start)
+    z_last = frame_latents(encoder, start, [len(start) - 1])[0]
+    higher = [{k: v + np.array([0.0, 0.0, 0.06]) for k, v in h.items()} for h in hand]
+    with torch.no_grad():
+        _, _, place = thinker_goal(head, thinker, demo, start, z_last, hand=hand)
+        _, _, other = thinker_goal(head, thinker, demo, start, z_last, hand=higher)
+        np.testing.assert_allclose(places[0][1], place, atol=2e-4)
+        assert np.abs(other - place).max() > 1e-3
+        with pytest.raises(ValueError, match="proprioception"):
+            thinker_goal(head, thinker, demo, start, z_last)
+        with pytest.raises(ValueError, match="1 hand poses for 2 frames"):
+            thinker_goal(head, thinker, demo, start, z_last, hand=hand[:1])

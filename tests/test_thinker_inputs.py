@@ -111,3 +111,47 @@ def test_labels_cover_only_the_target(tok, episodes):
     n = len(tok("holding nothing . next red bowl <|im_end|>")["input_ids"])
     assert ((lab != -100).sum(1) == n).all()
     assert torch.equal(lab[:, -n:], batch["input_ids"][:, -n:])
+
+
+def test_proprio_text_reads_height_and_aperture_from_the_observed_frames_only(tok):
+    """One "height aperture" pair (whole cm) per clip frame; a dip between two sampled frames is kept; frames past
+    the clip's last are never read; every word is in the vocabulary."""
+    from tkjepa.thinker.inputs import proprio_text
+    from tkjepa.world import WorldConfig
+
+    ep = generate_episode(100, WorldConfig(family="pick_place"))
+    clip = np.linspace(0, 39, 8).round().astype(int)
+    text = proprio_text(ep, clip)
+    assert text.startswith("hand : ")
+    pairs = [p.split() for p in text[len("hand : "):].split(" , ")]
+    z = ep.positions(["rightHand"])[:, 0, 2]
+    assert [float(h) for h, _ in pairs] == [round(100 * float(z[a:b + 1].min())) for a, b in
+                                             zip([0, *(clip[:-1] + 1)], clip)]
+    held = np.asarray(ep.extras["grip"])[clip] > 0.5            # the hand's own aperture: 6 cm open, 2 cm shut
+    assert held.any() and not held.all()
+    assert [float(a) for _, a in pairs] == [2.0 if h else 6.0 for h in held]
+    assert UNK not in tok.convert_ids_to_tokens(tok(text)["input_ids"])
+    # a dip between sampled frames shows; a change after the last one does not
+    k = int(clip[3]) + 1
+    ep.transforms["rightHand"][k, 2, 3] = 0.031
+    ep.transforms["rightHand"][clip[-1] + 1:, 2, 3] = 0.0
+    ep.transforms["rightThumbTip"][clip[-1] + 1:, :3, 3] = 0.0
+    dipped = [p.split() for p in proprio_text(ep, clip)[len("hand : "):].split(" , ")]
+    assert dipped[4][0] == "3.0" and dipped[:4] + dipped[5:] == pairs[:4] + pairs[5:]
+
+
+def test_proprio_prompt_and_its_errors(tok, episodes):
+    from tkjepa.thinker.inputs import encode, proprio_text
+
+    ep = episodes[0]
+    plain, told = build_prompt(ep), build_prompt(ep, CLIP)
+    assert told == f"{plain} {proprio_text(ep, CLIP)} ."
+    on, off = (encode(tok, ep, CLIP, VideoConfig(proprio=p)) for p in (True, False))
+    assert len(on["ids"]) == len(off["ids"]) + 2 + 3 * len(CLIP)   # "hand :", then "h a ," per frame and "."
+    torch.testing.assert_close(on["pixels"], off["pixels"])
+    bare = generate_episode(0)
+    bare.transforms = {}
+    with pytest.raises(ValueError, match="proprioception"):
+        build_prompt(bare, CLIP)
+    with pytest.raises(ValueError, match="non-empty"):
+        proprio_text(ep, [])

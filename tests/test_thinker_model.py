@@ -99,6 +99,34 @@ def test_save_load_round_trip_identical_features(thinker, episodes, tmp_path):
         assert torch.equal(x.old_mask, y.old_mask) and torch.equal(x.new_mask, y.new_mask)
 
 
+def test_a_proprio_thinker_keeps_reading_the_hand_after_a_reload(episodes, tmp_path):
+    """`VideoConfig.proprio` is saved with the checkpoint; the loaded thinker's prompt carries the hand, and its
+    features are a function of it (and the cache keys it)."""
+    from dataclasses import replace
+
+    from tkjepa.thinker.cache import episode_key, weights_digest
+
+    cfg = ThinkerConfig.tiny()
+    cfg.video = replace(cfg.video, proprio=True)
+    model, tok = build_thinker(cfg, seed=0)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    model2, tok2 = load_thinker(tmp_path)
+    assert video_config_of(model2).proprio and not video_config_of(build_thinker(seed=0)[0]).proprio
+    ep = generate_episode(1)                                       # its own copy: the hand is edited below
+    w = weights_digest(model2)
+    key = episode_key(w, [0], ep, CLIP, proprio=True)
+    assert key != episode_key(w, [0], ep, CLIP)
+    a = extract_features(model2, tok2, [ep], [CLIP], max_new_tokens=2)[0]
+    plain = build_inputs(tok2, [ep], [CLIP], replace(cfg.video, proprio=False))["input_ids"].shape[1]
+    assert a.old.shape[1] == plain + 2 + 3 * len(CLIP)           # "hand :" and one "h a ," per clip frame
+    ep.transforms["rightHand"][CLIP[2], 2, 3] += 0.05              # the hand 5 cm higher at one clip frame
+    b = extract_features(model2, tok2, [ep], [CLIP], max_new_tokens=2)[0]
+    assert not torch.equal(a.old, b.old)
+    assert episode_key(w, [0], ep, CLIP, proprio=True) != key
+    assert episode_key(w, [0], ep, CLIP) == episode_key(w, [0], generate_episode(1), CLIP)  # a plain one ignores it
+
+
 def test_load_never_trusts_remote_code_unless_asked(thinker, tmp_path, monkeypatch):
     model, tok = thinker
     model.save_pretrained(tmp_path)
@@ -142,6 +170,22 @@ def test_pretrain_smoke_then_think_json(tmp_path, capsys):
     assert set(row) == {"path", "text", "next_target", "correct", "location_error_m"} and row["path"].endswith("0.hdf5")
     assert row["location_error_m"] is None  # the plain thinker names no place
     assert report["accuracy"] in (0.0, 1.0) and isinstance(row["correct"], bool)
+
+
+def test_pretrain_proprio_writes_a_thinker_that_reads_the_hand(tmp_path):
+    import argparse
+    import json
+
+    from tkjepa.thinker import train
+
+    p = argparse.ArgumentParser()
+    train.add_arguments(p)
+    for flag, out in (("--proprio", tmp_path / "proprio"), (None, tmp_path / "plain")):
+        assert train.run(p.parse_args(["--preset", "smoke", "--out", str(out), *([flag] if flag else [])])) == 0
+    metrics = json.loads((tmp_path / "proprio" / "metrics.json").read_text())
+    assert metrics["command"].endswith("--proprio") and metrics["model_config"]["video"]["proprio"]
+    assert video_config_of(load_thinker(tmp_path / "proprio")[0]).proprio
+    assert not video_config_of(load_thinker(tmp_path / "plain")[0]).proprio
 
 
 def test_thinking_target_from_world_ground_truth():

@@ -326,16 +326,22 @@ def demonstration(seed: int, family: str):
 
 @torch.no_grad()
 def thinker_goal(head, thinker, demo, frames: np.ndarray, z_last: torch.Tensor, told: str | None = None,
-                 encoder=None) -> tuple[torch.Tensor, str, np.ndarray | None]:
+                 encoder=None, hand: list[dict] | None = None) -> tuple[torch.Tensor, str, np.ndarray | None]:
     """Ask the thinker with frames [T, H, W, 3] observed (the instruction and scene from `demo`): its subgoal
     latent z* [N, D] (the head reads its thoughts and z_last [N, D], the latent of the last frame), its words,
     and — for a place-first head — the place z* was drawn from: [x, y, z, grip] (metres; grip 0 open … 1 shut),
     else None. `told`: the words to think instead of generating them (`--mode told`). A head whose pointer reads
-    the fine tokens (`SubgoalConfig.fine`) needs the `encoder` to compute them from the last frame."""
+    the fine tokens (`SubgoalConfig.fine`) needs the `encoder` to compute them from the last frame. `hand`: the
+    hand's joint positions at each observed frame (`TabletopEnv.joints`), for a thinker that reads proprioception
+    (`pretrain-thinker --proprio`)."""
     from tkjepa.subgoal import place_metres, think, word_ids
+    from tkjepa.world.generate import joint_transforms
 
-    seen = Episode(frames=frames, transforms={}, confidences={}, intrinsic=demo.intrinsic, task=demo.task,
-                   instruction=demo.instruction, environment=demo.environment, fps=demo.fps)
+    if hand is not None and len(hand) != len(frames):
+        raise ValueError(f"{len(hand)} hand poses for {len(frames)} frames")
+    seen = Episode(frames=frames, transforms=joint_transforms(hand) if hand else {}, confidences={},
+                   intrinsic=demo.intrinsic, task=demo.task, instruction=demo.instruction,
+                   environment=demo.environment, fps=demo.fps)
     thought, tokens, text = think(*thinker, [seen], [len(frames)], None if told is None else [told])
     zf = None
     if head.cfg.fine:
@@ -367,7 +373,10 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
     when `record`)."""
     demo, env = demonstration(seed, family)
     planner = LatentPlanner(encoder, world_model, cfg.cem, cfg.energy)
-    frames = [env.render(), env.step([0.0, 0.0, 0.0, 0.0])]        # tubelet 0: the start, still
+    frames = [env.render()]
+    hand = [env.joints()]                                            # the hand's pose at each frame
+    frames.append(env.step([0.0, 0.0, 0.0, 0.0]))                   # tubelet 0: the start, still
+    hand.append(env.joints())
     planner.observe(np.stack(frames))
     flat_goal = frame_latents(encoder, demo.frames, [demo.num_frames - 1])[0]
     g = torch.Generator().manual_seed(seed * 7919 + cfg.seed)
@@ -381,7 +390,8 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
     for step in range(cfg.max_steps):
         if cfg.mode in ("thinker", "told") and step % cfg.ask_every == 0:
             goal, text, place = thinker_goal(head, thinker, demo, np.stack(frames), planner.latents[-1],
-                                             told_text(env, demo) if cfg.mode == "told" else None, encoder)
+                                             told_text(env, demo) if cfg.mode == "told" else None, encoder,
+                                             hand)
             texts.append((step, text))
             if place is not None:
                 places.append((step, [round(float(v), 4) for v in place]))
@@ -395,6 +405,7 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
         energies.append(hist[-1]["elite_energy"])
         for _ in range(2):
             frames.append(env.step(env_action(mean[0])))
+            hand.append(env.joints())
             success = success or env.success()
             first_done = first_done or first_subgoal_done(env)
             closest = min(closest, float(np.linalg.norm(env.state.wrist - first_wrist)))

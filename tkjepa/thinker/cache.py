@@ -23,7 +23,8 @@ from safetensors.torch import load_file, save_file
 
 from tkjepa.episode import Episode
 from tkjepa.thinker.inputs import build_prompt
-from tkjepa.thinker.model import MAX_NEW_TOKENS, ThinkerFeatures, default_layers, extract_features
+from tkjepa.thinker.model import (MAX_NEW_TOKENS, ThinkerFeatures, default_layers, extract_features,
+                                  video_config_of)
 
 
 def weights_digest(model) -> str:
@@ -87,16 +88,17 @@ class FeatureCache:
                 os.remove(tmp)
 
 
-def episode_key(weights: str, layers, ep: Episode, frame_indices) -> str:
+def episode_key(weights: str, layers, ep: Episode, frame_indices, proprio: bool = False) -> str:
+    """The key of one episode's clip for a thinker whose prompt carries proprioception (`proprio`) or not."""
     idx = np.asarray(frame_indices)
-    return feature_key(weights, layers, build_prompt(ep), idx, ep.frames[idx])
+    return feature_key(weights, layers, build_prompt(ep, idx if proprio else None), idx, ep.frames[idx])
 
 
 def cached_features(model, tokenizer, cache: FeatureCache, ep: Episode, frame_indices, layers=None,
                     weights: str | None = None, max_new_tokens: int = MAX_NEW_TOKENS) -> ThinkerFeatures:
     """Features of one episode from the cache, computed and stored on a miss."""
     layers = list(layers) if layers is not None else default_layers(model.config.text_config.num_hidden_layers)
-    key = episode_key(weights or weights_digest(model), layers, ep, frame_indices)
+    key = episode_key(weights or weights_digest(model), layers, ep, frame_indices, video_config_of(model).proprio)
     hit = cache.get(key)
     if hit is not None:
         return hit
@@ -119,7 +121,7 @@ def extract_dataset(paths, model, tokenizer, cache: FeatureCache, layers=None, b
     if load is None:
         from tkjepa.egodex import load_episode as load  # noqa: PLC0415
     layers = list(layers) if layers is not None else default_layers(model.config.text_config.num_hidden_layers)
-    weights = weights_digest(model)
+    weights, proprio = weights_digest(model), video_config_of(model).proprio
     keys, todo = [], []
     bar = tqdm(total=len(paths), desc="thinker features", unit="ep", disable=not progress)
 
@@ -134,7 +136,7 @@ def extract_dataset(paths, model, tokenizer, cache: FeatureCache, layers=None, b
     for p in paths:
         ep = p if isinstance(p, Episode) else load(p)
         idx, _ = thinker_indices(ep)
-        key = episode_key(weights, layers, ep, idx)
+        key = episode_key(weights, layers, ep, idx, proprio)
         keys.append(key)
         if key in cache:
             bar.update()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tkjepa.episode import Episode
+from tkjepa.episode import WRIST, Episode
 from tkjepa.thinker.tokenizer import normalize_text
 
 TEXT, IMAGE, VIDEO = 0, 1, 2  # mm_token_type_ids values (transformers 5 requires them)
@@ -32,6 +32,7 @@ class VideoConfig:
     merge: int = 2               # spatial merge: merge×merge patches -> one LLM token (Qwen3-VL: 2)
     mean: float = 0.5            # pixel normalisation, (x/255 - mean)/std, Qwen3-VL's image_mean/std
     std: float = 0.5
+    proprio: bool = False        # the prompt also carries the hand's proprioception over the clip (`proprio_text`)
 
     @classmethod
     def tiny(cls) -> VideoConfig:
@@ -42,11 +43,42 @@ class VideoConfig:
         return (g // self.merge) ** 2
 
 
-def build_prompt(ep: Episode) -> str:
-    """The paper's "Describe this video." populated with the clip's metadata, normalised to the vocabulary."""
+def build_prompt(ep: Episode, proprio_indices=None) -> str:
+    """The paper's "Describe this video." populated with the clip's metadata, normalised to the vocabulary;
+    with `proprio_indices` (the clip's frame indices) also the hand's proprioception over them (`proprio_text`)."""
     task = ep.task.replace("_", " ")
-    return normalize_text(f"describe this video. task {task}. scene {ep.environment}. "
-                          f"instruction {ep.instruction}.")
+    text = f"describe this video. task {task}. scene {ep.environment}. instruction {ep.instruction}."
+    if proprio_indices is not None:
+        text += f" {proprio_text(ep, proprio_indices)} ."
+    return normalize_text(text)
+
+
+PROPRIO_JOINTS = (WRIST, "rightThumbTip", "rightIndexFingerTip")
+
+
+def proprio_text(ep: Episode, frame_indices) -> str:
+    """The hand's proprioception over a clip, read from the joint transforms of the frames up to the clip's last.
+
+    One "height aperture" pair per clip frame k, in whole centimetres (the vocabulary's numbers, clipped to
+    0 … 30): the lowest wrist height (world z) over the frames since clip frame k−1 — so a brief dip to touch
+    or grasp between two sampled frames is not lost — and the thumb-to-index aperture at frame k (the tabletop
+    hand: 6 open, 2 shut). Example: "hand : 17.0 6.0 , 7.0 6.0 , 9.0 2.0". No frame after the clip's last is read.
+    A planner's thinker cannot tell the phase of a task from the clock (it is asked at any moment), and the tiny
+    one cannot see a grasp in 2×2 visual tokens; what its own hand did, a robot always knows.
+    """
+    idx = np.asarray(frame_indices, np.int64)
+    if idx.ndim != 1 or len(idx) == 0 or idx.min() < 0:
+        raise ValueError(f"frame indices must be a non-empty 1-D list of frames, got {frame_indices!r}")
+    missing = [j for j in PROPRIO_JOINTS if j not in ep.transforms]
+    if missing:
+        raise ValueError(f"{ep.path or 'episode'}: the thinker reads proprioception and needs the transforms of "
+                         f"{missing}; this episode has {sorted(ep.transforms)}")
+    pos = np.stack([ep.transforms[j][:idx.max() + 1, :3, 3] for j in PROPRIO_JOINTS], axis=1)  # [t, 3, 3]
+    z, aperture = pos[:, 0, 2], np.linalg.norm(pos[:, 1] - pos[:, 2], axis=-1)
+    starts = np.concatenate([[0], idx[:-1] + 1])
+    cm = lambda v: f"{np.clip(np.round(100 * v), 0, 30):.1f}"  # noqa: E731
+    pairs = [f"{cm(z[min(a, b):b + 1].min())} {cm(aperture[b])}" for a, b in zip(starts, idx)]
+    return "hand : " + " , ".join(pairs)
 
 
 def pack_video(frames: np.ndarray, cfg: VideoConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +127,8 @@ def encode(tokenizer, ep: Episode, frame_indices, cfg: VideoConfig, target: str 
     indices to write the timestamps from instead of `frame_indices` (training augmentation: a thinker that
     must not read the phase of a task off the clock)."""
     stamps = frame_indices if stamps is None else stamps
-    ids = tokenizer(chat_text(build_prompt(ep), video_layout(stamps, ep.fps, cfg)))["input_ids"]
+    prompt = build_prompt(ep, frame_indices if cfg.proprio else None)
+    ids = tokenizer(chat_text(prompt, video_layout(stamps, ep.fps, cfg)))["input_ids"]
     tgt = tokenizer(normalize_text(target) + " <|im_end|>")["input_ids"] if target is not None else []
     pixels, grid = pack_video(ep.frames[np.asarray(frame_indices)], cfg)
     return {"ids": ids, "target": tgt, "pixels": pixels, "grid": grid}

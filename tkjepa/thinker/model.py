@@ -70,6 +70,7 @@ class ThinkerConfig:
             tie_word_embeddings=True,
         )
         config.tkjepa_frame_size = v.size  # saved in config.json, so a loaded thinker packs frames the same way
+        config.tkjepa_proprio = v.proprio  # … and builds its prompt the same way
         return config
 
 
@@ -131,7 +132,7 @@ def video_config_of(model) -> VideoConfig:
     vc = model.config.vision_config
     size = getattr(model.config, "tkjepa_frame_size", 64)
     return VideoConfig(size=size, patch=vc.patch_size, temporal_patch=vc.temporal_patch_size,
-                       merge=vc.spatial_merge_size)
+                       merge=vc.spatial_merge_size, proprio=bool(getattr(model.config, "tkjepa_proprio", False)))
 
 
 @torch.no_grad()

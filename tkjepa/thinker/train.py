@@ -162,6 +162,10 @@ def add_arguments(p) -> None:
     p.add_argument("--anytime", default=None, choices=ANYTIME,
                    help="learn to speak at every moment of an episode (the planner's thinker), not only at the "
                         "forecast start: moments uniform in time, or phase-balanced with uninformative timestamps")
+    p.add_argument("--proprio", action="store_true",
+                   help="the prompt also carries the hand's proprioception over the clip (wrist height and grip "
+                        "aperture per clip frame, `tkjepa.thinker.inputs.proprio_text`): a planner's thinker, "
+                        "which must tell the phase of a task at any moment")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: one thread makes the checkpoint bit-for-bit reproducible)")
 
@@ -177,6 +181,8 @@ def run(args) -> int:
     model_cfg = ThinkerConfig.tiny()
     if args.vision_patch is not None:
         model_cfg.video = replace(model_cfg.video, patch=args.vision_patch)
+    if args.proprio:
+        model_cfg.video = replace(model_cfg.video, proprio=True)
     model, tokenizer, history = pretrain(cfg, model_cfg)
     train_s = time.perf_counter() - t0
     acc = evaluate(model, tokenizer, cfg.eval_episodes)
@@ -188,7 +194,7 @@ def run(args) -> int:
         "command": f"tkjepa pretrain-thinker --preset {args.preset} --out {args.out}"
                    + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in ("steps", "episodes", "seed",
                              "vision_patch", "ground_cm") if getattr(args, k) is not None)
-                   + (f" --anytime {cfg.anytime}" if cfg.anytime else "")
+                   + (f" --anytime {cfg.anytime}" if cfg.anytime else "") + (" --proprio" if args.proprio else "")
                    + (f" --threads {args.threads}" if args.threads != 1 else ""),
         "accuracy": acc["overall"], "per_family": acc["per_family"], "eval_episodes": acc["n"],
         "exact": acc["exact"],

@@ -44,6 +44,16 @@ def episode_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
+def joint_transforms(joints: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-frame joint positions ({name: [3]} per frame, as `TabletopEnv.joints`) -> EgoDex transforms
+    {name: [T, 4, 4]}: the hand is tracked by position, its orientation world-aligned."""
+    T = len(joints)
+    transforms = {n: np.repeat(np.eye(4, dtype=np.float32)[None], T, axis=0) for n in joints[0]}
+    for n, m in transforms.items():
+        m[:, :3, 3] = np.stack([j[n] for j in joints])
+    return transforms
+
+
 def generate_episode(seed: int, cfg: WorldConfig | None = None, max_attempts: int = 20) -> Episode:
     """Run the expert on a sampled scene and task; frames [T, S, S, 3], poses for every frame.
 
@@ -109,9 +119,7 @@ def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
     actions.append(np.array([0.0, 0.0, 0.0, grip[-1]]))
 
     names = list(joints[0])
-    transforms = {n: np.repeat(np.eye(4, dtype=np.float32)[None], T, axis=0) for n in names}
-    for n in names:  # joints are tracked by position; orientation is world-aligned
-        transforms[n][:, :3, 3] = np.stack([j[n] for j in joints])
+    transforms = joint_transforms(joints)
     transforms["camera"] = np.repeat(env.camera.pose.astype(np.float32)[None], T, axis=0)
     scene = ", ".join(f"a {o.name}" for o in objects)
     extras = {
