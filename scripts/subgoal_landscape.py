@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tkjepa.planning import (PLANNER, demonstration, energy, episode_seeds, grid_latents, load_planner,
+from tkjepa.planning import (PLANNER, demonstration, energy, episode_seeds, felt, grid_latents, load_planner,
                              thinker_goal, told_text, true_place_goal)
 from tkjepa.worldmodel import WORKSPACE, frame_latents
 
@@ -50,9 +50,9 @@ def main() -> None:
     rows = []
     for seed, family in episode_seeds(args.world_seed, args.episodes):
         demo, env = demonstration(seed, family)
-        frames, hand = [env.render()], [env.joints()]  # the planner's first view (tubelet 0)
+        frames, hand = [env.render()], [felt(env)]  # the planner's first view (tubelet 0)
         frames.append(env.step([0.0, 0.0, 0.0, 0.0]))
-        hand.append(env.joints())
+        hand.append(felt(env))
         frames = np.stack(frames)
         b = int(demo.extras["subgoal_end"][0])
         target = demo.positions(["rightHand"])[b, 0]

@@ -666,13 +666,16 @@ def test_true_place_mode_draws_the_hand_at_the_oracle_boundary(tmp_path):
 
 
 @needs_planner
-def test_a_fine_named_pointer_plans_through_the_cli(tmp_path):
+@pytest.mark.parametrize("told", [False, True])
+def test_a_fine_named_pointer_plans_through_the_cli(tmp_path, told):
     """`tkjepa plan --mode thinker` with a place-first head that points over the fine tokens: the planner hands
-    the encoder to `thinker_goal`, and the place it records is the head's place for the planner's first view."""
+    the encoder to `thinker_goal`, and the place it records is the head's place for the planner's first view.
+    A named pointer reads only the object the words name, so one trained on the true words (`--told-text`) plans
+    with the thinker's words too."""
     import shutil
 
     from tkjepa.bench import load_models
-    from tkjepa.planning import demonstration, episode_seeds, thinker_goal
+    from tkjepa.planning import demonstration, episode_seeds, felt, thinker_goal
     from tkjepa.subgoal import SubgoalConfig, SubgoalHead, save_head
     from tkjepa.worldmodel import frame_latents
 
@@ -680,7 +683,7 @@ def test_a_fine_named_pointer_plans_through_the_cli(tmp_path):
     folder = tmp_path / "planner"
     shutil.copytree(PLANNER, folder)
     cfg = SubgoalConfig.placed(fine=True, name_words=2, named_pointer=True, vocab=len(thinker[1]),
-                               next_id=thinker[1].convert_tokens_to_ids("next"), depth=1)
+                               next_id=thinker[1].convert_tokens_to_ids("next"), depth=1, told_text=told)
     torch.manual_seed(0)
     head = SubgoalHead(cfg).eval()
     save_head(head, cfg, folder)
@@ -706,7 +709,7 @@ def test_a_proprio_thinker_plans_with_the_hand_it_feels(tmp_path):
     import shutil
 
     from tkjepa.bench import THINKER, load_models
-    from tkjepa.planning import demonstration, episode_seeds, thinker_goal
+    from tkjepa.planning import demonstration, episode_seeds, felt, thinker_goal
     from tkjepa.subgoal import SubgoalConfig, SubgoalHead, save_head
     from tkjepa.thinker.model import load_thinker
     from tkjepa.worldmodel import frame_latents
@@ -731,17 +734,20 @@ def test_a_proprio_thinker_plans_with_the_hand_it_feels(tmp_path):
     places = json.loads(out.read_text())["per_episode"][0]["subgoal_places"]
     thinker = load_thinker(folder / "thinker")
     demo, env = demonstration(*episode_seeds(2000, 1)[0])
-    start, hand = [env.render()], [env.joints()]
+    start, hand = [env.render()], [felt(env)]
     start.append(env.step([0.0, 0.0, 0.0, 0.0]))
-    hand.append(env.joints())
+    hand.append(felt(env))
+    assert hand[-1]["held"] == -1 and hand[-1]["touches"] == 0
     start = np.stack(start)
     z_last = frame_latents(encoder, start, [len(start) - 1])[0]
-    higher = [{k: v + np.array([0.0, 0.0, 0.06]) for k, v in h.items()} for h in hand]
+    higher = [{**h, "joints": {k: v + np.array([0.0, 0.0, 0.06]) for k, v in h["joints"].items()}} for h in hand]
+    touched = [h if i == 0 else {**h, "touches": 1} for i, h in enumerate(hand)]
     with torch.no_grad():
         _, _, place = thinker_goal(head, thinker, demo, start, z_last, hand=hand)
         _, _, other = thinker_goal(head, thinker, demo, start, z_last, hand=higher)
+        _, _, after = thinker_goal(head, thinker, demo, start, z_last, hand=touched)
         np.testing.assert_allclose(places[0][1], place, atol=2e-4)
-        assert np.abs(other - place).max() > 1e-3
+        assert np.abs(other - place).max() > 1e-3 and np.abs(after - place).max() > 1e-3
         with pytest.raises(ValueError, match="proprioception"):
             thinker_goal(head, thinker, demo, start, z_last)
         with pytest.raises(ValueError, match="1 hand poses for 2 frames"):

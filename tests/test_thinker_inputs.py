@@ -113,9 +113,9 @@ def test_labels_cover_only_the_target(tok, episodes):
     assert torch.equal(lab[:, -n:], batch["input_ids"][:, -n:])
 
 
-def test_proprio_text_reads_height_and_aperture_from_the_observed_frames_only(tok):
-    """One "height aperture" pair (whole cm) per clip frame; a dip between two sampled frames is kept; frames past
-    the clip's last are never read; every word is in the vocabulary."""
+def test_proprio_text_reads_height_aperture_and_contacts_from_the_observed_frames_only(tok):
+    """One "height aperture contacts" triple per clip frame (whole cm, contacts felt so far); a dip between two
+    sampled frames is kept; frames past the clip's last are never read; every word is in the vocabulary."""
     from tkjepa.thinker.inputs import proprio_text
     from tkjepa.world import WorldConfig
 
@@ -123,21 +123,44 @@ def test_proprio_text_reads_height_and_aperture_from_the_observed_frames_only(to
     clip = np.linspace(0, 39, 8).round().astype(int)
     text = proprio_text(ep, clip)
     assert text.startswith("hand : ")
-    pairs = [p.split() for p in text[len("hand : "):].split(" , ")]
+    triples = [p.split() for p in text[len("hand : "):].split(" , ")]
     z = ep.positions(["rightHand"])[:, 0, 2]
-    assert [float(h) for h, _ in pairs] == [round(100 * float(z[a:b + 1].min())) for a, b in
-                                             zip([0, *(clip[:-1] + 1)], clip)]
-    held = np.asarray(ep.extras["grip"])[clip] > 0.5            # the hand's own aperture: 6 cm open, 2 cm shut
-    assert held.any() and not held.all()
-    assert [float(a) for _, a in pairs] == [2.0 if h else 6.0 for h in held]
+    assert [float(h) for h, _, _ in triples] == [round(100 * float(z[a:b + 1].min())) for a, b in
+                                                  zip([0, *(clip[:-1] + 1)], clip)]
+    shut = np.asarray(ep.extras["grip"])[clip] > 0.5            # the hand's own aperture: 6 cm open, 2 cm shut
+    assert shut.any() and not shut.all()
+    assert [float(a) for _, a, _ in triples] == [2.0 if h else 6.0 for h in shut]
+    grasped = np.asarray(ep.extras["held"])[clip] >= 0          # pick_place: one contact, the grasp, then held
+    assert grasped.any() and not grasped.all()
+    assert [float(c) for _, _, c in triples] == [1.0 if g else 0.0 for g in grasped]
     assert UNK not in tok.convert_ids_to_tokens(tok(text)["input_ids"])
     # a dip between sampled frames shows; a change after the last one does not
     k = int(clip[3]) + 1
     ep.transforms["rightHand"][k, 2, 3] = 0.031
     ep.transforms["rightHand"][clip[-1] + 1:, 2, 3] = 0.0
     ep.transforms["rightThumbTip"][clip[-1] + 1:, :3, 3] = 0.0
+    ep.extras["touches"][clip[-1] + 1:] = 9
     dipped = [p.split() for p in proprio_text(ep, clip)[len("hand : "):].split(" , ")]
-    assert dipped[4][0] == "3.0" and dipped[:4] + dipped[5:] == pairs[:4] + pairs[5:]
+    assert dipped[4][0] == "3.0" and dipped[:4] + dipped[5:] == triples[:4] + triples[5:]
+
+
+def test_contacts_felt_count_grasps_and_touches():
+    """A touch sequence's hand feels one contact per object touched, when the env records it; a grasp counts once
+    while held, and again after a release and a new grasp."""
+    from tkjepa.thinker.inputs import contacts_felt, proprio_text
+    from tkjepa.world import WorldConfig
+
+    ep = generate_episode(101, WorldConfig(family="touch_sequence"))
+    felt = contacts_felt(ep.extras["held"], ep.extras["touches"])
+    ends = np.asarray(ep.extras["subgoal_end"])
+    assert felt[0] == 0 and felt[-1] == len(ends) and (np.diff(felt) >= 0).all()
+    assert [int(felt[e]) for e in ends] == list(range(1, len(ends) + 1))   # each touch felt by its boundary
+    last = proprio_text(ep, [ep.num_frames - 1]).split()[-1]
+    assert last == f"{len(ends)}.0"
+    np.testing.assert_array_equal(contacts_felt([-1, 2, 2, -1, -1, 0, 0], [0, 0, 0, 0, 1, 1, 1]),
+                                  [0, 1, 1, 1, 2, 3, 3])
+    with pytest.raises(ValueError, match="two \\[T\\] arrays"):
+        contacts_felt([-1, 0], [0])
 
 
 def test_proprio_prompt_and_its_errors(tok, episodes):
@@ -147,11 +170,15 @@ def test_proprio_prompt_and_its_errors(tok, episodes):
     plain, told = build_prompt(ep), build_prompt(ep, CLIP)
     assert told == f"{plain} {proprio_text(ep, CLIP)} ."
     on, off = (encode(tok, ep, CLIP, VideoConfig(proprio=p)) for p in (True, False))
-    assert len(on["ids"]) == len(off["ids"]) + 2 + 3 * len(CLIP)   # "hand :", then "h a ," per frame and "."
+    assert len(on["ids"]) == len(off["ids"]) + 2 + 4 * len(CLIP)   # "hand :", then "h a c ," per frame and "."
     torch.testing.assert_close(on["pixels"], off["pixels"])
     bare = generate_episode(0)
     bare.transforms = {}
     with pytest.raises(ValueError, match="proprioception"):
         build_prompt(bare, CLIP)
+    unfelt = generate_episode(0)
+    del unfelt.extras["touches"]                                # an episode written before the touch record
+    with pytest.raises(ValueError, match="'touches'"):
+        build_prompt(unfelt, CLIP)
     with pytest.raises(ValueError, match="non-empty"):
         proprio_text(ep, [])

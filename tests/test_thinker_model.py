@@ -119,7 +119,7 @@ def test_a_proprio_thinker_keeps_reading_the_hand_after_a_reload(episodes, tmp_p
     assert key != episode_key(w, [0], ep, CLIP)
     a = extract_features(model2, tok2, [ep], [CLIP], max_new_tokens=2)[0]
     plain = build_inputs(tok2, [ep], [CLIP], replace(cfg.video, proprio=False))["input_ids"].shape[1]
-    assert a.old.shape[1] == plain + 2 + 3 * len(CLIP)           # "hand :" and one "h a ," per clip frame
+    assert a.old.shape[1] == plain + 2 + 4 * len(CLIP)           # "hand :" and one "h a c ," per clip frame
     ep.transforms["rightHand"][CLIP[2], 2, 3] += 0.05              # the hand 5 cm higher at one clip frame
     b = extract_features(model2, tok2, [ep], [CLIP], max_new_tokens=2)[0]
     assert not torch.equal(a.old, b.old)

@@ -23,7 +23,8 @@ Sources of goal latents (`MODES`):
 - `told` (a diagnostic: a thinker that never errs in words): as `thinker`, but the thinker is told the true
   text from the env's state (`told_text`) instead of generating it; needs a head trained on told texts
   (`tkjepa train-planner --told-text`). thinker < told says better words would help; told ≈ thinker says the
-  subgoal head or the planner is the limit.
+  subgoal head or the planner is the limit. A named pointer (`--named-pointer`) reads only the object the
+  words name, so one trained on told texts also plans in `thinker` mode, with the thinker's words.
 - `true-place` (a diagnostic for a place-first head, `tkjepa train-planner --place-head`): z* is the head's
   decoder's drawing of the scene with the hand at the *true* place of the oracle's boundary (its wrist and
   grip in the demonstration). Against `oracle`, it tells whether the decoder's goals plan as well as the true
@@ -324,6 +325,12 @@ def demonstration(seed: int, family: str):
     return demo, env
 
 
+def felt(env: TabletopEnv) -> dict:
+    """The hand's proprioception now, as a thinker reads it (`thinker.inputs.proprio_text`): its joint positions,
+    the object it holds (−1: none) and how many objects it has touched."""
+    return {"joints": env.joints(), "held": int(env.state.held), "touches": len(env.state.touched)}
+
+
 @torch.no_grad()
 def thinker_goal(head, thinker, demo, frames: np.ndarray, z_last: torch.Tensor, told: str | None = None,
                  encoder=None, hand: list[dict] | None = None) -> tuple[torch.Tensor, str, np.ndarray | None]:
@@ -331,17 +338,20 @@ def thinker_goal(head, thinker, demo, frames: np.ndarray, z_last: torch.Tensor, 
     latent z* [N, D] (the head reads its thoughts and z_last [N, D], the latent of the last frame), its words,
     and — for a place-first head — the place z* was drawn from: [x, y, z, grip] (metres; grip 0 open … 1 shut),
     else None. `told`: the words to think instead of generating them (`--mode told`). A head whose pointer reads
-    the fine tokens (`SubgoalConfig.fine`) needs the `encoder` to compute them from the last frame. `hand`: the
-    hand's joint positions at each observed frame (`TabletopEnv.joints`), for a thinker that reads proprioception
-    (`pretrain-thinker --proprio`)."""
+    the fine tokens (`SubgoalConfig.fine`) needs the `encoder` to compute them from the last frame. `hand`: what
+    the hand felt at each observed frame (`felt(env)`: joint positions, held object, touches so far), for a
+    thinker that reads proprioception (`pretrain-thinker --proprio`)."""
     from tkjepa.subgoal import place_metres, think, word_ids
     from tkjepa.world.generate import joint_transforms
 
     if hand is not None and len(hand) != len(frames):
         raise ValueError(f"{len(hand)} hand poses for {len(frames)} frames")
-    seen = Episode(frames=frames, transforms=joint_transforms(hand) if hand else {}, confidences={},
-                   intrinsic=demo.intrinsic, task=demo.task, instruction=demo.instruction,
-                   environment=demo.environment, fps=demo.fps)
+    transforms, extras = {}, {}
+    if hand:
+        transforms = joint_transforms([h["joints"] for h in hand])
+        extras = {k: np.array([h[k] for h in hand], np.int64) for k in ("held", "touches")}
+    seen = Episode(frames=frames, transforms=transforms, confidences={}, intrinsic=demo.intrinsic, task=demo.task,
+                   instruction=demo.instruction, environment=demo.environment, fps=demo.fps, extras=extras)
     thought, tokens, text = think(*thinker, [seen], [len(frames)], None if told is None else [told])
     zf = None
     if head.cfg.fine:
@@ -374,9 +384,9 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
     demo, env = demonstration(seed, family)
     planner = LatentPlanner(encoder, world_model, cfg.cem, cfg.energy)
     frames = [env.render()]
-    hand = [env.joints()]                                            # the hand's pose at each frame
+    hand = [felt(env)]                                               # what the hand felt at each frame
     frames.append(env.step([0.0, 0.0, 0.0, 0.0]))                   # tubelet 0: the start, still
-    hand.append(env.joints())
+    hand.append(felt(env))
     planner.observe(np.stack(frames))
     flat_goal = frame_latents(encoder, demo.frames, [demo.num_frames - 1])[0]
     g = torch.Generator().manual_seed(seed * 7919 + cfg.seed)
@@ -405,7 +415,7 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
         energies.append(hist[-1]["elite_energy"])
         for _ in range(2):
             frames.append(env.step(env_action(mean[0])))
-            hand.append(env.joints())
+            hand.append(felt(env))
             success = success or env.success()
             first_done = first_done or first_subgoal_done(env)
             closest = min(closest, float(np.linalg.norm(env.state.wrist - first_wrist)))
@@ -520,9 +530,13 @@ def run(args) -> int:
     if args.mode == "true-place" and not models[2].cfg.place:
         raise SystemExit(f"tkjepa plan: --mode true-place needs a place-first subgoal head; the one in {args.planner} "
                          "is not (`tkjepa train-planner --place-head`)")
-    if args.mode in ("thinker", "told") and models[2].cfg.told_text != (args.mode == "told"):
+    head_cfg = models[2].cfg if models[2] is not None else None
+    # A named pointer reads only the latent and the object the words name: trained on the true words (teacher
+    # forcing), it takes the thinker's as well. A head that reads the thinker's states needs its own states.
+    if (args.mode == "thinker" and head_cfg.told_text and not head_cfg.named_pointer) or (
+            args.mode == "told" and not head_cfg.told_text):
         raise SystemExit(f"tkjepa plan: the subgoal head in {args.planner} was trained "
-                         + ("on told texts: use --mode told" if models[2].cfg.told_text else
+                         + ("on told texts: use --mode told" if head_cfg.told_text else
                             "on the thinker's own texts; --mode told needs one trained with "
                             "`tkjepa train-planner --told-text`"))
     if cem_cfg.horizon > models[1].config.future_tubelets:

@@ -338,7 +338,9 @@ def add_arguments(p) -> None:
                    help="thinker checkpoint for the subgoal head (default: the shipped forecasting thinker); "
                         "another one is copied into OUT/thinker, where `tkjepa plan` finds it")
     p.add_argument("--told-text", action="store_true",
-                   help="diagnostic: train the subgoal head on the thinker told the true text (for `plan --mode told`)")
+                   help="train the subgoal head on the thinker told the true text: a diagnostic for `plan --mode "
+                        "told`; with --named-pointer, which reads only the object named, also a head for "
+                        "`plan --mode thinker` (trained on the true words, given the thinker's)")
     p.add_argument("--place-head", action="store_true",
                    help="experimental: a subgoal head that first points at where the hand goes, then draws z* there "
                         "(`subgoal.SubgoalConfig.placed`: 2000 demonstrations, 3000 steps by default)")

@@ -56,29 +56,48 @@ def build_prompt(ep: Episode, proprio_indices=None) -> str:
 PROPRIO_JOINTS = (WRIST, "rightThumbTip", "rightIndexFingerTip")
 
 
-def proprio_text(ep: Episode, frame_indices) -> str:
-    """The hand's proprioception over a clip, read from the joint transforms of the frames up to the clip's last.
+def contacts_felt(held, touches) -> np.ndarray:
+    """[T] how many contacts the hand has felt by each frame: grasps (`held` [T] going from −1 to an object)
+    plus touches (`touches` [T], the env's running count). A gripper knows when it closes on something and a
+    fingertip when it meets a surface; which object it was, only the eyes can tell."""
+    held, touches = np.asarray(held, np.int64), np.asarray(touches, np.int64)
+    if held.shape != touches.shape or held.ndim != 1:
+        raise ValueError(f"held and touches must be two [T] arrays, got {held.shape} and {touches.shape}")
+    grasps = (held >= 0) & (np.concatenate([[-1], held[:-1]]) < 0)   # a grasp starts at this frame
+    return np.cumsum(grasps) + touches
 
-    One "height aperture" pair per clip frame k, in whole centimetres (the vocabulary's numbers, clipped to
-    0 … 30): the lowest wrist height (world z) over the frames since clip frame k−1 — so a brief dip to touch
-    or grasp between two sampled frames is not lost — and the thumb-to-index aperture at frame k (the tabletop
-    hand: 6 open, 2 shut). Example: "hand : 17.0 6.0 , 7.0 6.0 , 9.0 2.0". No frame after the clip's last is read.
+
+def proprio_text(ep: Episode, frame_indices) -> str:
+    """The hand's proprioception over a clip, read from the frames up to the clip's last.
+
+    One "height aperture contacts" triple per clip frame k, in the vocabulary's numbers: the lowest wrist height
+    (world z, whole cm clipped to 0 … 30) over the frames since clip frame k−1 — so a brief dip to touch or
+    grasp between two sampled frames is not lost — the thumb-to-index aperture at frame k (cm; the tabletop
+    hand: 6 open, 2 shut), and the contacts felt by frame k (`contacts_felt`: grasps and touches so far).
+    Example: "hand : 17.0 6.0 0.0 , 7.0 6.0 1.0 , 9.0 2.0 1.0". No frame after the clip's last is read.
     A planner's thinker cannot tell the phase of a task from the clock (it is asked at any moment), and the tiny
-    one cannot see a grasp in 2×2 visual tokens; what its own hand did, a robot always knows.
+    one cannot see a grasp in 2×2 visual tokens; what its own hand did and felt, a robot always knows. Height
+    and aperture alone are not enough: a planner's hand dips and closes on nothing, which a demonstration's
+    never does. The joint transforms and `extras["held"]`, `extras["touches"]` (the tabletop's record,
+    `tkjepa generate`) are read.
     """
     idx = np.asarray(frame_indices, np.int64)
     if idx.ndim != 1 or len(idx) == 0 or idx.min() < 0:
         raise ValueError(f"frame indices must be a non-empty 1-D list of frames, got {frame_indices!r}")
     missing = [j for j in PROPRIO_JOINTS if j not in ep.transforms]
+    missing += [f"extras[{k!r}]" for k in ("held", "touches") if k not in ep.extras]
     if missing:
-        raise ValueError(f"{ep.path or 'episode'}: the thinker reads proprioception and needs the transforms of "
-                         f"{missing}; this episode has {sorted(ep.transforms)}")
+        raise ValueError(f"{ep.path or 'episode'}: the thinker reads proprioception and needs {missing}; this "
+                         f"episode has the transforms {sorted(ep.transforms)} and extras {sorted(ep.extras)} "
+                         "(tabletop episodes from `tkjepa generate` carry them all)")
     pos = np.stack([ep.transforms[j][:idx.max() + 1, :3, 3] for j in PROPRIO_JOINTS], axis=1)  # [t, 3, 3]
     z, aperture = pos[:, 0, 2], np.linalg.norm(pos[:, 1] - pos[:, 2], axis=-1)
+    felt = contacts_felt(ep.extras["held"][:idx.max() + 1], ep.extras["touches"][:idx.max() + 1])
     starts = np.concatenate([[0], idx[:-1] + 1])
-    cm = lambda v: f"{np.clip(np.round(100 * v), 0, 30):.1f}"  # noqa: E731
-    pairs = [f"{cm(z[min(a, b):b + 1].min())} {cm(aperture[b])}" for a, b in zip(starts, idx)]
-    return "hand : " + " , ".join(pairs)
+    num = lambda v: f"{np.clip(np.round(v), 0, 30):.1f}"  # noqa: E731
+    triples = [f"{num(100 * z[min(a, b):b + 1].min())} {num(100 * aperture[b])} {num(felt[b])}"
+               for a, b in zip(starts, idx)]
+    return "hand : " + " , ".join(triples)
 
 
 def pack_video(frames: np.ndarray, cfg: VideoConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -105,7 +105,7 @@ def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
 
     joints = [env.joints()]
     obj_pos = [np.stack([o.position for o in objects])]
-    grip, held, actions = [env.state.grip], [env.state.held], []
+    grip, held, touches, actions = [env.state.grip], [env.state.held], [len(env.state.touched)], []
     drift = np.zeros(3)
     for t in range(T - 1):
         drift = 0.7 * drift + rng.normal(0.0, cfg.noise, 3)  # smooth tracking noise, not white jitter
@@ -116,6 +116,7 @@ def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
         obj_pos.append(np.stack([o.position for o in objects]))
         grip.append(env.state.grip)
         held.append(env.state.held)
+        touches.append(len(env.state.touched))
     actions.append(np.array([0.0, 0.0, 0.0, grip[-1]]))
 
     names = list(joints[0])
@@ -128,6 +129,7 @@ def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
         "object_names": [o.name for o in objects],
         "grip": np.array(grip, np.float32),
         "held": np.array(held, np.int64),
+        "touches": np.array(touches, np.int64),  # objects touched so far (the env's count, repeats apart)
         "subgoal_kinds": [k for k, _ in task.subgoals],
         "subgoal_objects": np.array([i for _, i in task.subgoals], np.int64),
         "subgoal_start": start.astype(np.int64),
