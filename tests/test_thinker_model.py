@@ -180,10 +180,11 @@ def test_pretrain_proprio_writes_a_thinker_that_reads_the_hand(tmp_path):
 
     p = argparse.ArgumentParser()
     train.add_arguments(p)
-    for flag, out in (("--proprio", tmp_path / "proprio"), (None, tmp_path / "plain")):
-        assert train.run(p.parse_args(["--preset", "smoke", "--out", str(out), *([flag] if flag else [])])) == 0
+    for flags, out in ((["--proprio", "--fumbles", "2"], tmp_path / "proprio"), ([], tmp_path / "plain")):
+        assert train.run(p.parse_args(["--preset", "smoke", "--out", str(out), *flags])) == 0
     metrics = json.loads((tmp_path / "proprio" / "metrics.json").read_text())
-    assert metrics["command"].endswith("--proprio") and metrics["model_config"]["video"]["proprio"]
+    assert metrics["command"].endswith("--fumbles 2 --proprio") and metrics["model_config"]["video"]["proprio"]
+    assert metrics["train_config"]["fumbles"] == 2
     assert video_config_of(load_thinker(tmp_path / "proprio")[0]).proprio
     assert not video_config_of(load_thinker(tmp_path / "plain")[0]).proprio
 

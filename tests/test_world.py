@@ -131,14 +131,16 @@ def test_grasp_carry_and_drop_into_bowl():
     _move_to(env, g + [0, 0, 0.1], 0.0)
     _move_to(env, g, 0.0)
     assert env.state.held == -1 and np.allclose(obj.position, env.clone_state().objects[obj_i].position)
+    assert env.progress() == 0                                    # the grasp is next
     _move_to(env, g, 1.0, steps=4)
-    assert env.state.held == obj_i
+    assert env.state.held == obj_i and env.progress() == 1        # then the place
     above = bowl.position + [0, 0, 0.1] - hand.GRASP_OFFSET
     _move_to(env, above, 1.0)
     assert np.linalg.norm(obj.center - hand.grasp_point(env.state.wrist)) < 1e-6  # carried
     assert not env.success()
     _move_to(env, above, 0.0, steps=10)
     assert env.state.held == -1 and env.in_bowl(obj_i, bowl_i) and env.success()
+    assert env.progress() == 1                                    # released, but done: still the last
 
 
 def test_descending_on_an_object_does_not_push_it():
@@ -166,12 +168,46 @@ def test_open_hand_pushes_along_its_motion():
 
 def test_touch_registers_in_order():
     env = _env_with(family="touch_sequence")
-    for _, i in env.task.subgoals:
+    for k, (_, i) in enumerate(env.task.subgoals):
+        assert env.progress() == k
         t = expert.touch_pose(env.state.objects[i])
         _move_to(env, t + [0, 0, 0.08], 0.0)
         _move_to(env, t, 0.0)
     assert env.state.touched[-len(env.task.subgoals):] == [i for _, i in env.task.subgoals]
-    assert env.success()
+    assert env.success() and env.progress() == len(env.task.subgoals) - 1
+    env.state.touched = [env.task.subgoals[1][1], env.task.subgoals[0][1]]   # out of order: only the first counts
+    assert env.progress() == 1
+    env.state.touched = [env.task.subgoals[1][1]]
+    assert env.progress() == 0
+
+
+def test_slips_dip_and_close_the_hand_and_the_env_records_what_they_did():
+    """`WorldConfig.fumbles`: the wrist dips below the clean demonstration's path during each slip, an empty hand
+    half-closes, and the episode carries the env's frame-by-frame progress, which `next_subgoal` then reads."""
+    from tkjepa.world.stats import next_subgoal
+
+    cfg = WorldConfig(family="pick_place", fumbles=3)
+    slipped, clean = generate_episode(7, cfg), generate_episode(7, WorldConfig(family="pick_place"))
+    assert "next_subgoal" not in clean.extras and "fumbles" not in clean.extras
+    assert slipped.extras["attempt"] == clean.extras["attempt"] == 0 and slipped.extras["success"]
+    np.testing.assert_array_equal(slipped.frames[0], clean.frames[0])
+    z = lambda ep: ep.positions([WRIST])[:, 0, 2]  # noqa: E731
+    for f0, n, dip, _ in slipped.extras["fumbles"]:
+        f0, n = int(f0), int(n)
+        assert 2 <= n <= 6 and 0.02 <= dip <= 0.10
+        assert (z(slipped)[f0 + 1:f0 + n + 1] < z(clean)[f0 + 1:f0 + n + 1] - 0.005).any()   # the dip shows
+    progress = slipped.extras["next_subgoal"]
+    held = slipped.extras["held"] == slipped.extras["subgoal_objects"][0]
+    assert set(progress[:np.argmax(held)]) == {0} and (progress[held] == 1).all()
+    assert [next_subgoal(slipped, s) for s in (1, 64)] == [0, 1]
+    assert next_subgoal(slipped, int(np.argmax(held)) + 1) == 1
+    shut = (slipped.extras["grip"] > 0.25) & (slipped.extras["held"] < 0)       # closing on nothing
+    assert shut.any() and not (clean.extras["grip"][clean.extras["held"] < 0] > 0.6).any()
+    assert generate_episode(7, WorldConfig(family="pick_place", fumbles=3)).extras["fumbles"].tolist() == \
+        slipped.extras["fumbles"].tolist()                                      # slips are seeded too
+    assert "fumbles" not in generate_episode(7, WorldConfig(family="push", fumbles=3)).extras
+    with pytest.raises(ValueError, match="fumbles"):
+        WorldConfig(fumbles=-1)
 
 
 def test_env_rejects_bad_use():

@@ -247,17 +247,11 @@ def energy_landscape(env: TabletopEnv, goal: torch.Tensor, encoder, xs, ys, z: f
 def oracle_subgoal(env: TabletopEnv, demo) -> int:
     """Index of the subgoal the env's true progress (held object, touches; for push, the hand at the
     demonstration's first boundary) says is next."""
-    task, s = env.task, env.state
-    if task.family in ("pick_place", "marked_pick_place"):
-        return 1 if s.held == task.subgoals[0][1] else 0
-    if task.family == "touch_sequence":
-        order = [i for _, i in task.subgoals]
-        done = 0
-        for i in s.touched:  # the longest prefix of the order touched so far, in order
-            done = done + 1 if done < len(order) and i == order[done] else (1 if i == order[0] else 0)
-        return min(done, len(order) - 1)
+    k = env.progress()
+    if k is not None:
+        return k
     first = demo.positions(["rightHand"])[int(demo.extras["subgoal_end"][0]), 0]
-    return 0 if np.linalg.norm(s.wrist[:2] - first[:2]) > 0.02 else 1
+    return 0 if np.linalg.norm(env.state.wrist[:2] - first[:2]) > 0.02 else 1
 
 
 def oracle_boundary(env: TabletopEnv, demo) -> int:

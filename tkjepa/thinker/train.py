@@ -58,6 +58,8 @@ class TrainConfig:
                                 # (`think.anytime_indices`), not at the sampler's forecast start — the planner's
                                 # thinker, asked all along; "phases" also writes the clip's timestamps from a
                                 # random moment, so the phase must be read off the frames, not the clock
+    fumbles: int = 0            # > 0: training episodes with this many slips each (`WorldConfig.fumbles`): the
+                                # hand dips and closes on nothing, as a planner's does, and the truth is the env's
 
     @classmethod
     def tiny(cls) -> TrainConfig:
@@ -74,8 +76,8 @@ _TOKENIZER = None  # set before forking, so workers encode with the same tokeniz
 
 def _example(job) -> dict:
     """One training example, kept small: the encoded clip + prompt + target (no full episode)."""
-    seed, family, ground_cm, video, anytime = job
-    ep = generate_episode(seed, WorldConfig(family=family))
+    seed, family, ground_cm, video, anytime, fumbles = job
+    ep = generate_episode(seed, WorldConfig(family=family, fumbles=fumbles))
     rng = np.random.default_rng([seed, 1])
     idx, s = anytime_indices(ep, rng, how=anytime) if anytime else thinker_indices(ep)
     stamps = anytime_indices(ep, rng)[0] if anytime == "phases" else None  # a clock that says nothing
@@ -88,8 +90,8 @@ def make_examples(cfg: TrainConfig, tokenizer, video: VideoConfig | None = None)
     global _TOKENIZER
     _TOKENIZER = tokenizer
     video = video or VideoConfig.tiny()
-    jobs = [(TRAIN_SEED0 + i, TRAIN_FAMILIES[i % len(TRAIN_FAMILIES)], cfg.ground_cm, video, cfg.anytime)
-            for i in range(cfg.episodes)]
+    jobs = [(TRAIN_SEED0 + i, TRAIN_FAMILIES[i % len(TRAIN_FAMILIES)], cfg.ground_cm, video, cfg.anytime,
+             cfg.fumbles) for i in range(cfg.episodes)]
     if cfg.workers > 1:
         import multiprocessing as mp  # noqa: PLC0415
 
@@ -163,9 +165,13 @@ def add_arguments(p) -> None:
                    help="learn to speak at every moment of an episode (the planner's thinker), not only at the "
                         "forecast start: moments uniform in time, or phase-balanced with uninformative timestamps")
     p.add_argument("--proprio", action="store_true",
-                   help="the prompt also carries the hand's proprioception over the clip (wrist height and grip "
-                        "aperture per clip frame, `tkjepa.thinker.inputs.proprio_text`): a planner's thinker, "
-                        "which must tell the phase of a task at any moment")
+                   help="the prompt also carries the hand's proprioception over the clip (wrist height, grip "
+                        "aperture and contacts felt per clip frame, `tkjepa.thinker.inputs.proprio_text`): a "
+                        "planner's thinker, which must tell the phase of a task at any moment")
+    p.add_argument("--fumbles", type=int, default=None,
+                   help="training episodes slip this many times each (the hand dips and closes on nothing, as a "
+                        "planner's does; `WorldConfig.fumbles`), labelled with the env's true progress: a "
+                        "planner's thinker, which must not take every dip-and-close for a grasp")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: one thread makes the checkpoint bit-for-bit reproducible)")
 
@@ -173,7 +179,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     torch.set_num_threads(args.threads)
     cfg = PRESETS[args.preset]()
-    for name in ("steps", "episodes", "seed", "ground_cm"):
+    for name in ("steps", "episodes", "seed", "ground_cm", "fumbles"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     cfg.anytime = args.anytime or ""
@@ -193,7 +199,7 @@ def run(args) -> int:
     metrics = {
         "command": f"tkjepa pretrain-thinker --preset {args.preset} --out {args.out}"
                    + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in ("steps", "episodes", "seed",
-                             "vision_patch", "ground_cm") if getattr(args, k) is not None)
+                             "vision_patch", "ground_cm", "fumbles") if getattr(args, k) is not None)
                    + (f" --anytime {cfg.anytime}" if cfg.anytime else "") + (" --proprio" if args.proprio else "")
                    + (f" --threads {args.threads}" if args.threads != 1 else ""),
         "accuracy": acc["overall"], "per_family": acc["per_family"], "eval_episodes": acc["n"],

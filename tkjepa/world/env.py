@@ -106,6 +106,23 @@ class TabletopEnv:
         gap = np.linalg.norm(obj.position[:2] - bowl.position[:2]) - bowl.radius - obj.radius
         return bool(gap < 0.03)
 
+    def progress(self) -> int | None:
+        """Index of the subgoal the true state says is next (the last once the task succeeds): the grasp until
+        the first object is held, then the place (pick_place, marked_pick_place); the first object of the touch
+        order not yet touched in order (touch_sequence: the longest prefix touched so far). None for push, whose
+        progress has no event of its own."""
+        s, task = self._require_state(), self.task
+        if self.success():
+            return len(task.subgoals) - 1
+        if task.family in ("pick_place", "marked_pick_place"):
+            return 1 if s.held == task.subgoals[0][1] else 0
+        if task.family == "touch_sequence":
+            order, done = [i for _, i in task.subgoals], 0
+            for i in s.touched:
+                done = done + 1 if done < len(order) and i == order[done] else (1 if i == order[0] else 0)
+            return min(done, len(order) - 1)
+        return None
+
     def in_bowl(self, obj_index: int, bowl_index: int) -> bool:
         obj, bowl = self.state.objects[obj_index], self.state.objects[bowl_index]
         return bool(np.linalg.norm(obj.position[:2] - bowl.position[:2]) < bowl.radius * 0.8

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tkjepa.episode import Episode
-from tkjepa.world import expert
+from tkjepa.world import expert, hand
 from tkjepa.world.env import MAX_STEP, TabletopEnv
 from tkjepa.world.tasks import FAMILIES
 
@@ -30,10 +30,14 @@ class WorldConfig:
     family: str | None = None  # task family, or None for a uniform mix of all
     split: float = 0.5        # forecast start as a fraction of num_frames (the official code splits at T//2)
     noise: float = 0.0015     # std of the expert's per-frame tracking noise (m)
+    fumbles: int = 0          # brief slips per episode: the hand dips and, when empty, half-closes on nothing
+                              # (`fumble_plan`; pick_place, marked_pick_place, touch_sequence only)
 
     def __post_init__(self):
         if self.num_frames < 32:
             raise ValueError(f"num_frames must be ≥ 32 for the tasks to fit, got {self.num_frames}")
+        if self.fumbles < 0:
+            raise ValueError(f"fumbles must be ≥ 0, got {self.fumbles}")
         if self.size < 16 or self.size % 2:
             raise ValueError(f"size must be an even number ≥ 16 (H.264 stores colour at half resolution), "
                              f"got {self.size}")
@@ -94,6 +98,21 @@ def expert_segments(ep: Episode, cfg: WorldConfig | None = None) -> list[expert.
     return _expert(env, seed, attempt, cfg)[0]
 
 
+FUMBLE_FAMILIES = ("pick_place", "marked_pick_place", "touch_sequence")  # progress read off the env
+
+
+def fumble_plan(rng: np.random.Generator, num_frames: int, n: int) -> list[tuple[int, int, float, float]]:
+    """n slips (start frame, frames, dip in m, grip command): 2–6 frames long, the wrist 2–10 cm below the
+    expert's path, the grip (applied only while the hand is empty and the expert's is open) 0.3–1.0.
+
+    A planner's hand does what a demonstrator's never does: it dips and closes on nothing. A thinker trained on
+    clean demonstrations reads any dip-and-close as a grasp; slips teach it what did happen, since with slips
+    the episode records its true progress frame by frame (`extras["next_subgoal"]`, `TabletopEnv.progress`)."""
+    starts = rng.integers(1, num_frames - 8, n)
+    return [(int(f), int(rng.integers(2, 7)), float(rng.uniform(0.02, 0.10)), float(rng.uniform(0.3, 1.0)))
+            for f in starts]
+
+
 def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
     T = cfg.num_frames
     env = TabletopEnv(size=cfg.size, family=family, num_frames=T)
@@ -106,12 +125,21 @@ def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
     joints = [env.joints()]
     obj_pos = [np.stack([o.position for o in objects])]
     grip, held, touches, actions = [env.state.grip], [env.state.held], [len(env.state.touched)], []
+    slips = fumble_plan(np.random.default_rng([seed, attempt, 3]), T, cfg.fumbles) \
+        if cfg.fumbles and family in FUMBLE_FAMILIES else []
+    progress = [env.progress()]
     drift = np.zeros(3)
     for t in range(T - 1):
         drift = 0.7 * drift + rng.normal(0.0, cfg.noise, 3)  # smooth tracking noise, not white jitter
-        a = np.concatenate([targets[t] - env.state.wrist + drift, [grips[t]]])
+        target, g = targets[t].copy(), grips[t]
+        for f0, n, dip, slip_grip in slips:
+            if f0 <= t < f0 + n:
+                target[2] = max(hand.MIN_WRIST_Z, target[2] - dip)
+                g = slip_grip if env.state.held < 0 and grips[t] < 0.5 else g
+        a = np.concatenate([target - env.state.wrist + drift, [g]])
         actions.append(a)
         frames.append(env.step(a))
+        progress.append(env.progress())
         joints.append(env.joints())
         obj_pos.append(np.stack([o.position for o in objects]))
         grip.append(env.state.grip)
@@ -145,6 +173,9 @@ def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
         "attempt": int(attempt),
         "world_version": WORLD_VERSION,
     }
+    if slips:  # the expert's timings no longer say when a subgoal is achieved: the env does, frame by frame
+        extras["next_subgoal"] = np.array(progress, np.int64)
+        extras["fumbles"] = np.array(slips, np.float32)
     return Episode(
         frames=np.stack(frames), transforms=transforms,
         confidences={n: np.ones(T, np.float32) for n in names},

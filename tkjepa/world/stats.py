@@ -23,7 +23,11 @@ REACH_FRAMES = 12  # duration of the canonical reach (≈ the expert's typical t
 
 
 def next_subgoal(ep: Episode, forecast_start: int) -> int:
-    """Index of the first subgoal not achieved before `forecast_start` (the last one if all are)."""
+    """Index of the first subgoal not achieved before `forecast_start` (the last one if all are): from the
+    expert's timings, or for an episode with slips (`WorldConfig.fumbles`) from the env's own record of its
+    progress at the last observed frame."""
+    if "next_subgoal" in ep.extras:
+        return int(ep.extras["next_subgoal"][forecast_start - 1])
     ends = np.asarray(ep.extras["subgoal_end"])
     pending = np.nonzero(ends >= forecast_start)[0]
     return int(pending[0]) if len(pending) else len(ends) - 1
