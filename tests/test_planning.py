@@ -575,18 +575,34 @@ def test_train_planner_keeps_the_thinker_its_head_reads(tmp_path, monkeypatch):
         run("--read-name")
 
 
+def test_which_heads_plan_in_which_mode():
+    """A head that reads the thinker's states plans only with the texts it was trained on; a named pointer trained
+    on the true words plans with the thinker's too (it reads only the object they name)."""
+    from tkjepa.planning import head_mode_problem
+    from tkjepa.subgoal import SubgoalConfig
+
+    reads_states, told_states = SubgoalConfig(), SubgoalConfig(told_text=True)
+    pointer = SubgoalConfig.placed(fine=True, name_words=2, named_pointer=True, vocab=10, next_id=1)
+    told_pointer = SubgoalConfig.placed(fine=True, name_words=2, named_pointer=True, vocab=10, next_id=1,
+                                        told_text=True)
+    assert head_mode_problem(reads_states, "thinker") is None and head_mode_problem(told_states, "told") is None
+    assert "--told-text" in head_mode_problem(reads_states, "told")
+    assert "use --mode told" in head_mode_problem(told_states, "thinker")
+    assert "--told-text" in head_mode_problem(pointer, "told")
+    assert head_mode_problem(told_pointer, "thinker") is None and head_mode_problem(told_pointer, "told") is None
+
+
 @needs_planner
 def test_told_mode_needs_a_head_trained_on_told_texts(tmp_path):
     import shutil
 
-    with pytest.raises(SystemExit, match="--told-text"):        # the shipped head read the thinker's own words
-        cli.main(["plan", "--mode", "told", "--episodes", "1", "--quiet"])
     folder = tmp_path / "planner"
     shutil.copytree(PLANNER, folder)
     cfg = json.loads((folder / "subgoal_head.json").read_text())
+    (folder / "subgoal_head.json").write_text(json.dumps({**cfg, "told_text": False}))
+    with pytest.raises(SystemExit, match="--told-text"):        # a head that read the thinker's own words
+        cli.main(["plan", "--mode", "told", "--episodes", "1", "--quiet", "--planner", str(folder)])
     (folder / "subgoal_head.json").write_text(json.dumps({**cfg, "told_text": True}))
-    with pytest.raises(SystemExit, match="use --mode told"):
-        cli.main(["plan", "--mode", "thinker", "--episodes", "1", "--quiet", "--planner", str(folder)])
     out = tmp_path / "told.json"
     assert cli.main(["plan", "--mode", "told", "--episodes", "1", "--max-steps", "2", "--samples", "8", "--topk", "2",
                      "--iters", "1", "--quiet", "--planner", str(folder), "--out", str(out)]) == 0
@@ -644,10 +660,12 @@ def test_true_place_mode_draws_the_hand_at_the_oracle_boundary(tmp_path):
     from tkjepa.planning import demonstration, episode_seeds, oracle_boundary, true_place_goal
     from tkjepa.subgoal import SubgoalConfig, SubgoalHead, place_units, save_head
 
-    with pytest.raises(SystemExit, match="--place-head"):      # the shipped head is a residual one
-        cli.main(["plan", "--mode", "true-place", "--episodes", "1", "--quiet"])
     folder = tmp_path / "planner"
     shutil.copytree(PLANNER, folder)
+    residual = SubgoalConfig()
+    save_head(SubgoalHead(residual), residual, folder)
+    with pytest.raises(SystemExit, match="--place-head"):      # a residual head has no place to draw from
+        cli.main(["plan", "--mode", "true-place", "--episodes", "1", "--quiet", "--planner", str(folder)])
     cfg = SubgoalConfig.placed(vocab=5)
     torch.manual_seed(0)
     head = SubgoalHead(cfg).eval()
@@ -677,11 +695,11 @@ def test_a_fine_named_pointer_plans_through_the_cli(tmp_path, told):
     from tkjepa.bench import load_models
     from tkjepa.planning import demonstration, episode_seeds, felt, thinker_goal
     from tkjepa.subgoal import SubgoalConfig, SubgoalHead, save_head
-    from tkjepa.worldmodel import frame_latents
+    from tkjepa.worldmodel import frame_latents, planner_thinker
 
-    encoder, thinker = load_models()
     folder = tmp_path / "planner"
     shutil.copytree(PLANNER, folder)
+    encoder, thinker = load_models(thinker=planner_thinker(folder))   # the thinker `plan` will load
     cfg = SubgoalConfig.placed(fine=True, name_words=2, named_pointer=True, vocab=len(thinker[1]),
                                next_id=thinker[1].convert_tokens_to_ids("next"), depth=1, told_text=told)
     torch.manual_seed(0)
@@ -693,13 +711,16 @@ def test_a_fine_named_pointer_plans_through_the_cli(tmp_path, told):
     places = json.loads(out.read_text())["per_episode"][0]["subgoal_places"]
     assert [p[0] for p in places] == [0]                        # asked once, at the first action
     demo, env = demonstration(*episode_seeds(2000, 1)[0])
-    start = np.stack([env.render(), env.step([0.0, 0.0, 0.0, 0.0])])
+    start, hand = [env.render()], [felt(env)]
+    start.append(env.step([0.0, 0.0, 0.0, 0.0]))
+    hand.append(felt(env))
+    start = np.stack(start)
     z_last = frame_latents(encoder, start, [len(start) - 1])[0]
     with torch.no_grad():
-        _, _, place = thinker_goal(head, thinker, demo, start, z_last, encoder=encoder)
+        _, _, place = thinker_goal(head, thinker, demo, start, z_last, encoder=encoder, hand=hand)
         np.testing.assert_allclose(places[0][1], place, atol=2e-4)
         with pytest.raises(ValueError, match="pass the encoder"):
-            thinker_goal(head, thinker, demo, start, z_last)
+            thinker_goal(head, thinker, demo, start, z_last, hand=hand)
 
 
 def test_a_proprio_thinker_plans_with_the_hand_it_feels(tmp_path):

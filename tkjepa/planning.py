@@ -373,8 +373,8 @@ def true_place_goal(head, demo, b: int, z_last: torch.Tensor) -> torch.Tensor:
 
 def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, head=None, thinker=None,
                 record: bool = False) -> dict:
-    """Plan one held-out episode; returns success, actions used, planning seconds (+ frames and subgoal texts
-    when `record`)."""
+    """Plan one held-out episode; returns success, actions used, planning seconds (+ frames, what the hand felt
+    at each (`felt`) and subgoal texts when `record`)."""
     demo, env = demonstration(seed, family)
     planner = LatentPlanner(encoder, world_model, cfg.cem, cfg.energy)
     frames = [env.render()]
@@ -426,7 +426,7 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, encoder, world_model, h
         if places:  # a place-first head: where it sent the hand, [x, y, z, grip], at each question
             out["subgoal_places"] = places
     if record:
-        out.update(frames=np.stack(frames), energies=energies, flat_goal=flat_goal, demo=demo)
+        out.update(frames=np.stack(frames), hand=hand, energies=energies, flat_goal=flat_goal, demo=demo)
     return out
 
 
@@ -435,6 +435,18 @@ def episode_seeds(world_seed: int, episodes: int) -> list[tuple[int, str]]:
     from tkjepa.world.generate import episode_seed
 
     return [(episode_seed(world_seed, i), FAMILIES[i % len(FAMILIES)]) for i in range(episodes)]
+
+
+def head_mode_problem(cfg, mode: str) -> str | None:
+    """Why a subgoal head (its `SubgoalConfig`) cannot plan in `mode` ("thinker" | "told"), or None if it can.
+    A head that reads the thinker's states must be trained on the texts it will see: its own thinker's for
+    `thinker`, the true ones for `told`. A named pointer reads only the latent and the object the words name, so
+    one trained on the true words (teacher forcing) takes the thinker's as well."""
+    if mode == "told" and not cfg.told_text:
+        return "on the thinker's own texts; --mode told needs one trained with `tkjepa train-planner --told-text`"
+    if mode == "thinker" and cfg.told_text and not cfg.named_pointer:
+        return "on told texts: use --mode told"
+    return None
 
 
 def load_planner(folder=PLANNER, need_head: bool = True):
@@ -524,15 +536,9 @@ def run(args) -> int:
     if args.mode == "true-place" and not models[2].cfg.place:
         raise SystemExit(f"tkjepa plan: --mode true-place needs a place-first subgoal head; the one in {args.planner} "
                          "is not (`tkjepa train-planner --place-head`)")
-    head_cfg = models[2].cfg if models[2] is not None else None
-    # A named pointer reads only the latent and the object the words name: trained on the true words (teacher
-    # forcing), it takes the thinker's as well. A head that reads the thinker's states needs its own states.
-    if (args.mode == "thinker" and head_cfg.told_text and not head_cfg.named_pointer) or (
-            args.mode == "told" and not head_cfg.told_text):
-        raise SystemExit(f"tkjepa plan: the subgoal head in {args.planner} was trained "
-                         + ("on told texts: use --mode told" if head_cfg.told_text else
-                            "on the thinker's own texts; --mode told needs one trained with "
-                            "`tkjepa train-planner --told-text`"))
+    problem = head_mode_problem(models[2].cfg, args.mode) if models[2] is not None else None
+    if problem:
+        raise SystemExit(f"tkjepa plan: the subgoal head in {args.planner} was trained {problem}")
     if cem_cfg.horizon > models[1].config.future_tubelets:
         raise SystemExit(f"tkjepa plan: --horizon {cem_cfg.horizon} exceeds the world model's "
                          f"{models[1].config.future_tubelets} tubelets")
