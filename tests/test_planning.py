@@ -337,12 +337,30 @@ def test_named_ids_read_the_object_after_next():
     assert named_ids(w, 47, 2).tolist() == [[10, 16], [12, 19], [-1, -1], [10, -1], [-1, -1]]
 
 
-@pytest.mark.parametrize("named_pointer", [False, True])
-def test_a_head_told_the_name_points_at_that_object(named_pointer):
+def test_named_states_are_the_new_stream_at_the_named_words():
+    from types import SimpleNamespace
+
+    from tkjepa.subgoal import named_states
+
+    L, Dv = 3, 4
+    new = torch.arange(L * 7 * Dv, dtype=torch.float32).view(L, 7, Dv)       # 6 words + EOS
+    f = SimpleNamespace(new=new, new_mask=torch.ones(7, dtype=torch.bool))
+    words = torch.tensor([45, 46, 55, 47, 10, 16, -1, -1])                  # holding nothing . next red cube
+    torch.testing.assert_close(named_states(f, words, 47, 2), new[:, 4:6])
+    assert not named_states(f, torch.tensor([45, 46, 55, 10, -1]), 47, 2).any()    # no "next": nothing named
+    cut = named_states(f, torch.tensor([45, 46, 55, 47, 10, -1]), 47, 2)            # the text ends after "red"
+    torch.testing.assert_close(cut[:, 0], new[:, 4])
+    assert not cut[:, 1].any()
+
+
+@pytest.mark.parametrize("named_pointer, name_states", [(False, False), (True, False), (True, True)])
+def test_a_head_told_the_name_points_at_that_object(named_pointer, name_states):
     """Three marked tokens of three colours; the words name one ("next <colour> cube"): a head reading the name
     (`name_words`) points at the named one's cell, and without the words its pointer is far off. The
-    `named_pointer` trunk reads nothing of the thinker but the name."""
-    from tkjepa.subgoal import SubgoalConfig, evaluate_head, train_head
+    `named_pointer` trunk reads nothing of the thinker but the name. With `name_states` the name comes as the
+    thinker's states at the named words, two layers of which only the second says the colour: the head learns
+    to weigh that layer."""
+    from tkjepa.subgoal import SubgoalConfig, evaluate_head, named_ids, train_head
     from tkjepa.worldmodel import WORKSPACE
 
     def data(n, seed):
@@ -360,16 +378,28 @@ def test_a_head_told_the_name_points_at_that_object(named_pointer):
         words[:, :4] = torch.stack([torch.full((n,), 47), 10 + named, torch.full((n,), 16), torch.full((n,), 3)], 1)
         z = torch.nn.functional.layer_norm(z, (8,))
         d.update(z=z, target=z.clone(), target_wrist=lo + cell * (hi - lo), words=words)
+        if name_states:   # layer 0: noise; layer 1: the word's own vector (a fixed table), as a thinker's state
+            said = named_ids(words, 47, 2).clamp(min=0)                                    # [n, 2]
+            d["names"] = torch.stack([torch.randn(n, 2, 8, generator=g), table[said]], 1)    # [n, L=2, 2, 8]
         return d
 
-    kw = dict(thought_dim=8, vlm_dim=8, latent_dim=8, dim=32, depth=1, num_heads=2, steps=1500, batch_size=32,
-              lr=3e-3, place=True, vocab=64)   # (at 400 steps it has not yet found the rule: ~12 cm off)
+    table = torch.randn(64, 8, generator=torch.Generator().manual_seed(7))
+    kw = dict(thought_dim=32 if name_states else 8, vlm_dim=8, latent_dim=8, dim=32, depth=1, num_heads=2,
+              steps=1500, batch_size=32, lr=3e-3, place=True, vocab=64)   # (at 400 steps: ~12 cm off)
     train, val = data(1024, 0), data(200, 1)
-    named, _ = train_head(SubgoalConfig(name_words=2, next_id=47, named_pointer=named_pointer, **kw), train,
-                          progress=False)
+    named, _ = train_head(SubgoalConfig(name_words=2, next_id=47, named_pointer=named_pointer,
+                                        name_states=name_states, **kw), train, progress=False)
     m = evaluate_head(named, val)
     unnamed = evaluate_head(named, {**val, "words": torch.full_like(val["words"], -1)})
     assert m["val_place_xy_cm"] < 2.5 and unnamed["val_place_xy_cm"] > 5.0
+    if name_states:
+        w = named.name_layer.softmax(0)
+        assert w[1] > w[0]                                  # the layer that carries the name
+        with pytest.raises(ValueError, match="named words"):
+            named.where(*[val[k] for k in ("thought", "kv", "kv_mask", "z", "words")])
+        with pytest.raises(ValueError, match="name_words > 0"):
+            SubgoalConfig(name_states=True)
+        return
     other = {**val, "thought": torch.randn_like(val["thought"]), "kv": torch.randn_like(val["kv"])}
     with torch.no_grad():
         moved = (named.where(*[other[k] for k in ("thought", "kv", "kv_mask", "z", "words")])
@@ -571,6 +601,8 @@ def test_train_planner_keeps_the_thinker_its_head_reads(tmp_path, monkeypatch):
     assert c.place and c.fine and c.named_pointer and c.name_words == 2 and c.episodes == 2000
     assert json.loads((folder / "metrics.json").read_text())["command"].endswith(
         "--place-head --fine-pointer --named-pointer --reuse-world-model")
+    assert run("--place-head", "--fine-pointer", "--named-pointer", "--name-states") == 0
+    assert configs[-1].name_states and configs[-1].name_words == 2 and configs[-1].named_pointer
     with pytest.raises(SystemExit, match="--read-name: options of the place-first head"):
         run("--read-name")
 
@@ -684,8 +716,8 @@ def test_true_place_mode_draws_the_hand_at_the_oracle_boundary(tmp_path):
 
 
 @needs_planner
-@pytest.mark.parametrize("told", [False, True])
-def test_a_fine_named_pointer_plans_through_the_cli(tmp_path, told):
+@pytest.mark.parametrize("told, states", [(False, False), (True, False), (True, True)])
+def test_a_fine_named_pointer_plans_through_the_cli(tmp_path, told, states):
     """`tkjepa plan --mode thinker` with a place-first head that points over the fine tokens: the planner hands
     the encoder to `thinker_goal`, and the place it records is the head's place for the planner's first view.
     A named pointer reads only the object the words name, so one trained on the true words (`--told-text`) plans
@@ -701,7 +733,8 @@ def test_a_fine_named_pointer_plans_through_the_cli(tmp_path, told):
     shutil.copytree(PLANNER, folder)
     encoder, thinker = load_models(thinker=planner_thinker(folder))   # the thinker `plan` will load
     cfg = SubgoalConfig.placed(fine=True, name_words=2, named_pointer=True, vocab=len(thinker[1]),
-                               next_id=thinker[1].convert_tokens_to_ids("next"), depth=1, told_text=told)
+                               next_id=thinker[1].convert_tokens_to_ids("next"), depth=1, told_text=told,
+                               name_states=states)
     torch.manual_seed(0)
     head = SubgoalHead(cfg).eval()
     save_head(head, cfg, folder)

@@ -335,7 +335,7 @@ def thinker_goal(head, thinker, demo, frames: np.ndarray, z_last: torch.Tensor, 
     the fine tokens (`SubgoalConfig.fine`) needs the `encoder` to compute them from the last frame. `hand`: what
     the hand felt at each observed frame (`felt(env)`: joint positions, held object, touches so far), for a
     thinker that reads proprioception (`pretrain-thinker --proprio`)."""
-    from tkjepa.subgoal import place_metres, think, word_ids
+    from tkjepa.subgoal import named_states, place_metres, think, word_ids
     from tkjepa.world.generate import joint_transforms
 
     if hand is not None and len(hand) != len(frames):
@@ -346,14 +346,18 @@ def thinker_goal(head, thinker, demo, frames: np.ndarray, z_last: torch.Tensor, 
         extras = {k: np.array([h[k] for h in hand], np.int64) for k in ("held", "touches")}
     seen = Episode(frames=frames, transforms=transforms, confidences={}, intrinsic=demo.intrinsic, task=demo.task,
                    instruction=demo.instruction, environment=demo.environment, fps=demo.fps, extras=extras)
-    thought, tokens, text = think(*thinker, [seen], [len(frames)], None if told is None else [told])
+    thought, tokens, text, feats = think(*thinker, [seen], [len(frames)], None if told is None else [told],
+                                         features=True)
     zf = None
     if head.cfg.fine:
         if encoder is None:
             raise ValueError("this subgoal head points over the fine tokens: pass the encoder to thinker_goal")
         zf = frame_latents(encoder, frames, [len(frames) - 1], pool=False)
-    inputs = (thought, tokens[0][None], torch.ones(1, len(tokens[0]), dtype=torch.bool), z_last[None],
-              word_ids(thinker[1], text, head.cfg.max_words), zf)
+    words = word_ids(thinker[1], text, head.cfg.max_words)
+    names = named_states(feats[0], words[0], head.cfg.next_id, head.cfg.name_words)[None] \
+        if head.cfg.name_states else None
+    inputs = (thought, tokens[0][None], torch.ones(1, len(tokens[0]), dtype=torch.bool), z_last[None], words, zf,
+              names)
     if not head.cfg.place:
         return head(*inputs)[0], text[0], None
     place = head.where(*inputs)

@@ -102,6 +102,9 @@ class SubgoalConfig:
     next_id: int | None = None  # the thinker tokenizer's id of "next" (set when training starts, with name_words)
     named_pointer: bool = False # the trunk reads only the latent tokens and the named object (name_words), no hidden
                                 # states or cross-attention: the grounding probe's design (scripts/grounding_probe.py)
+    name_states: bool = False   # the named object enters as the thinker's own hidden states at its words, every
+                                # cached layer, mixed by learned per-layer weights (a pyramid over the name),
+                                # instead of a word-embedding table (`named_states`)
     travel_scale: float = 0.05  # place loss weight per query ∝ clip(the wrist's way to the boundary / this, ½, 4):
                                 # most queries come just before a boundary, where "near the hand" is right; the
                                 # far ones are where the named object must be found (0: unweighted)
@@ -114,6 +117,13 @@ class SubgoalConfig:
         if self.named_pointer and not (self.place and self.name_words):
             raise ValueError("SubgoalConfig(named_pointer=True) points at the named object: set place=True and "
                              "name_words > 0")
+        if self.name_states and not self.name_words:
+            raise ValueError("SubgoalConfig(name_states=True) reads the named words' states: set name_words > 0")
+
+    @property
+    def vlm_layers(self) -> int:
+        """Cached thinker layers (the thought vector holds each one's old and new means)."""
+        return self.thought_dim // (2 * self.vlm_dim)
 
     @property
     def trunk_tokens(self) -> int:
@@ -182,7 +192,11 @@ class SubgoalHead(nn.Module):
         if cfg.vocab and reads_thinker:
             self.word_emb = nn.Embedding(cfg.vocab, cfg.dim)
             self.word_pos = nn.Parameter(torch.zeros(1, cfg.max_words, cfg.dim))
-        if cfg.name_words:  # one table per word after "next": colour and shape keep their roles
+        if cfg.name_words and cfg.name_states:  # the thinker's states at the named words, a pyramid over its layers
+            self.name_layer = nn.Parameter(torch.zeros(cfg.vlm_layers))   # softmax weights, uniform at init
+            self.name_proj = nn.ModuleList(nn.Sequential(nn.LayerNorm(cfg.vlm_dim), nn.Linear(cfg.vlm_dim, cfg.dim))
+                                           for _ in range(cfg.name_words))
+        elif cfg.name_words:  # one table per word after "next": colour and shape keep their roles
             self.name_emb = nn.ModuleList(nn.Embedding(cfg.vocab, cfg.dim) for _ in range(cfg.name_words))
         if cfg.place:
             self.score = nn.Linear(cfg.dim, 1)
@@ -202,9 +216,10 @@ class SubgoalHead(nn.Module):
         if cfg.vocab and reads_thinker:
             nn.init.trunc_normal_(self.word_pos, std=0.02)
 
-    def read(self, thought, kv, kv_mask, z, words=None) -> torch.Tensor:
+    def read(self, thought, kv, kv_mask, z, words=None, names=None) -> torch.Tensor:
         """The trunk: latent tokens [B, N, dim] after reading the thinker (and its words [B, W], −1 = none); z is
-        [B, N, D], N = `cfg.trunk_tokens` (the fine tokens for a `fine` head)."""
+        [B, N, D], N = `cfg.trunk_tokens` (the fine tokens for a `fine` head). A `name_states` head also reads
+        names [B, L, name_words, Dv], the thinker's states at the named words (`named_states`)."""
         if z.shape[1] != self.cfg.trunk_tokens:
             raise ValueError(f"the trunk reads {self.cfg.trunk_tokens} latent tokens, got {z.shape[1]}"
                              + (": pass the fine tokens (zf)" if self.cfg.fine else ""))
@@ -215,8 +230,16 @@ class SubgoalHead(nn.Module):
             if words is None:
                 raise ValueError("this subgoal head reads the object the thinker names: pass its word ids")
             ids = named_ids(words, self.cfg.next_id, self.cfg.name_words)            # [B, n], −1 = none
-            for emb, i in zip(self.name_emb, ids.T):
-                x = x + (emb(i.clamp(min=0)) * (i >= 0)[:, None].to(x.dtype))[:, None]
+            if self.cfg.name_states:
+                if names is None:
+                    raise ValueError("this subgoal head reads the thinker's states at the named words: pass them "
+                                     "(`named_states`)")
+                mixed = torch.einsum("l,blnd->bnd", self.name_layer.softmax(0), names.to(x.dtype))  # [B, n, Dv]
+                for k, proj in enumerate(self.name_proj):
+                    x = x + (proj(mixed[:, k]) * (ids[:, k] >= 0)[:, None].to(x.dtype))[:, None]
+            else:
+                for emb, i in zip(self.name_emb, ids.T):
+                    x = x + (emb(i.clamp(min=0)) * (i >= 0)[:, None].to(x.dtype))[:, None]
         if self.cfg.named_pointer:      # the latent tokens and the name only
             for blk in self.blocks:
                 x = blk(x)
@@ -233,13 +256,13 @@ class SubgoalHead(nn.Module):
             x = x + cross(norm(x), kv, kv_mask)
         return self.norm(x)
 
-    def where(self, thought, kv, kv_mask, z, words=None, zf=None) -> torch.Tensor:
+    def where(self, thought, kv, kv_mask, z, words=None, zf=None, names=None) -> torch.Tensor:
         """The predicted place [B, 4] (`place_units`) of the next boundary: a soft pointer over the trunk's
         tokens, z's [B, N, D] or, for a `fine` head, zf's [B, 64, D] (the same frame unpooled)."""
         if self.cfg.fine and zf is None:
             raise ValueError("this subgoal head points over the fine 8 × 8 tokens: pass zf "
                              "(`frame_latents(..., pool=False)` of the last observed frame)")
-        x = self.read(thought, kv, kv_mask, zf if self.cfg.fine else z, words)
+        x = self.read(thought, kv, kv_mask, zf if self.cfg.fine else z, words, names)
         return (self.score(x).softmax(1) * (self.anchor + self.offset(x))).sum(1)
 
     def decode(self, z, place) -> torch.Tensor:
@@ -251,10 +274,10 @@ class SubgoalHead(nn.Module):
             x = blk(x)
         return F.layer_norm(z + self.out(self.dec_norm(x)), (z.shape[-1],))
 
-    def forward(self, thought, kv, kv_mask, z, words=None, zf=None) -> torch.Tensor:
+    def forward(self, thought, kv, kv_mask, z, words=None, zf=None, names=None) -> torch.Tensor:
         if self.cfg.place:
-            return self.decode(z, self.where(thought, kv, kv_mask, z, words, zf))
-        return F.layer_norm(z + self.out(self.read(thought, kv, kv_mask, z, words)), (z.shape[-1],))
+            return self.decode(z, self.where(thought, kv, kv_mask, z, words, zf, names))
+        return F.layer_norm(z + self.out(self.read(thought, kv, kv_mask, z, words, names)), (z.shape[-1],))
 
 
 def named_ids(words: torch.Tensor, next_id: int, n: int) -> torch.Tensor:
@@ -266,6 +289,21 @@ def named_ids(words: torch.Tensor, next_id: int, n: int) -> torch.Tensor:
     ids = words.gather(1, idx.clamp(max=words.shape[1] - 1))
     ok = is_next.any(1)[:, None] & (idx < words.shape[1])
     return torch.where(ok, ids, torch.full_like(ids, -1))
+
+
+def named_states(feats, words: torch.Tensor, next_id: int, n: int) -> torch.Tensor:
+    """ThinkerFeatures + the token ids of its text [W] (`word_ids`, −1 after the end) -> [L, n, Dv]: the new
+    stream's states, every cached layer, at the n words after the first "next" (the position of a word in the
+    text is its position in the new stream); zeros where the text names nothing there."""
+    L, Nn, Dv = feats.new.shape
+    is_next = (words == next_id).nonzero()
+    out = torch.zeros(L, n, Dv)
+    if len(is_next):
+        for k in range(n):
+            pos = int(is_next[0, 0]) + 1 + k
+            if pos < min(Nn, len(words)) and words[pos] >= 0 and bool(feats.new_mask[pos]):
+                out[:, k] = feats.new[:, pos]
+    return out
 
 
 def thought_vector(feats) -> torch.Tensor:
@@ -297,15 +335,17 @@ def word_ids(tokenizer, texts: list[str], width: int) -> torch.Tensor:
     return torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def think(model, tokenizer, episodes: list, ts: list[int], told: list[str] | None = None
-          ) -> tuple[torch.Tensor, list[torch.Tensor], list[str]]:
+def think(model, tokenizer, episodes: list, ts: list[int], told: list[str] | None = None, features: bool = False
+          ) -> tuple:
     """(thoughts [B, F], last-layer tokens [M_i, Dv] per episode, texts) of `episodes` observed up to frame
-    ts[i] − 1 (frames past it are never read); `told`: the thinking to use instead of generating it."""
+    ts[i] − 1 (frames past it are never read); `told`: the thinking to use instead of generating it;
+    `features`: also the ThinkerFeatures themselves (a fourth item)."""
     from tkjepa.thinker.model import extract_features
 
     feats = extract_features(model, tokenizer, episodes, [clip_indices(t, THINKER_CLIP) for t in ts], told=told)
-    return (torch.stack([thought_vector(f) for f in feats]), [thought_tokens(f)[0] for f in feats],
-            [f.text for f in feats])
+    out = (torch.stack([thought_vector(f) for f in feats]), [thought_tokens(f)[0] for f in feats],
+           [f.text for f in feats])
+    return (*out, feats) if features else out
 
 
 def next_boundary(ep, t: int) -> int:
@@ -320,7 +360,8 @@ def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, pr
     "target_frame": [M], "wrist": [M, 3] (m), "target_wrist": [M, 3] (m), "target_grip": [M], "words": [M, W]}
     from demos: the target is the next phase boundary's latent, and where the wrist is and how closed the grip at
     that boundary; "wrist" is where it is at t − 1; the words are the token ids of what the thinker said
-    (`word_ids`); a `fine` head's data also holds "zf" [M, 64, D], frame t − 1's unpooled tokens (half precision)."""
+    (`word_ids`); a `fine` head's data also holds "zf" [M, 64, D], frame t − 1's unpooled tokens, and a
+    `name_states` head's "names" [M, L, name_words, Dv], the thinker's states at the named words (half precision)."""
     from tqdm.auto import tqdm
 
     from tkjepa.world.generate import WorldConfig, episode_seed, generate_episode
@@ -339,9 +380,11 @@ def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, pr
         if cfg.fine:
             Zf = dict(zip(ts, frame_latents(encoder, ep.frames, [t - 1 for t in ts], pool=False).half()))
         told = [thinking_target(ep, t) for t in ts] if cfg.told_text else None
-        thought, tokens, texts = think(*thinker, [ep] * len(ts), ts, told)
-        for t, th, tok, words in zip(ts, thought, tokens, word_ids(thinker[1], texts, cfg.max_words)):
+        thought, tokens, texts, feats = think(*thinker, [ep] * len(ts), ts, told, features=True)
+        for t, th, tok, words, f in zip(ts, thought, tokens, word_ids(thinker[1], texts, cfg.max_words), feats):
             b = next_boundary(ep, t)
+            if cfg.name_states:
+                rows.setdefault("names", []).append(named_states(f, words, cfg.next_id, cfg.name_words).half())
             rows["thought"].append(th)
             rows["tokens"].append(tok.half())  # halves the memory of the largest array
             rows["words"].append(words)
@@ -363,7 +406,9 @@ def _inputs(data: dict, idx, z_idx=None) -> tuple:
     """The head's inputs for queries idx (thoughts and words of idx, latents of z_idx, default idx)."""
     zi = idx if z_idx is None else z_idx
     zf = data["zf"][zi].float() if "zf" in data else None
-    return data["thought"][idx], data["kv"][idx].float(), data["kv_mask"][idx], data["z"][zi], data["words"][idx], zf
+    names = data["names"][idx].float() if "names" in data else None
+    return (data["thought"][idx], data["kv"][idx].float(), data["kv_mask"][idx], data["z"][zi], data["words"][idx], zf,
+            names)
 
 
 def _true_place(data: dict, idx) -> torch.Tensor:

@@ -322,6 +322,8 @@ PLACE_HEAD_OPTIONS = {
                    "added to every latent token)",
     "--named-pointer": "the pointer reads only the latent tokens and the named object (implies --read-name), as "
                        "scripts/grounding_probe.py; no hidden states",
+    "--name-states": "the named object enters as the thinker's hidden states at its two words, all cached layers "
+                     "mixed by learned weights, instead of a word-embedding table (implies --read-name)",
 }
 
 
@@ -397,9 +399,9 @@ def run(args) -> int:
     given = [f for f in PLACE_HEAD_OPTIONS if getattr(args, f[2:].replace("-", "_"))]
     if given and not args.place_head:
         raise SystemExit(f"tkjepa train-planner: {', '.join(given)}: options of the place-first head; add --place-head")
-    named = args.read_name or args.named_pointer
+    named = args.read_name or args.named_pointer or args.name_states
     hcfg = (subgoal.SubgoalConfig.placed(fine=args.fine_pointer, name_words=2 if named else 0,
-                                         named_pointer=args.named_pointer)
+                                         named_pointer=args.named_pointer, name_states=args.name_states)
             if args.place_head else subgoal.SubgoalConfig())
     hcfg.seed = args.seed
     hcfg.episodes = args.head_episodes or hcfg.episodes
