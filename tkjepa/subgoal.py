@@ -380,7 +380,10 @@ def head_data(cfg: SubgoalConfig, encoder, thinker, seed: int, episodes: int, pr
         if cfg.fine:
             Zf = dict(zip(ts, frame_latents(encoder, ep.frames, [t - 1 for t in ts], pool=False).half()))
         told = [thinking_target(ep, t) for t in ts] if cfg.told_text else None
-        thought, tokens, texts, feats = think(*thinker, [ep] * len(ts), ts, told, features=True)
+        if cfg.name_states:
+            thought, tokens, texts, feats = think(*thinker, [ep] * len(ts), ts, told, features=True)
+        else:
+            (thought, tokens, texts), feats = think(*thinker, [ep] * len(ts), ts, told), [None] * len(ts)
         for t, th, tok, words, f in zip(ts, thought, tokens, word_ids(thinker[1], texts, cfg.max_words), feats):
             b = next_boundary(ep, t)
             if cfg.name_states:
