@@ -127,7 +127,7 @@ def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
     grip, held, touches, actions = [env.state.grip], [env.state.held], [len(env.state.touched)], []
     slips = fumble_plan(np.random.default_rng([seed, attempt, 3]), T, cfg.fumbles) \
         if cfg.fumbles and family in FUMBLE_FAMILIES else []
-    progress = [env.progress()]
+    progress = [env.progress()] if slips else []   # the env's own record, kept only when the timings may lie
     drift = np.zeros(3)
     for t in range(T - 1):
         drift = 0.7 * drift + rng.normal(0.0, cfg.noise, 3)  # smooth tracking noise, not white jitter
@@ -139,7 +139,8 @@ def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
         a = np.concatenate([target - env.state.wrist + drift, [g]])
         actions.append(a)
         frames.append(env.step(a))
-        progress.append(env.progress())
+        if slips:
+            progress.append(env.progress())
         joints.append(env.joints())
         obj_pos.append(np.stack([o.position for o in objects]))
         grip.append(env.state.grip)
