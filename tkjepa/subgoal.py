@@ -234,7 +234,9 @@ class SubgoalHead(nn.Module):
                 if names is None:
                     raise ValueError("this subgoal head reads the thinker's states at the named words: pass them "
                                      "(`named_states`)")
-                mixed = torch.einsum("l,blnd->bnd", self.name_layer.softmax(0), names.to(x.dtype))  # [B, n, Dv]
+                # each layer's states normalised before the mix: a few huge channels would carry it otherwise
+                names = F.layer_norm(names.to(x.dtype), (names.shape[-1],))
+                mixed = torch.einsum("l,blnd->bnd", self.name_layer.softmax(0), names)             # [B, n, Dv]
                 for k, proj in enumerate(self.name_proj):
                     x = x + (proj(mixed[:, k]) * (ids[:, k] >= 0)[:, None].to(x.dtype))[:, None]
             else:
