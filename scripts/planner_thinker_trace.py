@@ -17,23 +17,11 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from tkjepa.episode import Episode
-from tkjepa.planning import PLANNER, PlanConfig, episode_seeds, load_planner, run_episode
+from tkjepa.planning import PLANNER, PlanConfig, episode_seeds, load_planner, run_episode, seen_episode
 from tkjepa.thinker.inputs import proprio_text
 from tkjepa.thinker.think import clip_indices
-from tkjepa.world.generate import joint_transforms
-
-
-def felt_episode(hand: list[dict], demo) -> Episode:
-    """The frames' proprioception as an Episode `proprio_text` reads (no pixels needed)."""
-    return Episode(frames=np.zeros((len(hand), 1, 1, 3), np.uint8),
-                   transforms=joint_transforms([h["joints"] for h in hand]), confidences={},
-                   intrinsic=demo.intrinsic, task=demo.task, instruction=demo.instruction,
-                   environment=demo.environment, fps=demo.fps,
-                   extras={k: np.array([h[k] for h in hand]) for k in ("held", "touches")})
 
 
 def trace(planner: str, episodes: int, asks: int) -> list[dict]:
@@ -41,7 +29,8 @@ def trace(planner: str, episodes: int, asks: int) -> list[dict]:
     rows = []
     for seed, family in episode_seeds(2000, episodes):
         r = run_episode(seed, family, PlanConfig(mode="thinker"), *models, record=True)
-        demo, seen = r["demo"], felt_episode(r["hand"], r["demo"])
+        demo = r["demo"]
+        seen = seen_episode(demo, r["frames"], r["hand"])
         for step, text in r["subgoal_texts"][:asks]:
             s = 2 + 2 * step                     # frames observed when asked: tubelet 0, then 2 per action
             clip = clip_indices(s)

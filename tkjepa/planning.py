@@ -325,6 +325,22 @@ def felt(env: TabletopEnv) -> dict:
     return {"joints": env.joints(), "held": int(env.state.held), "touches": len(env.state.touched)}
 
 
+def seen_episode(demo, frames: np.ndarray, hand: list[dict] | None = None) -> Episode:
+    """What the planner has seen, as an Episode a thinker reads: the frames [T, H, W, 3], the instruction and scene
+    from `demo`, and — given `hand`, what the hand felt at each frame (`felt`) — its joint transforms and
+    `extras["held"]`, `extras["touches"]` (what `thinker.inputs.proprio_text` reads)."""
+    from tkjepa.world.generate import joint_transforms
+
+    if hand is not None and len(hand) != len(frames):
+        raise ValueError(f"{len(hand)} hand poses for {len(frames)} frames")
+    transforms, extras = {}, {}
+    if hand:
+        transforms = joint_transforms([h["joints"] for h in hand])
+        extras = {k: np.array([h[k] for h in hand], np.int64) for k in ("held", "touches")}
+    return Episode(frames=frames, transforms=transforms, confidences={}, intrinsic=demo.intrinsic, task=demo.task,
+                   instruction=demo.instruction, environment=demo.environment, fps=demo.fps, extras=extras)
+
+
 @torch.no_grad()
 def thinker_goal(head, thinker, demo, frames: np.ndarray, z_last: torch.Tensor, told: str | None = None,
                  encoder=None, hand: list[dict] | None = None) -> tuple[torch.Tensor, str, np.ndarray | None]:
@@ -336,16 +352,8 @@ def thinker_goal(head, thinker, demo, frames: np.ndarray, z_last: torch.Tensor, 
     the hand felt at each observed frame (`felt(env)`: joint positions, held object, touches so far), for a
     thinker that reads proprioception (`pretrain-thinker --proprio`)."""
     from tkjepa.subgoal import named_states, place_metres, think, word_ids
-    from tkjepa.world.generate import joint_transforms
 
-    if hand is not None and len(hand) != len(frames):
-        raise ValueError(f"{len(hand)} hand poses for {len(frames)} frames")
-    transforms, extras = {}, {}
-    if hand:
-        transforms = joint_transforms([h["joints"] for h in hand])
-        extras = {k: np.array([h[k] for h in hand], np.int64) for k in ("held", "touches")}
-    seen = Episode(frames=frames, transforms=transforms, confidences={}, intrinsic=demo.intrinsic, task=demo.task,
-                   instruction=demo.instruction, environment=demo.environment, fps=demo.fps, extras=extras)
+    seen = seen_episode(demo, frames, hand)
     thought, tokens, text, feats = think(*thinker, [seen], [len(frames)], None if told is None else [told],
                                          features=True)
     zf = None
