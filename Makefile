@@ -31,7 +31,7 @@ PYTEST_ARGS    ?=
 PYTEST := $(PYTHON) -m pytest -q -p no:cacheprovider
 
 # The shipped sample episodes, bit for bit (data_samples/README.md lists every shipped file's command).
-SAMPLES_EPISODES_CMD := $(BIN)/tkjepa generate --out data_samples/episodes --episodes 48 --seed 2026
+SAMPLES_EPISODES_CMD := $(BIN)/tkjepa generate --out data_samples/episodes --episodes 48 --seed 2026 --layout homes
 BENCH_ARGS ?=
 DEMO_PORT  ?= 7860
 

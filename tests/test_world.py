@@ -39,6 +39,51 @@ def test_episode_layout(episodes):
         assert ep.extras["success"]
 
 
+def test_every_colour_has_its_home_so_a_name_says_where():
+    from tkjepa.world.scene import HOME_JITTER, HOMES, SIZES
+
+    episodes = [generate_episode(s, WorldConfig(layout="homes")) for s in range(24)]
+    assert all(e.extras["success"] and e.extras["attempt"] == 0 for e in episodes)
+    r = ambiguity_report(episodes, horizon=16)["ade"]             # the next subgoal still matters as much
+    assert r["candidate_mean"] > 1.5 * r["told_next_subgoal"]
+    for ep in episodes:
+        assert ep.extras["layout"] == "homes"
+        names, start = ep.extras["object_names"], ep.extras["object_positions"][0]
+        colours = [n.split()[0] for n in names]
+        assert len(set(colours)) == len(colours), names            # one object per colour
+        for name, pos in zip(names, start):
+            colour, shape = name.split()
+            assert np.all(np.abs(pos[:2] - HOMES[colour]) <= HOME_JITTER[shape] + 1e-6), name
+            assert pos[2] == 0.0
+        radius = [SIZES[n.split()[1]] for n in names]
+        gaps = [np.linalg.norm(start[i, :2] - start[j, :2]) - radius[i] - radius[j]
+                for i in range(len(start)) for j in range(i)]
+        assert min(gaps) > 0.002, names                              # no two objects overlap, even two bowls
+
+
+def test_scattered_layout_is_the_default_and_replays_from_the_episode():
+    from tkjepa.world.generate import expert_segments
+
+    eps = [generate_episode(s) for s in range(12)]
+    assert all(e.extras["layout"] == "scattered" and e.extras["success"] for e in eps)
+    assert np.array_equal(eps[0].frames, generate_episode(0, WorldConfig(layout="scattered")).frames)
+    # anywhere on the table: some scene repeats a colour, or puts an object far from its colour's home
+    from tkjepa.world.scene import HOMES
+    far = [np.linalg.norm(p[:2] - HOMES[n.split()[0]]) > 0.05
+           for e in eps for n, p in zip(e.extras["object_names"], e.extras["object_positions"][0])]
+    assert np.mean(far) > 0.5
+    # the expert is replayed on the layout the episode was drawn with, not on today's default
+    ep = eps[0]
+    targets = lambda segs: [s.target.round(6).tolist() for s in segs]  # noqa: E731
+    assert targets(expert_segments(ep)) == targets(expert_segments(ep, WorldConfig(family=ep.task, layout="scattered")))
+    assert targets(expert_segments(ep)) != targets(expert_segments(ep, WorldConfig(family=ep.task, layout="homes")))
+    homes = generate_episode(0, WorldConfig(layout="homes"))
+    assert targets(expert_segments(homes)) == targets(expert_segments(homes, WorldConfig(family=homes.task,
+                                                                                      layout="homes")))
+    with pytest.raises(ValueError, match="layout"):
+        WorldConfig(layout="tidy")
+
+
 def test_expert_succeeds_first_time_in_every_family():
     for family in FAMILIES:
         eps = [generate_episode(s, WorldConfig(family=family)) for s in range(8)]

@@ -172,17 +172,20 @@ def lr_at(step: int, cfg: PretrainConfig) -> float:
     return float(cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + np.cos(np.pi * frac)))
 
 
-def world_frames(seed: int, indices, workers: int = 2) -> list:
-    """Episodes `indices` of world dataset `seed` (as `tkjepa generate --seed seed` writes them)."""
-    from tkjepa.world import episode_seed, generate_episode
+def world_frames(seed: int, indices, workers: int = 2, layout: str = "scattered") -> list:
+    """Episodes `indices` of world dataset `seed` (as `tkjepa generate --seed seed --layout layout` writes them)."""
+    from functools import partial
+
+    from tkjepa.world import WorldConfig, episode_seed, generate_episode
 
     seeds = [episode_seed(seed, int(i)) for i in indices]
+    make = partial(generate_episode, cfg=WorldConfig(layout=layout))
     if workers <= 1 or len(seeds) < 8:
-        return [generate_episode(s) for s in seeds]
+        return [make(s) for s in seeds]
     import multiprocessing as mp
 
     with mp.get_context("fork").Pool(workers) as pool:
-        return pool.map(generate_episode, seeds, chunksize=4)
+        return pool.map(make, seeds, chunksize=4)
 
 
 def sample_clips(frames: torch.Tensor, batch_size: int, clip_frames: int, g: torch.Generator) -> torch.Tensor:

@@ -35,19 +35,19 @@ class WorldState:
 class TabletopEnv:
     """`reset(seed)` → frame, `step(action)` → frame, `render()`, `success()`; deterministic by seed."""
 
-    def __init__(self, size: int = 64, family: str | None = None, num_frames: int = 64):
+    def __init__(self, size: int = 64, family: str | None = None, num_frames: int = 64, layout: str = "scattered"):
         from tkjepa.world.render import Renderer  # noqa: PLC0415  (render imports hand/scene only)
 
         self.camera: Camera = default_camera(size)
         self.renderer = Renderer(self.camera)
-        self.family, self.num_frames = family, num_frames
+        self.family, self.num_frames, self.layout = family, num_frames, layout
         self.state: WorldState | None = None
         self.task: Task | None = None
 
     # -- episode control ---------------------------------------------------------------------------
     def reset(self, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        objects, self.task = sample_task(rng, self.family, self.num_frames)
+        objects, self.task = sample_task(rng, self.family, self.num_frames, self.layout)
         start = np.array([rng.uniform(-0.06, 0.06), rng.uniform(0.30, 0.36), rng.uniform(0.15, 0.19)])
         self.state = WorldState(objects=objects, wrist=start)
         return self.render()

@@ -15,11 +15,14 @@ import numpy as np
 from tkjepa.episode import Episode
 from tkjepa.world import expert, hand
 from tkjepa.world.env import MAX_STEP, TabletopEnv
+from tkjepa.world.scene import LAYOUTS
 from tkjepa.world.tasks import FAMILIES
 
 # 2: a wall sign in the marked bowl's colour during the cue; 3: the whole wall lit in it; 4: the hand leaves
-# the decision point exactly at the forecast start, and shadows fall to the front left (height is visible)
-WORLD_VERSION = "4"
+# the decision point exactly at the forecast start, and shadows fall to the front left (height is visible);
+# 5: adds the "homes" layout (`scene.HOMES`), where every colour has its place, so naming an object says where
+# it is (the forecasting benchmark's world; "scattered", the default, draws the same scenes as v4)
+WORLD_VERSION = "5"
 
 
 @dataclass
@@ -30,12 +33,16 @@ class WorldConfig:
     family: str | None = None  # task family, or None for a uniform mix of all
     split: float = 0.5        # forecast start as a fraction of num_frames (the official code splits at T//2)
     noise: float = 0.0015     # std of the expert's per-frame tracking noise (m)
+    layout: str = "scattered"  # "scattered" (objects anywhere, as in v4) or "homes" (each colour has its place:
+                               # the forecasting benchmark's world, `tkjepa.bench.LAYOUT`)
     fumbles: int = 0          # brief slips per episode: the hand dips and, when empty, half-closes on nothing
                               # (`fumble_plan`; pick_place, marked_pick_place, touch_sequence only)
 
     def __post_init__(self):
         if self.num_frames < 32:
             raise ValueError(f"num_frames must be ≥ 32 for the tasks to fit, got {self.num_frames}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.fumbles < 0:
             raise ValueError(f"fumbles must be ≥ 0, got {self.fumbles}")
         if self.size < 16 or self.size % 2:
@@ -91,11 +98,16 @@ def _expert(env: TabletopEnv, seed: int, attempt: int, cfg: WorldConfig):
 
 def expert_segments(ep: Episode, cfg: WorldConfig | None = None) -> list[expert.Segment]:
     """The expert's segments (waypoints, grips, timings) behind a generated episode, replayed from its seed."""
-    cfg = cfg or WorldConfig(family=ep.task)
+    cfg = cfg or WorldConfig(family=ep.task, layout=episode_layout(ep))
     seed, attempt = int(ep.extras["seed"]), int(ep.extras["attempt"])
-    env = TabletopEnv(size=cfg.size, family=ep.task, num_frames=cfg.num_frames)
+    env = TabletopEnv(size=cfg.size, family=ep.task, num_frames=cfg.num_frames, layout=cfg.layout)
     env.reset([seed, attempt] if attempt else seed)
     return _expert(env, seed, attempt, cfg)[0]
+
+
+def episode_layout(ep: Episode) -> str:
+    """The layout a generated episode was drawn with (episodes before world v5 are "scattered")."""
+    return str(ep.extras.get("layout", "scattered"))
 
 
 FUMBLE_FAMILIES = ("pick_place", "marked_pick_place", "touch_sequence")  # progress read off the env
@@ -115,7 +127,7 @@ def fumble_plan(rng: np.random.Generator, num_frames: int, n: int) -> list[tuple
 
 def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
     T = cfg.num_frames
-    env = TabletopEnv(size=cfg.size, family=family, num_frames=T)
+    env = TabletopEnv(size=cfg.size, family=family, num_frames=T, layout=cfg.layout)
     frames = [env.reset([seed, attempt] if attempt else seed)]
     task, objects = env.task, env.state.objects
     segments, decision, rng = _expert(env, seed, attempt, cfg)
@@ -173,6 +185,7 @@ def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
         "seed": int(seed),
         "attempt": int(attempt),
         "world_version": WORLD_VERSION,
+        "layout": cfg.layout,
     }
     if slips:  # the expert's timings no longer say when a subgoal is achieved: the env does, frame by frame
         extras["next_subgoal"] = np.array(progress, np.int64)
@@ -230,6 +243,9 @@ def add_arguments(p) -> None:
     p.add_argument("--frames", type=int, default=64, help="frames per episode")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels")
     p.add_argument("--family", default=None, choices=FAMILIES, help="only this task family (default: a mix)")
+    p.add_argument("--layout", default="scattered", choices=LAYOUTS,
+                   help="scattered: objects anywhere (the default, as world v4); homes: each colour has its "
+                        "place on the table (the forecasting benchmark's world: test folders for `tkjepa evaluate`)")
     p.add_argument("--workers", type=int, default=2, help="processes (results do not depend on it)")
 
 
@@ -237,7 +253,7 @@ def run(args) -> int:
     if args.episodes < 1:
         raise SystemExit("--episodes must be ≥ 1")
     try:
-        cfg = WorldConfig(num_frames=args.frames, size=args.size, family=args.family)
+        cfg = WorldConfig(num_frames=args.frames, size=args.size, family=args.family, layout=args.layout)
     except ValueError as e:
         raise SystemExit(f"tkjepa generate: {e}") from None
     t0 = time.perf_counter()

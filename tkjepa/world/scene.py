@@ -22,6 +22,14 @@ COLORS: dict[str, tuple[int, int, int]] = {  # chosen far apart in RGB and from 
     "cyan": (40, 190, 205),
 }
 GRASPABLE = ("cube", "ball", "cylinder")
+# World v5: a tidy table. Every colour has its home, so a name ("the blue bowl") also says where the object is:
+# a 3 × 2 grid, 11.5 cm apart across and 19 cm deep, each object within a few cm of its colour's home.
+LAYOUTS = ("homes", "scattered")
+HOMES: dict[str, tuple[float, float]] = {
+    "red": (-0.115, 0.58), "green": (0.0, 0.58), "blue": (0.115, 0.58),
+    "yellow": (-0.115, 0.39), "purple": (0.0, 0.39), "cyan": (0.115, 0.39),
+}
+HOME_JITTER = {"bowl": 0.008, "cube": 0.02, "ball": 0.02, "cylinder": 0.02}  # half-width of the square (m)
 # Half-extent used for placement, grasp height and contact (m).
 SIZES = {"cube": 0.024, "ball": 0.024, "cylinder": 0.022, "bowl": 0.048}
 HEIGHTS = {"cube": 0.048, "ball": 0.048, "cylinder": 0.052, "bowl": 0.026}
@@ -99,9 +107,24 @@ def default_camera(size: int = 64) -> Camera:
     return Camera.looking_at(eye=(0.0, 0.17, 0.50), target=(0.0, 0.475, 0.0), size=size, focal=1.12)
 
 
+def home_layout(rng: np.random.Generator, shapes_colors: list[tuple[str, str]]) -> list[SceneObject]:
+    """Place each object near its colour's home (`HOMES`; colours must be distinct). The jitters keep even two
+    bowls in neighbouring homes apart (11.5 − 2 × 0.8 cm > 2 × 4.8 cm), so no rejection is needed."""
+    colors = [c for _, c in shapes_colors]
+    if len(set(colors)) != len(colors):
+        raise ValueError(f"the homes layout needs distinct colours, got {colors}")
+    objects = []
+    for shape, color in shapes_colors:
+        j = HOME_JITTER[shape]
+        xy = np.array(HOMES[color]) + rng.uniform(-j, j, 2)
+        objects.append(SceneObject(shape, color, np.array([xy[0], xy[1], 0.0])))
+    return objects
+
+
 def sample_layout(rng: np.random.Generator, shapes_colors: list[tuple[str, str]],
                   min_gap: float = 0.03, restarts: int = 100) -> list[SceneObject]:
-    """Place objects on the table without overlap (rejection sampling; restarts the layout if stuck)."""
+    """Place objects anywhere on the table without overlap (world v4's "scattered" layout; rejection
+    sampling, restarting the layout if stuck)."""
     for _ in range(restarts):
         objects: list[SceneObject] = []
         for shape, color in shapes_colors:

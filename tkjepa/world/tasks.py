@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tkjepa.world.scene import COLORS, GRASPABLE, SceneObject, sample_layout
+from tkjepa.world.scene import COLORS, GRASPABLE, LAYOUTS, SceneObject, home_layout, sample_layout
 
 FAMILIES = ("pick_place", "marked_pick_place", "touch_sequence", "push")
 
@@ -31,8 +31,12 @@ class Task:
     candidates: list[int] = field(default_factory=list)
 
 
-def _sample_objects(rng: np.random.Generator, n_graspable: int, n_bowls: int) -> list[tuple[str, str]]:
+def _sample_objects(rng: np.random.Generator, n_graspable: int, n_bowls: int,
+                    distinct: bool = False) -> list[tuple[str, str]]:
     colors = list(COLORS)
+    if distinct:  # one object per colour (the homes layout): the colour alone names the object
+        drawn = [str(c) for c in rng.choice(colors, size=n_graspable + n_bowls, replace=False)]
+        return [(str(rng.choice(GRASPABLE)), c) for c in drawn[:n_graspable]] + [("bowl", c) for c in drawn[n_graspable:]]
     bowl_colors = rng.choice(colors, size=n_bowls, replace=False)
     # Draw distinct (shape, colour) pairs; repeated shapes make colour necessary to tell objects apart.
     pairs: list[tuple[str, str]] = []
@@ -43,15 +47,19 @@ def _sample_objects(rng: np.random.Generator, n_graspable: int, n_bowls: int) ->
     return pairs + [("bowl", str(c)) for c in bowl_colors]
 
 
-def sample_task(rng: np.random.Generator, family: str | None = None,
-                num_frames: int = 64) -> tuple[list[SceneObject], Task]:
-    """Sample a scene and a task on it. `family=None` draws one of `FAMILIES` uniformly."""
+def sample_task(rng: np.random.Generator, family: str | None = None, num_frames: int = 64,
+                layout: str = "scattered") -> tuple[list[SceneObject], Task]:
+    """Sample a scene and a task on it. `family=None` draws one of `FAMILIES` uniformly. `layout`:
+    "scattered" (anywhere on the table) or "homes" (distinct colours, each object near its colour's home)."""
     family = family or str(rng.choice(FAMILIES))
     if family not in FAMILIES:
         raise ValueError(f"unknown task family {family!r}; choose one of {FAMILIES}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
     n_graspable = int(rng.integers(2, 4))
     n_bowls = 2 if n_graspable == 3 else int(rng.integers(2, 4))  # 4–5 objects in all
-    objects = sample_layout(rng, _sample_objects(rng, n_graspable, n_bowls))
+    pairs = _sample_objects(rng, n_graspable, n_bowls, distinct=layout == "homes")
+    objects = home_layout(rng, pairs) if layout == "homes" else sample_layout(rng, pairs)
     graspables = [i for i, o in enumerate(objects) if o.shape != "bowl"]
     bowls = [i for i, o in enumerate(objects) if o.shape == "bowl"]
     name = lambda i: objects[i].name  # noqa: E731
