@@ -86,7 +86,7 @@ def main() -> None:
     models = ["thinkjepa", "jepa_only", "vlm_only", "oracle", "const_velocity"]
 
     def rollout(key, horizon=32, ablate=()):
-        return client.predict(key, models, horizon, "recursive", "film", "all layers", list(ablate),
+        return client.predict(key, models, horizon, "recursive", "crossattn", "all layers", list(ablate),
                               api_name="/rollout")
 
     for key in keys[:args.repeats]:   # select each episode once (computes its view), as the page does
@@ -96,7 +96,7 @@ def main() -> None:
                                                 for k, h in zip(keys, range(5, 5 + args.repeats))],
         "rollout, new ablation (forward passes)": [timed(lambda k=k: rollout(k, 32, [0, 3]))
                                                    for k in keys[:args.repeats]],
-        "attribution (IG + 6 ablations)": [timed(lambda k=k: client.predict(k, "film", "all layers",
+        "attribution (IG + 6 ablations)": [timed(lambda k=k: client.predict(k, "crossattn", "all layers",
                                                                             api_name="/attribution"))
                                            for k in keys[-args.repeats:]],
     }

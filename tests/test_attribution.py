@@ -83,6 +83,15 @@ def test_rows_that_feed_no_block_get_exactly_zero(model, data, ig):
     assert per[:, 0].abs().min() > 0 and dade[0] != 0.0
 
 
+def test_an_unread_stream_gets_zero_attribution_and_ig_runs_on_the_read_one(model, data, ig):
+    assert A.read_streams(model) == ("new",)                # the shipped thinkjepa reads the thinking tokens
+    assert (ig["old"] == 0).all() and ig["new"].abs().sum() > 0
+    idx = torch.arange(2)
+    scrambled = replace(data.subset(idx), old=torch.randn_like(data.old[idx]))
+    with torch.no_grad():                                    # and the old stream indeed changes nothing
+        torch.testing.assert_close(model(scrambled, idx, 1)[1], model(data.subset(idx), idx, 1)[1], atol=0, rtol=0)
+
+
 def test_ablation_delta_ade_matches_a_manual_ablation(model, data):
     full, dade = A.ablation_delta_ade(model, data)
     b_old, b_new = A.baseline_states(data)

@@ -12,7 +12,7 @@ from tkjepa import bench, forecast
 from tkjepa.encoder import EncoderConfig, VideoEncoder
 from tkjepa.episode import RIGHT_HAND_JOINTS
 from tkjepa.jepa import world_frames
-from tkjepa.train import Forecaster, TrainConfig, load_forecaster, save_forecaster, train
+from tkjepa.train import Forecaster, TrainConfig, load_forecaster, model_config, save_forecaster, train
 
 
 @pytest.fixture(scope="module")
@@ -91,16 +91,18 @@ def test_fine_tokens_are_the_last_observed_tubelet_unpooled(episodes, encoder):
 def test_fine_forecaster_trains_and_round_trips(episodes, encoder, tmp_path):
     cfg = forecast.ForecastConfig(fine=True)
     d, _ = forecast.build(episodes, encoder, None, cfg, progress=False)
-    model, hist = train(TrainConfig(model="oracle", steps=30, warmup=5, batch_size=4, forecast=cfg), d, progress=False)
+    model, hist = train(model_config("oracle", steps=30, warmup=5, batch_size=4, forecast=cfg), d, progress=False)
     assert model.predictor.config.fine_grid == 8 and hist[-1]["loss"] < hist[0]["loss"]
     save_forecaster(model, tmp_path / "m")
     again = load_forecaster(tmp_path / "m")
     assert again.predictor.config.fine_grid == 8
     torch.testing.assert_close(bench.predict(again, d), bench.predict(model, d), atol=0, rtol=0)
-    p0 = bench.predict(model, d)
-    d.fine[0] += 1.0                     # the predictions read the fine tokens, each episode its own
-    p1 = bench.predict(model, d)
-    assert not torch.allclose(p1[0], p0[0]) and torch.equal(p1[1:], p0[1:])
+    idx = torch.arange(len(d))
+    with torch.no_grad():
+        z0 = model(d, idx, 1)[0]
+        d.fine[0] += 1.0                 # the predicted latents read the fine tokens, each episode its own
+        z1 = model(d, idx, 1)[0]
+    assert (z1[0] - z0[0]).abs().max() > 1e-4 and torch.equal(z1[1:], z0[1:])
     d.fine = None
     with pytest.raises(ValueError, match="ForecastConfig\\(fine=True\\)"):
         bench.predict(model, d)
@@ -129,7 +131,7 @@ def test_const_velocity_is_exact_on_straight_lines(data):
 
 
 def _tiny(model, steps=4, **kw):
-    return TrainConfig(model=model, steps=steps, batch_size=4, warmup=2, ckpt_every=2, **kw)
+    return model_config(model, steps=steps, batch_size=4, warmup=2, ckpt_every=2, **kw)
 
 
 @pytest.mark.parametrize("model", ["thinkjepa", "jepa_only", "vlm_only", "oracle"])
@@ -146,7 +148,7 @@ def test_vlm_only_ignores_the_dense_window(data):
     d2.ctx = torch.randn_like(d2.ctx)
     idx = torch.arange(2)
     assert torch.equal(m(data, idx, 2)[1], m(d2, idx, 2)[1])
-    d2.old = torch.randn_like(d2.old)
+    d2.new = torch.randn_like(d2.new)  # the thinking tokens, which the default (streams="new") reads
     assert not torch.allclose(m(data, idx, 2)[1], m(d2, idx, 2)[1])
 
 
@@ -186,9 +188,14 @@ def test_vlm_only_windows_are_absolute(data):
     torch.testing.assert_close(joints[:, 8:], second)
 
 
+def test_step_ms_times_every_config_in_turn(data):
+    ms = bench.step_ms({"thinkjepa": _tiny("thinkjepa"), "jepa_only": _tiny("jepa_only")}, data, steps=2, rounds=2)
+    assert set(ms) == {"thinkjepa", "jepa_only"} and all(0 < v < 60_000 for v in ms.values())
+
+
 def test_run_bench_schema_saves_and_does_not_depend_on_workers(data, tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "ABLATIONS", {"inject_adaln": {"injection": "adaln"}, "stream_old": {"streams": "old"}})
-    monkeypatch.setattr(bench, "step_ms", lambda cfg, d, steps=20: 1.0)
+    monkeypatch.setattr(bench, "step_ms", lambda cfgs, d, steps=20, rounds=3: {n: 1.0 for n in cfgs})
     kw = dict(seeds=2, steps=3, progress=False)
     one = bench.run_bench(data, data, workers=1, save_dir=tmp_path, **kw)
     two = bench.run_bench(data, data, workers=2, **kw)

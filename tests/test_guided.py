@@ -190,6 +190,41 @@ def test_oracle_guidance_vectors(injection):
         guided(x, guidance=torch.randn(2, 2, 32))
 
 
+def test_future_only_cross_attention_reads_guidance_in_the_mask_tokens_only():
+    from tkjepa.predictor import GuidedBlock
+
+    torch.manual_seed(0)
+    blk = GuidedBlock(32, num_heads=2, mlp_ratio=2.0, injection="crossattn").eval()
+    x, kv, a = torch.randn(2, 12, 32), torch.randn(2, 5, 32), torch.full((2, 1, 1), 0.5)
+    kv_mask = torch.ones(2, 5, dtype=torch.bool)
+    with torch.no_grad():
+        plain = blk(x)
+        fut = blk(x, a=a, kv=kv, kv_mask=kv_mask, q_start=8)
+    assert torch.equal(fut[:, :8], plain[:, :8])           # the first 8 tokens do not read the thinker
+    assert not torch.allclose(fut[:, 8:], plain[:, 8:])    # the rest do, as with every token querying
+    # in a predictor: the gate still starts closed, and open it changes the forecast
+    plain_p, guided = pair("crossattn", cross_queries="future")
+    x, g = ctx(2, plain_p.config), guide(2)
+    with torch.no_grad():
+        assert torch.equal(guided(x, g), plain_p(x))
+        guided.gates.fill_(0.5)
+        assert not torch.allclose(guided(x, g), plain_p(x))
+    with pytest.raises(ValueError, match="cross_queries"):
+        pred_cfg(cross_queries="some")
+
+
+def test_cross_attention_heads_of_their_own():
+    plain, guided = pair("crossattn", cross_heads=1)
+    assert all(b.cross.num_heads == 1 and b.attn.num_heads == 2 for b in guided.blocks)
+    x, g = ctx(2, plain.config), guide(2)
+    with torch.no_grad():
+        assert torch.equal(guided(x, g), plain(x))        # the gate starts closed whatever the heads
+        guided.gates.fill_(0.5)
+        assert not torch.allclose(guided(x, g), plain(x))
+    with pytest.raises(ValueError, match="cross_heads"):
+        pred_cfg(cross_heads=3)                            # 32 is not divisible by 3
+
+
 @pytest.mark.parametrize("injection", ["film", "crossattn"])
 def test_gradients(injection):
     _, m = pair(injection)

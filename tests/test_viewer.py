@@ -34,7 +34,7 @@ ALL = ["thinkjepa", "jepa_only", "vlm_only", "oracle", "const_velocity"]
 
 
 def rollout(client: Client, key: str, models=("thinkjepa",), horizon: int = 8, mode: str = "recursive",
-            injection: str = "film", subset: str = "all layers", ablate=()) -> tuple:
+            injection: str = "crossattn", subset: str = "all layers", ablate=()) -> tuple:
     return client.predict(key, list(models), horizon, mode, injection, subset, list(ablate), api_name="/rollout")
 
 
@@ -146,7 +146,7 @@ def test_ablating_a_read_layer_moves_the_forecast_and_an_unread_one_does_not(cli
 
 def test_attribution_per_layer(client, paths):
     key = key_of(paths[0])
-    plot, text, res = client.predict(key, "film", "all layers", api_name="/attribution")
+    plot, text, res = client.predict(key, "crossattn", "all layers", api_name="/attribution")
     L = len(res["layers"])
     unread = [r for r in range(L) if r not in res["used"]]
     assert L == 6 and unread and all(res["attribution"][r] == 0 and res["ablation_delta_ade"][r] == 0 for r in unread)
@@ -164,11 +164,12 @@ def test_attribution_per_layer(client, paths):
 
 def test_injection_selector_loads_that_checkpoint(client, paths):
     key = key_of(paths[1])
-    film = rollout(client, key, horizon=32)[3]
-    for injection in ("adaln", "crossattn"):
+    default = rollout(client, key, horizon=32)[3]
+    assert default["checkpoint"] == "thinkjepa"
+    for injection in ("film", "adaln"):
         n = rollout(client, key, horizon=32, injection=injection)[3]
         assert n["checkpoint"] == f"thinkjepa_{injection}" and not n["note"]
-        assert abs(n["models"]["thinkjepa"]["ade"] - film["models"]["thinkjepa"]["ade"]) > 1e-6
+        assert abs(n["models"]["thinkjepa"]["ade"] - default["models"]["thinkjepa"]["ade"]) > 1e-6
 
 
 def test_layer_subset_selector_loads_that_checkpoint(client, paths):
@@ -253,7 +254,7 @@ def test_twenty_concurrent_requests_all_succeed(client, paths):
     def call(i: int):
         k = keys[i % 4]
         if i % 5 == 4:
-            return k, client.predict(k, "film", "all layers", api_name="/attribution")[2]
+            return k, client.predict(k, "crossattn", "all layers", api_name="/attribution")[2]
         return k, rollout(client, k, ALL, 32)[3]
 
     with ThreadPoolExecutor(20) as pool:

@@ -101,11 +101,17 @@ class ForecastData:
     def has_thinker(self) -> bool:
         return self.old is not None
 
-    def guide(self, idx=slice(None)) -> tuple | None:
-        """The thinker inputs of episodes `idx` as the predictor takes them (None without a thinker)."""
+    def guide(self, idx=slice(None), streams: str = "both") -> tuple | None:
+        """The thinker inputs of episodes `idx` as the predictor takes them (None without a thinker). A stream
+        the predictor does not read (`streams` "old" or "new") comes with no tokens: [B, L, 0, Dv], not copied."""
         if not self.has_thinker:
             return None
-        return self.old[idx], self.old_mask[idx], self.new[idx], self.new_mask[idx]
+        old, old_mask, new, new_mask = self.old, self.old_mask, self.new, self.new_mask
+        if streams == "new":
+            old, old_mask = old[:, :, :0], old_mask[:, :0]
+        elif streams == "old":
+            new, new_mask = new[:, :, :0], new_mask[:, :0]
+        return old[idx], old_mask[idx], new[idx], new_mask[idx]
 
     def save(self, path: str | Path, meta: dict | None = None) -> None:
         path = Path(path)

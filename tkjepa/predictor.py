@@ -57,11 +57,19 @@ class GuidedPredictorConfig:
     action_dim: int = 0            # A: per-future-tubelet action size; 0 = not action-conditioned
     block_causal: bool = False     # tubelet t attends only to tubelets ≤ t
     fine_grid: int = 0             # > 0: also read the last observed tubelet's unpooled fine_grid² tokens
+    cross_queries: str = "all"     # crossattn: which tokens look the thinker up, "all" or only the "future" ones
+                                   # (the mask tokens: half the queries, so about half the reader's cost)
+    cross_heads: int = 0           # crossattn heads; 0 = num_heads. One head over a few thinking tokens costs
+                                   # ~2× less on a CPU than four (many tiny per-head products)
     pyramid: PyramidConfig = field(default_factory=PyramidConfig)  # its dim/num_blocks are set to dim/depth
 
     def __post_init__(self):
         if self.injection not in INJECTIONS:
             raise ValueError(f"injection must be one of {INJECTIONS}, got {self.injection!r}")
+        if self.cross_heads < 0 or (self.cross_heads and self.dim % self.cross_heads):
+            raise ValueError(f"cross_heads must be 0 or divide dim={self.dim}, got {self.cross_heads}")
+        if self.cross_queries not in ("all", "future"):
+            raise ValueError(f"cross_queries must be 'all' or 'future', got {self.cross_queries!r}")
         if isinstance(self.pyramid, dict):  # from a config.json
             self.pyramid = PyramidConfig(**self.pyramid)
         self.pyramid = replace(self.pyramid, dim=self.dim, num_blocks=self.depth)
@@ -120,7 +128,7 @@ class CrossAttention(nn.Module):
 class GuidedBlock(nn.Module):
     """Pre-norm block (the encoder's `Block` layout, so plain weights load) + this block's guidance reader."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, injection: str):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, injection: str, cross_heads: int = 0):
         super().__init__()
         self.injection = injection
         self.norm1 = nn.LayerNorm(dim)
@@ -134,10 +142,11 @@ class GuidedBlock(nn.Module):
             self.ada = nn.Linear(dim, 4 * dim)
         elif injection == "crossattn":
             self.norm_x = nn.LayerNorm(dim)
-            self.cross = CrossAttention(dim, num_heads)
+            self.cross = CrossAttention(dim, cross_heads or num_heads)
 
-    def forward(self, x, mask=None, g=None, a=None, kv=None, kv_mask=None):
-        """x: [B, L, dim]; g: [B, dim] guidance (None = none); a: [B, 1, 1] gate; kv/kv_mask for crossattn."""
+    def forward(self, x, mask=None, g=None, a=None, kv=None, kv_mask=None, q_start: int = 0):
+        """x: [B, L, dim]; g: [B, dim] guidance (None = none); a: [B, 1, 1] gate; kv/kv_mask for crossattn, read
+        by the tokens from `q_start` on."""
         on = g is not None or kv is not None
         if on and self.injection == "film":
             scale, shift = self.film(g)[:, None].chunk(2, dim=-1)  # [B, 1, dim] each
@@ -148,7 +157,9 @@ class GuidedBlock(nn.Module):
             h = h * (1 + a * s1) + a * b1
         x = x + self.attn(h, mask)
         if on and self.injection == "crossattn":
-            x = x + a * self.cross(self.norm_x(x), kv, kv_mask)
+            q = x[:, q_start:]
+            q = q + a * self.cross(self.norm_x(q), kv, kv_mask)
+            x = torch.cat([x[:, :q_start], q], dim=1) if q_start else q
         h = self.norm2(x)
         if on and self.injection == "adaln":
             h = h * (1 + a * s2) + a * b2
@@ -169,7 +180,8 @@ class GuidedPredictor(nn.Module):
         self.embed = nn.Linear(c.latent_dim, c.dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, 1, c.dim))
         self.action_embed = nn.Linear(c.action_dim, c.dim) if c.action_dim else None
-        self.blocks = nn.ModuleList(GuidedBlock(c.dim, c.num_heads, c.mlp_ratio, c.injection) for _ in range(c.depth))
+        self.blocks = nn.ModuleList(GuidedBlock(c.dim, c.num_heads, c.mlp_ratio, c.injection, c.cross_heads)
+                                    for _ in range(c.depth))
         self.norm = nn.LayerNorm(c.dim)
         self.proj = nn.Linear(c.dim, c.latent_dim)
         init_weights(self)
@@ -249,9 +261,10 @@ class GuidedPredictor(nn.Module):
             a = torch.tanh(self.gates).expand(B, c.depth)
             if level_scale is not None:
                 a = a * torch.as_tensor(level_scale).to(a).expand(B, c.depth)
+        q_start = nf + Tc * N if c.cross_queries == "future" else 0
         for l, blk in enumerate(self.blocks):
             x = blk(x, mask, g=None if g is None else g[:, l], a=None if a is None else a[:, l, None, None],
-                    kv=None if kv is None else kv[:, l], kv_mask=kv_mask)
+                    kv=None if kv is None else kv[:, l], kv_mask=kv_mask, q_start=q_start)
         x = self.proj(self.norm(x[:, nf + Tc * N:]))
         return rearrange(x, "b (t n) d -> b t n d", n=N)  # [B, Tf, N, D]
 

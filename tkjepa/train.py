@@ -1,11 +1,13 @@
 """Training the forecasters: a GuidedPredictor + TrajectoryHead on cached encoder tokens and thinker features.
 
 Models (all trained with the same budget; `MODELS`):
-- `thinkjepa`  the dense window's latents + the thinker's pyramid guidance (FiLM by default);
+- `thinkjepa`  the dense window's latents + the thinker's pyramid guidance (by default cross-attention over the
+               thinking tokens of every cached layer: `TrainConfig.injection`, `.streams`);
 - `jepa_only`  the same predictor with no guidance;
 - `vlm_only`   the guided predictor with the JEPA inputs zeroed (the official code's definition);
 - `oracle`     the guidance replaced by an embedding of the true next subgoal (its kind and the target
-               object's colour and shape): a perfect thinker, the lower bound for this predictor and head.
+               object's colour and shape), read by FiLM: a perfect thinker, the lower bound for this predictor
+               and head.
 
 The head reads each window's latents and predicts the joints' displacement from where the hand was at the
 last observed frame (the JEPA branch observes the tracked joints of its dense window, as EgoDex records
@@ -38,14 +40,21 @@ from tkjepa.predictor import GuidedPredictor, GuidedPredictorConfig
 from tkjepa.pyramid import PyramidConfig
 
 MODELS = ("thinkjepa", "jepa_only", "vlm_only", "oracle")
+# Per-model changes to TrainConfig's defaults: the oracle's message is one vector per block, which FiLM reads
+# (cross-attention over a single token would reduce to an added bias).
+MODEL_DEFAULTS = {"oracle": {"injection": "film"}}
 
 
 @dataclass
 class TrainConfig:
     model: str = "thinkjepa"        # one of MODELS
-    injection: str = "film"         # guidance injection: film | adaln | crossattn (ignored by jepa_only)
+    injection: str = "crossattn"    # guidance injection: film | adaln | crossattn (ignored by jepa_only). The
+                                    # predictor's tokens look up the thinker's tokens: in 600 steps it learns to
+                                    # read "next blue bowl" this way, where FiLM's pooled vector blurs the words
+                                    # (BENCHMARKS.md, issue 5)
     levels: str | list = "all"      # thinker layers used by the pyramid: all | mid | last | [row indices]
-    streams: str = "both"           # thinker streams: both | old | new
+    streams: str = "new"            # thinker streams: new (the thinking tokens) | old | both; ~100 prompt and
+                                    # visual tokens beside the ~8 thinking ones dilute what cross-attention finds
     action_conditioned: bool = False  # feed the expert's actions to the future mask tokens (planning)
     steps: int = 600                # optimiser steps
     batch_size: int = 32            # episodes per step
@@ -60,9 +69,16 @@ class TrainConfig:
     latent_weight: float = 1.0      # λ of the latent L1 term
     seed: int = 0                   # weights and batch order
     ckpt_every: int = 200           # steps between resumable training states
-    predictor: GuidedPredictorConfig = field(default_factory=lambda: GuidedPredictorConfig(dim=64, depth=4))
+    # one cross-attention head: a step costs ~1.2× jepa_only's instead of ~1.35× with four (BENCHMARKS.md)
+    predictor: GuidedPredictorConfig = field(
+        default_factory=lambda: GuidedPredictorConfig(dim=64, depth=4, cross_heads=1))
     head: TrajectoryHeadConfig = field(default_factory=lambda: TrajectoryHeadConfig(dim=64, hidden=128, state_dim=21))
     forecast: ForecastConfig = field(default_factory=ForecastConfig)
+
+
+def model_config(model: str, **overrides) -> "TrainConfig":
+    """TrainConfig of `model` with its `MODEL_DEFAULTS` (what `tkjepa train` and `tkjepa bench` use)."""
+    return TrainConfig(model=model, **{**MODEL_DEFAULTS.get(model, {}), **overrides})
 
 
 class Forecaster(nn.Module):
@@ -92,7 +108,7 @@ class Forecaster(nn.Module):
         ctx = data.ctx[idx]
         if cfg.model == "vlm_only":
             ctx = torch.zeros_like(ctx)
-        guide = data.guide(idx) if cfg.model in ("thinkjepa", "vlm_only") else None
+        guide = data.guide(idx, cfg.streams) if cfg.model in ("thinkjepa", "vlm_only") else None
         guidance = None
         if cfg.model == "oracle":
             o = data.oracle[idx]
@@ -281,9 +297,10 @@ def load_forecaster(path: str | Path) -> Forecaster:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="thinkjepa", choices=MODELS)
     p.add_argument("--out", required=True, help="checkpoint folder (config.json + model.safetensors)")
-    p.add_argument("--injection", default="film", choices=("film", "adaln", "crossattn"))
+    p.add_argument("--injection", default=None, choices=("film", "adaln", "crossattn"),
+                   help="default: crossattn (film for the oracle)")
     p.add_argument("--levels", default="all", help="all | mid | last | comma-separated row indices")
-    p.add_argument("--streams", default="both", choices=("both", "old", "new"))
+    p.add_argument("--streams", default=None, choices=("both", "old", "new"), help="default: new")
     p.add_argument("--action-conditioned", action="store_true", help="condition the predictor on actions")
     p.add_argument("--episodes", type=int, default=1000, help="world training episodes (seed 1000)")
     p.add_argument("--steps", type=int, default=None)
@@ -299,8 +316,9 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     levels = args.levels if args.levels in ("all", "mid", "last") else [int(x) for x in args.levels.split(",")]
-    cfg = TrainConfig(model=args.model, injection=args.injection, levels=levels, streams=args.streams,
-                      action_conditioned=args.action_conditioned, seed=args.seed)
+    chosen = {k: v for k, v in (("injection", args.injection), ("streams", args.streams)) if v is not None}
+    cfg = model_config(args.model, levels=levels, action_conditioned=args.action_conditioned, seed=args.seed,
+                       **chosen)
     if args.steps:
         cfg.steps = args.steps
     encoder, thinker = load_models()

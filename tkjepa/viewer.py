@@ -92,10 +92,12 @@ class EpisodeView:
 
 def checkpoint_variant(cfg: dict) -> tuple[str, str]:
     """(injection, layer subset) of a thinkjepa checkpoint's train config, as the selectors name them."""
+    from tkjepa.train import TrainConfig
+
     levels, streams = cfg.get("levels", "all"), cfg.get("streams", "both")
     subset = "all layers" if levels == "all" else f"layers: {levels}"
-    if streams != "both":
-        subset += f", {streams} stream only"
+    if streams != TrainConfig.streams:
+        subset += f", streams: {streams}"
     return cfg.get("injection", "film"), subset
 
 
@@ -216,11 +218,16 @@ class Viewer:
         """The models the page can toggle: shipped headline checkpoints, then the constant-velocity baseline."""
         return [n for n in MODELS if n in self.models] + [BASELINE]
 
+    @property
+    def default_variant(self) -> tuple[str, str]:
+        """(injection, layer subset) of the `thinkjepa` checkpoint: the selectors' first choices."""
+        return checkpoint_variant(vars(self.models["thinkjepa"].cfg))
+
     def injections(self) -> list[str]:
-        return sorted({inj for inj, _ in self.variants}, key=lambda s: (s != "film", s))
+        return sorted({inj for inj, _ in self.variants}, key=lambda s: (s != self.default_variant[0], s))
 
     def subsets(self) -> list[str]:
-        return sorted({sub for _, sub in self.variants}, key=lambda s: (s != "all layers", s))
+        return sorted({sub for _, sub in self.variants}, key=lambda s: (s != self.default_variant[1], s))
 
     def checkpoint(self, injection: str | None, subset: str | None) -> tuple[str, str]:
         """(checkpoint name, note): the thinkjepa checkpoint shipped for this combination, else the default."""

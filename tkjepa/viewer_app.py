@@ -149,9 +149,9 @@ def build_demo(data: str | Path | None = None, checkpoints: str | Path | None = 
                                     info="1–8: one predictor call; beyond: further windows")
                 mode = gr.Radio([(label, k) for k, label in MODES.items()], value="recursive", label="rollout")
                 with gr.Row():
-                    injection = gr.Dropdown(v.injections(), value="film", label="injection mode (thinkjepa)",
-                                            interactive=len(v.injections()) > 1)
-                    subset = gr.Dropdown(v.subsets(), value="all layers", label="layer subset (thinkjepa)",
+                    injection = gr.Dropdown(v.injections(), value=v.default_variant[0],
+                                            label="injection mode (thinkjepa)", interactive=len(v.injections()) > 1)
+                    subset = gr.Dropdown(v.subsets(), value=v.default_variant[1], label="layer subset (thinkjepa)",
                                          interactive=len(v.subsets()) > 1)
                 scores = gr.Markdown(elem_id="scores")
         with gr.Row():

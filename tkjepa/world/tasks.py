@@ -36,7 +36,8 @@ def _sample_objects(rng: np.random.Generator, n_graspable: int, n_bowls: int,
     colors = list(COLORS)
     if distinct:  # one object per colour (the homes layout): the colour alone names the object
         drawn = [str(c) for c in rng.choice(colors, size=n_graspable + n_bowls, replace=False)]
-        return [(str(rng.choice(GRASPABLE)), c) for c in drawn[:n_graspable]] + [("bowl", c) for c in drawn[n_graspable:]]
+        graspable = [(str(rng.choice(GRASPABLE)), c) for c in drawn[:n_graspable]]
+        return graspable + [("bowl", c) for c in drawn[n_graspable:]]
     bowl_colors = rng.choice(colors, size=n_bowls, replace=False)
     # Draw distinct (shape, colour) pairs; repeated shapes make colour necessary to tell objects apart.
     pairs: list[tuple[str, str]] = []
