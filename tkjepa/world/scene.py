@@ -22,9 +22,10 @@ COLORS: dict[str, tuple[int, int, int]] = {  # chosen far apart in RGB and from 
     "cyan": (40, 190, 205),
 }
 GRASPABLE = ("cube", "ball", "cylinder")
-# World v5: a tidy table. Every colour has its home, so a name ("the blue bowl") also says where the object is:
-# a 3 × 2 grid, 11.5 cm apart across and 19 cm deep, each object within a few cm of its colour's home.
-LAYOUTS = ("homes", "scattered")
+# Layouts: "scattered" puts objects anywhere on the table (`sample_layout`); "homes" (world v5) is a tidy table
+# where every colour has its home, so a name ("the blue bowl") also says where the object is: a 3 × 2 grid,
+# 11.5 cm apart across and 19 cm deep, each object within a few cm of its colour's home (`home_layout`).
+LAYOUTS = ("scattered", "homes")
 HOMES: dict[str, tuple[float, float]] = {
     "red": (-0.115, 0.58), "green": (0.0, 0.58), "blue": (0.115, 0.58),
     "yellow": (-0.115, 0.39), "purple": (0.0, 0.39), "cyan": (0.115, 0.39),
