@@ -193,6 +193,8 @@ class Viewer:
         # (injection, layer subset) -> checkpoint name, for every thinkjepa checkpoint
         self.variants = {checkpoint_variant(vars(m.cfg)): n for n, m in sorted(self.models.items())
                          if m.cfg.model == "thinkjepa"}
+        # (injection, layer subset) of the `thinkjepa` checkpoint: the selectors' first choices
+        self.default_variant = checkpoint_variant(vars(self.models["thinkjepa"].cfg))
         self.paths = {self._key(p): p for p in find_episodes(c.data)}
         ref, texts, ref_paths = reference_data(c.data, self.encoder, self.thinker, self.fcfg, c.reference_episodes)
         self.reference = {self._key(Path(p)): (i, texts[i]) for i, p in enumerate(ref_paths)}
@@ -217,11 +219,6 @@ class Viewer:
     def shown_models(self) -> list[str]:
         """The models the page can toggle: shipped headline checkpoints, then the constant-velocity baseline."""
         return [n for n in MODELS if n in self.models] + [BASELINE]
-
-    @property
-    def default_variant(self) -> tuple[str, str]:
-        """(injection, layer subset) of the `thinkjepa` checkpoint: the selectors' first choices."""
-        return checkpoint_variant(vars(self.models["thinkjepa"].cfg))
 
     def injections(self) -> list[str]:
         return sorted({inj for inj, _ in self.variants}, key=lambda s: (s != self.default_variant[0], s))
