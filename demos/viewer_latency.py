@@ -1,4 +1,4 @@
-"""Latency of the rollout viewer (issue 7's budget: a rollout + redraw ≤ 300 ms, an attribution ≤ 3 s).
+"""Latency of the rollout viewer (its budget: a rollout + redraw ≤ 300 ms, an attribution ≤ 3 s).
 
     .venv/bin/python demos/viewer_latency.py [--browser] [--repeats N]
 
@@ -69,8 +69,8 @@ def main() -> None:
     from gradio_client import Client
 
     from tkjepa.egodex import find_episodes
-    from tkjepa.viewer import EPISODES
-    from tkjepa.viewer_app import launch
+    from tkjepa.paths import EPISODES
+    from tkjepa.viewer.app import launch
 
     t = time.perf_counter()
     spec = importlib.util.spec_from_file_location("rollout_viewer", ROOT / "demos" / "rollout_viewer.py")

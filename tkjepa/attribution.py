@@ -1,4 +1,5 @@
-"""`tkjepa attribute`: which thinker layers does the forecaster's prediction lean on? (Integrated Gradients)
+"""Which thinker layers does the forecaster's prediction lean on? Integrated Gradients and layer ablation
+(what `tkjepa attribute` reports).
 
 Scalar. For each episode, the progress of the predicted wrist (`rightHand`, joint 1) toward where it truly goes
 at the last frame of the trained horizon (frame 8): s = ⟨ŷ_8 − p_0, u⟩, p_0 the last observed wrist position,
@@ -8,7 +9,7 @@ undefined) or whose frame 8 is not valid are skipped, and the JSON says how many
 
 Attribution. Captum's `IntegratedGradients` over the two thinker inputs, old [B, L, No, Dv] and new
 [B, L, Nn, Dv] (L cached decoder layers), or over the one a forecaster reads (the shipped thinkjepa reads only
-the new stream, `TrainConfig.streams`; the other then gets zero attribution). Baseline: the per-layer mean
+the new stream, `ForecasterConfig.streams`; the other then gets zero attribution). Baseline: the per-layer mean
 state (over the evaluated episodes and their unmasked tokens, the same vector at every token position), a "no
 episode-specific information" reference; zeros would be off-distribution for transformer states. The
 per-layer attribution of an episode is the signed sum over that layer's tokens and channels of both streams
@@ -17,7 +18,7 @@ layers sum to s(input) − s(baseline), up to the convergence delta.
 
 Causal check. For each layer l, row l of old and new is replaced by the baseline for every episode (the other
 rows kept), one window is predicted, and ΔADE = ADE(ablated) − ADE(full) over the 8 trained frames
-(`tkjepa.bench.metrics`). Note the difference: IG moves all layers to the baseline together, the ablation one
+(`tkjepa.metrics.trajectory_scores`). Note the difference: IG moves all layers to the baseline together, the ablation one
 layer at a time. The Spearman rank correlation (average ranks for ties) is taken between the per-layer mean
 *absolute* attribution and ΔADE: a layer can matter in either direction of s, while removing it should only
 hurt ADE. The signed means are reported too.
@@ -29,17 +30,11 @@ over the used ones only. Deterministic: no sampling, no training.
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 
-from tkjepa.episode import RIGHT_HAND_JOINTS
-from tkjepa.episode import WRIST as WRIST_NAME
-
-WRIST = RIGHT_HAND_JOINTS.index(WRIST_NAME)  # the wrist's joint index in the forecasters' outputs
+from tkjepa.metrics import trajectory_scores
 
 
 @dataclass
@@ -53,11 +48,12 @@ class AttributionConfig:
     method: str = "gausslegendre"  # captum's integration rule
 
 
-def scalar_terms(data, cfg: AttributionConfig | None = None) -> tuple[torch.Tensor, ...]:
-    """-> (p0 [E, 3], u [E, 3], keep [E] bool, y [E, 3]) for frame `cfg.frame` (8)."""
+def scalar_terms(data, wrist: int, cfg: AttributionConfig | None = None) -> tuple[torch.Tensor, ...]:
+    """-> (p0 [E, 3], u [E, 3], keep [E] bool, y [E, 3]) of joint `wrist` (its index among the forecast joints,
+    `ForecastConfig.wrist`) at frame `cfg.frame` (8)."""
     cfg = cfg or AttributionConfig()
-    p0 = data.past[:, -1, WRIST]
-    y = data.traj[:, cfg.frame - 1, WRIST]
+    p0 = data.past[:, -1, wrist]
+    y = data.traj[:, cfg.frame - 1, wrist]
     d = y - p0
     n = d.norm(dim=-1)
     keep = (n >= cfg.min_disp) & data.valid[:, cfg.frame - 1].bool()
@@ -83,12 +79,13 @@ class ProgressScalar(torch.nn.Module):
     def __init__(self, model, data, cfg: AttributionConfig | None = None):
         super().__init__()
         self.model, self.data, self.frame = model, data, (cfg or AttributionConfig()).frame
-        self.p0, self.u, _, _ = scalar_terms(data, cfg)
+        self.wrist = model.cfg.forecast.wrist
+        self.p0, self.u, _, _ = scalar_terms(data, self.wrist, cfg)
 
     def forward(self, old, new, idx):
         d = replace(self.data.subset(idx), old=old, new=new)
         joints = self.model(d, torch.arange(len(idx)), 1)[1]                 # [B, 8, J, 3]
-        pred = joints[:, self.frame - 1, WRIST]
+        pred = joints[:, self.frame - 1, self.wrist]
         return ((pred - self.p0[idx]) * self.u[idx]).sum(-1)
 
 
@@ -165,15 +162,13 @@ def token_attribution(model, data, i: int, cfg: AttributionConfig | None = None)
 def ablation_delta_ade(model, data, cfg: AttributionConfig | None = None, base=None) -> tuple[float, list[float]]:
     """(ADE of the full model, [ΔADE per layer]) over the trained horizon; layer l's old and new rows -> `base`
     (default: `baseline_states(data)`)."""
-    from tkjepa.bench import metrics
-
     cfg = cfg or AttributionConfig()
     model.eval()
     base = base or baseline_states(data)
     idx = torch.arange(len(data))
 
     def ade(d):
-        return metrics(model(d, idx, 1)[1], d.traj, d.valid, cfg.frame)["ade"]
+        return trajectory_scores(model(d, idx, 1)[1], d.traj, d.valid, cfg.frame)["ade"]
 
     full = ade(data)
     return full, [ade(ablate_layers(data, [l], base)) - full for l in range(data.old.shape[1])]
@@ -213,7 +208,7 @@ def spearman(a, b) -> float:
 def attribute(model, data, cfg: AttributionConfig | None = None) -> dict:
     """The whole report (the JSON's fields) for a thinkjepa forecaster on `data`."""
     cfg = cfg or AttributionConfig()
-    _, _, keep, _ = scalar_terms(data, cfg)
+    _, _, keep, _ = scalar_terms(data, model.cfg.forecast.wrist, cfg)
     kept = data.subset(torch.nonzero(keep).flatten())
     ig = integrated_gradients(model, kept, cfg)
     per = layer_attribution(ig)                                              # [E, L]
@@ -254,40 +249,3 @@ def figure(result: dict):
     fig.update_layout(title=f"thinker layer attribution ({result['episodes']} episodes; Spearman "
                             f"{result['spearman']}, used layers {result['spearman_used']})", height=600)
     return fig
-
-
-def add_arguments(p) -> None:
-    from tkjepa.bench import SHIPPED
-
-    p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
-    p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes")
-    p.add_argument("--checkpoint", default=str(SHIPPED / "thinkjepa"), help="a thinkjepa forecaster checkpoint")
-    p.add_argument("--out", default="runs/attribute/attribution.json", help="JSON (+ attribution.html beside it)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def run(args) -> int:
-    from tkjepa.bench import folder_data, load_models
-    from tkjepa.forecast import ForecastConfig
-    from tkjepa.train import load_forecaster
-
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    model = load_forecaster(args.checkpoint)
-    if model.cfg.model != "thinkjepa":
-        raise SystemExit(f"{args.checkpoint}: a {model.cfg.model} forecaster reads no thinker layers")
-    encoder, thinker = load_models()
-    data, _, _ = folder_data(args.data, encoder, thinker, ForecastConfig(), args.episodes,
-                             not getattr(args, "quiet", False))
-    torch.manual_seed(0)
-    result = attribute(model, data)
-    result["seconds"] = round(time.perf_counter() - t0, 1)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    figure(result).write_html(out.with_name("attribution.html"), include_plotlyjs=True)
-    print(json.dumps({k: result[k] for k in ("layers", "attribution", "ablation_delta_ade", "spearman",
-                                             "spearman_used", "convergence_delta", "episodes", "seconds")}))
-    return 0

@@ -30,6 +30,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
+from tkjepa.checkpoint import atomic_write
 from tkjepa.episode import Episode
 
 __all__ = ["EgoDexFormatError", "write_episode", "load_episode", "find_episodes", "summarize",
@@ -52,16 +53,6 @@ def _scalar(v: Any) -> Any:
 
 def _is_scalar(v: Any) -> bool:
     return isinstance(v, (bool, int, float, str, np.bool_, np.integer, np.floating))
-
-
-def _replace_atomically(final: Path, write) -> None:
-    # The temp name does not end in .hdf5/.mp4, so find_episodes never sees a half-written file.
-    tmp = final.with_name(f".{final.name}.partial")
-    try:
-        write(tmp)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
@@ -130,8 +121,9 @@ def write_episode(ep: Episode, root: str | os.PathLike, index: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     h5_path, mp4_path = folder / f"{index}.hdf5", folder / f"{index}.mp4"
     # Video first: a .hdf5 under its final name then always has its .mp4 beside it.
-    _replace_atomically(mp4_path, lambda p: _write_mp4(p, frames, ep.fps))
-    _replace_atomically(h5_path, lambda p: _write_hdf5(p, ep))
+    # the temporary names do not end in .hdf5/.mp4, so find_episodes never sees a half-written file
+    atomic_write(mp4_path, lambda p: _write_mp4(p, frames, ep.fps))
+    atomic_write(h5_path, lambda p: _write_hdf5(p, ep))
     return h5_path
 
 

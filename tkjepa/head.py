@@ -1,4 +1,4 @@
-"""The trajectory head and its metrics: latents -> 3D hand joint positions in metres, and how far off they are.
+"""The trajectory head: latents -> 3D hand joint positions in metres.
 
 For each future tubelet the head pools that tubelet's N tokens into one vector by attention (a learned query;
 fixed 2D sincos positions are added to the tokens first, so *where* a token sits in the frame is readable by
@@ -8,32 +8,27 @@ that tubelet's frames. It works per tubelet, so it reads rollouts of any length.
 
 The network predicts normalised coordinates; buffers `mean`, `std` [J, 3], set from the training targets by
 `set_target_stats`, turn them into metres (world frame), so the last layer's scale is the same for every axis.
-
-Metrics, as the official evaluation (pred, true: [B, T, J, 3] metres; `joints=` an index subset, e.g. the
-wrist): ADE = mean L2 over frames × joints; FDE = mean L2 over joints at the last frame; Acc@th = fraction of
-(frame, joint) errors below th (5 cm).
+How far off they are is `tkjepa.metrics`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from tkjepa.encoder import init_weights, sincos_pos_embed_3d
-from tkjepa.episode import RIGHT_HAND_JOINTS
+from tkjepa.encoder.vit import init_weights, sincos_pos_embed_3d
 
 
 @dataclass
 class TrajectoryHeadConfig:
     latent_dim: int = 96               # D: latent token width
     dim: int = 128                     # head width
-    joints: int = len(RIGHT_HAND_JOINTS)  # J: joints per frame (tkjepa.episode.RIGHT_HAND_JOINTS order)
+    joints: int = 7                    # J: joints per frame (the forecast data's joint set: 7 of the right hand)
     frames_per_tubelet: int = 2        # video frames one tubelet covers (encoder tubelet_size)
     tokens: int = 16                   # N: tokens per tubelet
     grid_hw: tuple[int, int] | None = None  # (h, w) of the token grid; None = square √N × √N
@@ -118,40 +113,3 @@ class TrajectoryHead(nn.Module):
         y = self.mlp(torch.cat([fut, last], dim=-1))              # [B, Tf, f·J·3]
         y = rearrange(y, "b t (f j x) -> b (t f) j x", f=c.frames_per_tubelet, j=c.joints, x=3)
         return y * self.std + self.mean
-
-
-def _errors(pred: torch.Tensor, true: torch.Tensor, joints: Sequence[int] | None = None) -> torch.Tensor:
-    """[B, T, J, 3] × 2 -> L2 errors [B, T, J'] (metres) over the `joints` subset (default all)."""
-    if pred.shape != true.shape or pred.shape[-1] != 3:
-        raise ValueError(f"pred and true must both be [B, T, J, 3], got {tuple(pred.shape)}, {tuple(true.shape)}")
-    if joints is not None:
-        idx = torch.as_tensor(joints, dtype=torch.long, device=pred.device)
-        pred, true = pred.index_select(-2, idx), true.index_select(-2, idx)
-    return (pred - true).norm(dim=-1)
-
-
-def ade(pred, true, joints=None) -> torch.Tensor:
-    """Average displacement error: mean L2 over batch, frames and joints (scalar, metres)."""
-    return _errors(pred, true, joints).mean()
-
-
-def fde(pred, true, joints=None) -> torch.Tensor:
-    """Final displacement error: mean L2 over batch and joints at the last frame (scalar, metres)."""
-    return _errors(pred, true, joints)[:, -1].mean()
-
-
-def acc_at(pred, true, th: float = 0.05, joints=None) -> torch.Tensor:
-    """Fraction of (sample, frame, joint) errors strictly below th metres (scalar in [0, 1])."""
-    return (_errors(pred, true, joints) < th).float().mean()
-
-
-def per_horizon(pred, true, th: float = 0.05, joints=None) -> dict[str, torch.Tensor]:
-    """Per future frame: {"ade": [T] mean L2, "acc": [T] fraction below th}."""
-    e = _errors(pred, true, joints)
-    return {"ade": e.mean(dim=(0, 2)), "acc": (e < th).float().mean(dim=(0, 2))}
-
-
-def trajectory_metrics(pred, true, th: float = 0.05, joints=None) -> dict[str, float]:
-    """{"ade", "fde", "acc"} as floats, the three numbers of the paper's table."""
-    return {"ade": ade(pred, true, joints).item(), "fde": fde(pred, true, joints).item(),
-            "acc": acc_at(pred, true, th, joints).item()}

@@ -16,11 +16,6 @@ helps. `level_scale [depth]` or `[B, depth]` multiplies a per block (0 = ablate 
 `guide=None` applies no guidance at all. `guidance=[B, depth, dim]` bypasses the pyramid (an oracle that
 embeds the true subgoal); cross-attention then attends to that one vector per block.
 
-Fine context (`fine_grid > 0`): `fine [B, fine_grid², D]`, the last observed tubelet's tokens before pooling,
-join the context as extra tokens (their own learned type embedding; sincos positions at their place in the
-pooled grid's coordinates, at the last context tubelet's time). Pooling 8×8 -> 4×4 blurs *which* object sits
-where; these tokens keep it, so guidance that names an object can find it (issue 6's grounding probe).
-
 Actions (`action_dim > 0`): actions [B, Tf, A] of the future tubelets are embedded and added to their mask
 tokens. `block_causal`: a token of tubelet t attends only to tubelets ≤ t (V-JEPA 2-AC), so the prediction of
 future tubelet t depends on the context and the earlier future tubelets only, never on later actions.
@@ -36,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from tkjepa.encoder import Attention, init_weights, sincos_at, sincos_pos_embed_3d
+from tkjepa.encoder.vit import Attention, init_weights, sincos_pos_embed_3d
 from tkjepa.pyramid import PyramidConfig, PyramidExtractor
 
 INJECTIONS = ("film", "adaln", "crossattn", "none")
@@ -56,9 +51,6 @@ class GuidedPredictorConfig:
     injection: str = "film"        # "film" | "adaln" | "crossattn" | "none" (module doc)
     action_dim: int = 0            # A: per-future-tubelet action size; 0 = not action-conditioned
     block_causal: bool = False     # tubelet t attends only to tubelets ≤ t
-    fine_grid: int = 0             # > 0: also read the last observed tubelet's unpooled fine_grid² tokens
-    cross_queries: str = "all"     # crossattn: which tokens look the thinker up, "all" or only the "future" ones
-                                   # (the mask tokens: half the queries, so about half the reader's cost)
     cross_heads: int = 0           # crossattn heads; 0 = num_heads. One head over a few thinking tokens costs
                                    # ~2× less on a CPU than four (many tiny per-head products)
     pyramid: PyramidConfig = field(default_factory=PyramidConfig)  # its dim/num_blocks are set to dim/depth
@@ -68,10 +60,6 @@ class GuidedPredictorConfig:
             raise ValueError(f"injection must be one of {INJECTIONS}, got {self.injection!r}")
         if self.cross_heads < 0 or (self.cross_heads and self.dim % self.cross_heads):
             raise ValueError(f"cross_heads must be 0 or divide dim={self.dim}, got {self.cross_heads}")
-        if self.cross_queries not in ("all", "future"):
-            raise ValueError(f"cross_queries must be 'all' or 'future', got {self.cross_queries!r}")
-        if isinstance(self.pyramid, dict):  # from a config.json
-            self.pyramid = PyramidConfig(**self.pyramid)
         self.pyramid = replace(self.pyramid, dim=self.dim, num_blocks=self.depth)
 
     @property
@@ -144,9 +132,8 @@ class GuidedBlock(nn.Module):
             self.norm_x = nn.LayerNorm(dim)
             self.cross = CrossAttention(dim, cross_heads or num_heads)
 
-    def forward(self, x, mask=None, g=None, a=None, kv=None, kv_mask=None, q_start: int = 0):
-        """x: [B, L, dim]; g: [B, dim] guidance (None = none); a: [B, 1, 1] gate; kv/kv_mask for crossattn, read
-        by the tokens from `q_start` on."""
+    def forward(self, x, mask=None, g=None, a=None, kv=None, kv_mask=None):
+        """x: [B, L, dim]; g: [B, dim] guidance (None = none); a: [B, 1, 1] gate; kv/kv_mask for crossattn."""
         on = g is not None or kv is not None
         if on and self.injection == "film":
             scale, shift = self.film(g)[:, None].chunk(2, dim=-1)  # [B, 1, dim] each
@@ -157,9 +144,7 @@ class GuidedBlock(nn.Module):
             h = h * (1 + a * s1) + a * b1
         x = x + self.attn(h, mask)
         if on and self.injection == "crossattn":
-            q = x[:, q_start:]
-            q = q + a * self.cross(self.norm_x(q), kv, kv_mask)
-            x = torch.cat([x[:, :q_start], q], dim=1) if q_start else q
+            x = x + a * self.cross(self.norm_x(x), kv, kv_mask)
         h = self.norm2(x)
         if on and self.injection == "adaln":
             h = h * (1 + a * s2) + a * b2
@@ -200,15 +185,6 @@ class GuidedPredictor(nn.Module):
         T = c.context_tubelets + c.future_tubelets
         self.register_buffer("pos", sincos_pos_embed_3d(c.dim, T, h, w).view(T, h * w, c.dim), persistent=False)
         t = torch.arange(T).repeat_interleave(h * w)
-        if c.fine_grid:
-            self.fine_type = nn.Parameter(torch.zeros(1, 1, c.dim))
-            nn.init.trunc_normal_(self.fine_type, std=0.02)
-            r = c.fine_grid / h                                   # fine tokens per pooled token, per side
-            fy, fx = torch.meshgrid(torch.arange(c.fine_grid), torch.arange(c.fine_grid), indexing="ij")
-            coords = torch.stack([torch.full((c.fine_grid ** 2,), c.context_tubelets - 1.0),
-                                  (fy.flatten() - (r - 1) / 2) / r, (fx.flatten() - (r - 1) / 2) / r], dim=1)
-            self.register_buffer("fine_pos", sincos_at(c.dim, coords)[None], persistent=False)
-            t = torch.cat([torch.full((c.fine_grid ** 2,), c.context_tubelets - 1), t])
         self.register_buffer("causal_mask", t[:, None] >= t[None, :], persistent=False)  # [L, L], True = attend
 
     def _guidance(self, guide, guidance):
@@ -234,18 +210,12 @@ class GuidedPredictor(nn.Module):
             return None, kv, kv_mask
         return self.pyramid(*feats), None, None
 
-    def _predict(self, ctx, g, kv, kv_mask, actions, level_scale, fine=None):
+    def _predict(self, ctx, g, kv, kv_mask, actions, level_scale):
         c = self.config
         B, Tc, N, _ = ctx.shape
         if (Tc, N, ctx.shape[-1]) != (c.context_tubelets, c.tokens, c.latent_dim):
             raise ValueError(f"ctx must be [B, {c.context_tubelets}, {c.tokens}, {c.latent_dim}], "
                              f"got {tuple(ctx.shape)}")
-        nf = c.fine_grid ** 2
-        if nf and (fine is None or fine.shape != (B, nf, c.latent_dim)):
-            raise ValueError(f"fine_grid={c.fine_grid}: fine must be [B, {nf}, {c.latent_dim}], "
-                             f"got {None if fine is None else tuple(fine.shape)}")
-        if not nf and fine is not None:
-            raise ValueError("fine tokens given to a predictor built with fine_grid=0")
         fut = self.mask_token.expand(B, c.future_tubelets, N, c.dim)  # [B, Tf, N, dim]
         if self.action_embed is not None:
             if actions is None or actions.shape[1:] != (c.future_tubelets, c.action_dim):
@@ -253,38 +223,34 @@ class GuidedPredictor(nn.Module):
             fut = fut + self.action_embed(actions)[:, :, None]
         x = torch.cat([self.embed(ctx), fut], dim=1) + self.pos  # [B, Tc+Tf, N, dim]
         x = rearrange(x, "b t n d -> b (t n) d")
-        if nf:
-            x = torch.cat([self.embed(fine) + self.fine_pos + self.fine_type, x], dim=1)
         mask = self.causal_mask if c.block_causal else None
         a = None
         if g is not None or kv is not None:
             a = torch.tanh(self.gates).expand(B, c.depth)
             if level_scale is not None:
                 a = a * torch.as_tensor(level_scale).to(a).expand(B, c.depth)
-        q_start = nf + Tc * N if c.cross_queries == "future" else 0
         for l, blk in enumerate(self.blocks):
             x = blk(x, mask, g=None if g is None else g[:, l], a=None if a is None else a[:, l, None, None],
-                    kv=None if kv is None else kv[:, l], kv_mask=kv_mask, q_start=q_start)
-        x = self.proj(self.norm(x[:, nf + Tc * N:]))
+                    kv=None if kv is None else kv[:, l], kv_mask=kv_mask)
+        x = self.proj(self.norm(x[:, Tc * N:]))
         return rearrange(x, "b (t n) d -> b t n d", n=N)  # [B, Tf, N, D]
 
-    def forward(self, ctx, guide=None, actions=None, *, guidance=None, level_scale=None, fine=None) -> torch.Tensor:
-        """ctx: [B, Tc, N, D]; actions: [B, Tf, A]; guidance: [B, depth, dim] oracle vectors; fine: [B, Nf, D]
-        -> [B, Tf, N, D]."""
-        return self._predict(ctx, *self._guidance(guide, guidance), actions, level_scale, fine)
+    def forward(self, ctx, guide=None, actions=None, *, guidance=None, level_scale=None) -> torch.Tensor:
+        """ctx: [B, Tc, N, D]; actions: [B, Tf, A]; guidance: [B, depth, dim] oracle vectors -> [B, Tf, N, D]."""
+        return self._predict(ctx, *self._guidance(guide, guidance), actions, level_scale)
 
     def rollout(self, ctx, guide=None, windows: int = 1, actions=None, *, guidance=None,
-                level_scale=None, fine=None) -> torch.Tensor:
+                level_scale=None) -> torch.Tensor:
         """Predict `windows` windows recursively -> [B, windows·Tf, N, D]; actions: [B, windows·Tf, A].
 
         Each window's context is the last Tc tubelets of [ctx ∥ predictions so far]; the guidance (from the
-        observed clip) is computed once and reused, and so are the `fine` tokens of the last observed tubelet.
+        observed clip) is computed once and reused.
         """
         c = self.config
         g, kv, kv_mask = self._guidance(guide, guidance)
         preds, context = [], ctx
         for k in range(windows):
             act = None if actions is None else actions[:, k * c.future_tubelets:(k + 1) * c.future_tubelets]
-            preds.append(self._predict(context, g, kv, kv_mask, act, level_scale, fine))
+            preds.append(self._predict(context, g, kv, kv_mask, act, level_scale))
             context = torch.cat([ctx, *preds], dim=1)[:, -c.context_tubelets:]
         return torch.cat(preds, dim=1)

@@ -14,27 +14,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
+from tkjepa.checkpoint import load_tensors, save_tensors, weights_digest
 from tkjepa.episode import Episode
+from tkjepa.sampling import DualTemporalSampler
 from tkjepa.thinker.inputs import build_prompt
 from tkjepa.thinker.model import (MAX_NEW_TOKENS, ThinkerFeatures, default_layers, extract_features,
                                   video_config_of)
-
-
-def weights_digest(model) -> str:
-    """sha256 over every parameter and buffer (names, dtypes, shapes, bytes), in name order."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+from tkjepa.thinker.think import thinker_indices
 
 
 def feature_key(weights: str, layers, prompt: str, frame_indices, frames: np.ndarray) -> str:
@@ -67,25 +58,15 @@ class FeatureCache:
     def get(self, key: str) -> ThinkerFeatures | None:
         if key not in self:
             return None
-        from safetensors import safe_open  # noqa: PLC0415
-
-        with safe_open(str(self.path(key)), "pt") as f:
-            meta = f.metadata()
-        t = load_file(str(self.path(key)))
+        t, meta = load_tensors(self.path(key))
         return ThinkerFeatures(old=t["old"], old_mask=t["old_mask"].bool(), new=t["new"],
                                new_mask=t["new_mask"].bool(), layers=json.loads(meta["layers"]), text=meta["text"])
 
     def put(self, key: str, feats: ThinkerFeatures) -> None:
-        tensors = {"old": feats.old.contiguous(), "old_mask": feats.old_mask.to(torch.uint8).contiguous(),
-                   "new": feats.new.contiguous(), "new_mask": feats.new_mask.to(torch.uint8).contiguous()}
-        fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"layers": json.dumps(feats.layers), "text": feats.text})
-            os.replace(tmp, self.path(key))  # atomic: readers see the old state or the whole entry
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        """Store one entry atomically: readers see no entry or the whole one."""
+        tensors = {"old": feats.old, "old_mask": feats.old_mask.to(torch.uint8), "new": feats.new,
+                   "new_mask": feats.new_mask.to(torch.uint8)}
+        save_tensors(self.path(key), tensors, metadata={"layers": json.dumps(feats.layers), "text": feats.text})
 
 
 def episode_key(weights: str, layers, ep: Episode, frame_indices, proprio: bool = False) -> str:
@@ -107,16 +88,16 @@ def cached_features(model, tokenizer, cache: FeatureCache, ep: Episode, frame_in
     return feats
 
 
-def extract_dataset(paths, model, tokenizer, cache: FeatureCache, layers=None, batch_size: int = 8,
-                    max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True, load=None) -> list[str]:
-    """Features for every episode (paths or Episode objects) into `cache`; returns their keys.
+def extract_dataset(paths, model, tokenizer, cache: FeatureCache, sampler: DualTemporalSampler, layers=None,
+                    batch_size: int = 8, max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True,
+                    load=None) -> list[str]:
+    """Features of every episode's thinker clip (paths or Episode objects; the clip drawn by `sampler`) into
+    `cache`; returns their keys.
 
     Entries already cached are skipped, so rerunning after an interruption only does what is missing.
     `load` turns a path into an Episode (default `tkjepa.egodex.load_episode`).
     """
     from tqdm.auto import tqdm  # noqa: PLC0415
-
-    from tkjepa.thinker.think import thinker_indices  # noqa: PLC0415
 
     if load is None:
         from tkjepa.egodex import load_episode as load  # noqa: PLC0415
@@ -129,13 +110,13 @@ def extract_dataset(paths, model, tokenizer, cache: FeatureCache, layers=None, b
         feats = extract_features(model, tokenizer, [e for e, _, _ in todo], [i for _, i, _ in todo],
                                  layers, max_new_tokens)
         for (_, _, key), f in zip(todo, feats):
-            cache.put(key, _unpad(f))
+            cache.put(key, unpad(f))
         bar.update(len(todo))
         todo.clear()
 
     for p in paths:
         ep = p if isinstance(p, Episode) else load(p)
-        idx, _ = thinker_indices(ep)
+        idx, _ = thinker_indices(ep, sampler)
         key = episode_key(weights, layers, ep, idx, proprio)
         keys.append(key)
         if key in cache:
@@ -150,7 +131,7 @@ def extract_dataset(paths, model, tokenizer, cache: FeatureCache, layers=None, b
     return keys
 
 
-def _unpad(f: ThinkerFeatures) -> ThinkerFeatures:
+def unpad(f: ThinkerFeatures) -> ThinkerFeatures:
     """Drop the batch's left padding from `old`, so an entry does not depend on its batch-mates."""
     keep = f.old_mask
     return ThinkerFeatures(old=f.old[:, keep].clone(), old_mask=f.old_mask[keep].clone(), new=f.new,

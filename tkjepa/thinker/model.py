@@ -21,9 +21,10 @@ from transformers import PreTrainedTokenizerFast, Qwen3VLConfig, Qwen3VLForCondi
 
 from tkjepa.episode import Episode
 from tkjepa.thinker.inputs import VideoConfig, build_inputs
-from tkjepa.thinker.tokenizer import EOS, build_tokenizer, decode_words, normalize_text
+from tkjepa.thinker.tokenizer import EOS, build_tokenizer, decode_words
 
-# greedy thinking length: the grounded "holding red cube . next blue bowl < 2.4 1.6 >" is 11 words + eos
+# greedy thinking length: "holding red cube . next blue bowl" is 7 words + eos; a few more for the longer
+# object names and slack
 MAX_NEW_TOKENS = 12
 
 
@@ -158,23 +159,10 @@ def generated_mask(new: torch.Tensor, eos: int) -> torch.Tensor:
 
 @torch.no_grad()
 def extract_features(model, tokenizer, episodes: list[Episode], frame_indices: list,
-                     layers: list[int] | None = None, max_new_tokens: int = MAX_NEW_TOKENS,
-                     told: list[str] | None = None) -> list[ThinkerFeatures]:
-    """Generate, then one forward over prompt + generated tokens with output_hidden_states=True.
-
-    `told`: one text per episode to use as the thinking instead of generating it (teacher forcing, a
-    diagnostic: the features of a thinker that says exactly this)."""
+                     layers: list[int] | None = None, max_new_tokens: int = MAX_NEW_TOKENS) -> list[ThinkerFeatures]:
+    """Generate, then one forward over prompt + generated tokens with output_hidden_states=True."""
     layers = list(layers) if layers is not None else default_layers(model.config.text_config.num_hidden_layers)
-    if told is None:
-        batch, new, texts = generate(model, tokenizer, episodes, frame_indices, max_new_tokens)
-    else:
-        if len(told) != len(episodes):
-            raise ValueError(f"{len(told)} told texts for {len(episodes)} episodes")
-        batch = build_inputs(tokenizer, episodes, frame_indices, video_config_of(model))
-        rows = [tokenizer(normalize_text(t) + f" {EOS}")["input_ids"] for t in told]
-        width = max(len(r) for r in rows)
-        new = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
-        texts = [decode_words(tokenizer, r) for r in new]
+    batch, new, texts = generate(model, tokenizer, episodes, frame_indices, max_new_tokens)
     new_mask = generated_mask(new, tokenizer.convert_tokens_to_ids(EOS))
     ids = torch.cat([batch["input_ids"], new], dim=1)
     fwd = dict(batch, input_ids=ids,

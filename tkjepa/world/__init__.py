@@ -21,11 +21,12 @@ can. This world is built so that claim is testable on a laptop:
 """
 
 from tkjepa.world.env import TabletopEnv, WorldState
-from tkjepa.world.generate import WorldConfig, episode_seed, generate_episode, generate_episodes, write_dataset
+from tkjepa.world.generate import (WorldConfig, dataset_episodes, episode_seed, generate_episode, generate_episodes,
+                                   write_dataset)
 from tkjepa.world.scene import Camera, SceneObject, default_camera
 from tkjepa.world.tasks import FAMILIES, Task, sample_task
 
 __all__ = [
     "FAMILIES", "Camera", "SceneObject", "TabletopEnv", "Task", "WorldConfig", "WorldState",
-    "default_camera", "episode_seed", "generate_episode", "generate_episodes", "sample_task", "write_dataset",
+    "dataset_episodes", "default_camera", "episode_seed", "generate_episode", "generate_episodes", "sample_task", "write_dataset",
 ]

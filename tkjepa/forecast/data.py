@@ -1,42 +1,49 @@
 """Forecasting data: what the guided predictor trains and is scored on, computed once and cached.
 
-For each episode, at the dual-temporal sampler's forecast start s (T // 2 for the tiny sampler):
+For each episode, at the dual-temporal sampler's forecast start s (`ForecastConfig.sampler`; T // 2 for the
+tiny one):
 
 - `ctx`     [E, Tc, N, D]  the frozen encoder's tokens of the dense window (the last 2·Tc frames before s);
 - `future`  [E, Tr, N, D]  its tokens of the frames after s (targets of the latent loss, Tr = 4 windows);
-- `traj`    [E, 2·Tr, J, 3] the right-hand joints after s, metres, world frame; `valid` [E, 2·Tr] where
-                            the episode has those frames;
+- `traj`    [E, 2·Tr, J, 3] the joints of `ForecastConfig.joints` after s, metres, world frame; `valid`
+                            [E, 2·Tr] where the episode has those frames;
 - `past`    [E, 2, J, 3]   the joints at s−2, s−1 (the constant-velocity baseline's only input);
 - `actions` [E, Tr, 8]     the expert's actions, two frames per tubelet (world episodes; zeros otherwise);
 - thinker features `old` [E, L, No, Dv], `new` [E, L, Nn, Dv] with masks (the cached "old"/"new" streams);
 - `oracle`  [E, 15]        the true next subgoal as one-hots of its kind, the target's colour and shape
-                            (world episodes only): what a perfect thinker would say, told to `oracle`;
-- `fine`    [E, 64, D]     with `ForecastConfig.fine`: the last observed tubelet's tokens *unpooled* (8×8),
-                            layer-normed, where a named object can be found to a few centimetres.
+                            (world episodes only): what a perfect thinker would say, told to `oracle`.
 
 Encoder tokens are average-pooled 2×2 (8×8 → 4×4 per tubelet) and layer-normed per token, so the
 predictor works on 16 tokens per tubelet: the hand stays locatable, and a training step costs ~4× less.
 Neither input sees a frame at or after s (the sampler guarantees it); the targets are the only thing that
-does.
+does. `world_data` and `folder_data` build it for world episodes or an EgoDex-format folder, through a cache
+keyed by the episodes, both backbones' weights and the config.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors.torch import load_file, save_file
 
+from tkjepa.backbones import Backbones
+from tkjepa.checkpoint import load_tensors, read_json, save_tensors, write_json
+from tkjepa.egodex import find_episodes, load_episode
 from tkjepa.encoder import frames_to_video
-from tkjepa.episode import RIGHT_HAND_JOINTS, Episode
+from tkjepa.episode import RIGHT_HAND_JOINTS, WRIST, Episode
 from tkjepa.sampling import DualTemporalSampler, SamplerConfig
+from tkjepa.thinker.cache import FeatureCache, unpad, extract_dataset
+from tkjepa.thinker.model import extract_features
+from tkjepa.thinker.think import thinker_indices
+from tkjepa.world.generate import WORLD_VERSION, WorldConfig, dataset_episodes
 from tkjepa.world.scene import COLORS, HEIGHTS
+from tkjepa.world.stats import next_subgoal
 
 SUBGOAL_KINDS = ("grasp", "place", "touch", "approach", "push")
 ORACLE_DIM = len(SUBGOAL_KINDS) + len(COLORS) + len(HEIGHTS)
@@ -60,7 +67,8 @@ class ForecastConfig:
     pool: int = 2               # average-pool the encoder's token grid by this factor (8×8 -> 4×4)
     clip_frames: int = 8        # frames per encoder call (the encoder's pretraining clip length)
     grid: int = 8               # encoder tokens per side (64-px frames, 8-px patches)
-    fine: bool = False          # also keep the last observed tubelet's unpooled grid (`ForecastData.fine`)
+    joints: tuple[str, ...] = RIGHT_HAND_JOINTS  # the joints forecast, in this order (EgoDex names)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig.tiny)  # forecast start and the thinker's clip
 
     @property
     def tokens(self) -> int:
@@ -70,6 +78,11 @@ class ForecastConfig:
     @property
     def future_tubelets(self) -> int:
         return self.window_tubelets * self.windows
+
+    @property
+    def wrist(self) -> int:
+        """Index of the wrist (`episode.WRIST`) among `joints`."""
+        return self.joints.index(WRIST)
 
 
 @dataclass
@@ -86,7 +99,6 @@ class ForecastData:
     old_mask: torch.Tensor | None = None
     new: torch.Tensor | None = None
     new_mask: torch.Tensor | None = None
-    fine: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ctx)
@@ -96,6 +108,9 @@ class ForecastData:
 
     def subset(self, idx) -> "ForecastData":
         return ForecastData(**{k: v[idx] for k, v in self.tensors().items()})
+
+    def to(self, device) -> "ForecastData":
+        return ForecastData(**{k: v.to(device) for k, v in self.tensors().items()})
 
     @property
     def has_thinker(self) -> bool:
@@ -114,54 +129,40 @@ class ForecastData:
         return old[idx], old_mask[idx], new[idx], new_mask[idx]
 
     def save(self, path: str | Path, meta: dict | None = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.contiguous() for k, v in self.tensors().items()}, str(tmp),
-                  metadata={"meta": json.dumps(meta or {})})
-        tmp.replace(path)
+        save_tensors(path, self.tensors(), metadata={"meta": json.dumps(meta or {})})
 
     @classmethod
     def load(cls, path: str | Path) -> "ForecastData":
-        return cls(**load_file(str(path)))
+        return cls(**load_tensors(path)[0])
 
 
-def pooled_tokens(encoder, frames: np.ndarray, cfg: ForecastConfig, batch: int = 16,
-                  fine: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """frames [K·clip, H, W, 3] uint8 -> pooled, layer-normed tokens [K·clip/2, N', D] (N' = N / pool²).
-
-    fine=True also returns the unpooled tokens, layer-normed the same way: (pooled, [K·clip/2, N, D]).
-    """
+def pooled_tokens(encoder, frames: np.ndarray, cfg: ForecastConfig, batch: int = 16) -> torch.Tensor:
+    """frames [K·clip, H, W, 3] uint8 -> pooled, layer-normed tokens [K·clip/2, N', D] (N' = N / pool²)."""
     clips = rearrange(np.ascontiguousarray(frames), "(k t) h w c -> k t h w c", t=cfg.clip_frames)
-    out, full = [], []
+    out = []
+    device = next(encoder.parameters()).device
     with torch.no_grad():
         for i in range(0, len(clips), batch):
-            z = encoder(frames_to_video(clips[i:i + batch]))                       # [b, T', N, D]
-            if fine:
-                full.append(F.layer_norm(z.flatten(0, 1), (z.shape[-1],)))
+            z = encoder(frames_to_video(clips[i:i + batch]).to(device))           # [b, T', N, D]
             g = int(round(z.shape[2] ** 0.5))
             z = rearrange(z, "b t (h w) d -> (b t) d h w", h=g)
             z = F.avg_pool2d(z, cfg.pool) if cfg.pool > 1 else z
             z = rearrange(z, "bt d h w -> bt (h w) d")
-            out.append(F.layer_norm(z, (z.shape[-1],)))
-    return (torch.cat(out), torch.cat(full)) if fine else torch.cat(out)
+            out.append(F.layer_norm(z, (z.shape[-1],)).cpu())
+    return torch.cat(out)
 
 
-def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig, sampler: DualTemporalSampler) -> dict:
+def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig) -> dict:
     """One episode's tensors (no thinker features): see the module docstring."""
-    s = sampler.sample(ep.num_frames).forecast_start
+    s = DualTemporalSampler(cfg.sampler).sample(ep.num_frames).forecast_start
     Tc, Tr = cfg.context_tubelets, cfg.future_tubelets
     first, n = s - 2 * Tc, 2 * (Tc + Tr)
     if first < 0:
         raise ValueError(f"{ep.path or 'episode'}: forecast start {s} leaves fewer than {2 * Tc} observed frames")
     T = ep.num_frames
     t = np.minimum(np.arange(first, first + n), T - 1)         # frames past the end repeat the last one
-    z = pooled_tokens(encoder, ep.frames[t], cfg, fine=cfg.fine)  # [Tc + Tr, N', D] (, [Tc + Tr, N, D])
-    extra = {}
-    if cfg.fine:
-        z, full = z
-        extra["fine"] = full[Tc - 1]                                # the last observed tubelet, unpooled
-    pos = torch.from_numpy(ep.positions(RIGHT_HAND_JOINTS)).float()  # [T, J, 3]
+    z = pooled_tokens(encoder, ep.frames[t], cfg)               # [Tc + Tr, N', D]
+    pos = torch.from_numpy(ep.positions(cfg.joints)).float()   # [T, J, 3]
     fut = np.arange(s, s + 2 * Tr)
     acts = np.zeros((2 * Tr, 4), np.float32)
     a = ep.extras.get("actions")
@@ -170,8 +171,6 @@ def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig, sampler: DualTempo
         acts[ok] = np.asarray(a)[fut[ok]]
     oracle, has_oracle = torch.zeros(ORACLE_DIM), False
     if ep.extras.get("subgoal_end") is not None:
-        from tkjepa.world.stats import next_subgoal
-
         k = next_subgoal(ep, s)
         kind, target = ep.extras["subgoal_kinds"][k], int(ep.extras["subgoal_objects"][k])
         kind = kind.decode() if isinstance(kind, bytes) else str(kind)
@@ -180,7 +179,7 @@ def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig, sampler: DualTempo
         has_oracle = True
     return {"ctx": z[:Tc], "future": z[Tc:], "traj": pos[np.minimum(fut, T - 1)], "valid": torch.from_numpy(fut < T),
             "past": pos[[s - 2, s - 1]], "actions": torch.from_numpy(rearrange(acts, "(t two) a -> t (two a)", two=2)),
-            "oracle": oracle, "has_oracle": torch.tensor(has_oracle), **extra}
+            "oracle": oracle, "has_oracle": torch.tensor(has_oracle)}
 
 
 def _pad_stack(xs: list[torch.Tensor], dim: int) -> torch.Tensor:
@@ -193,44 +192,42 @@ def _pad_stack(xs: list[torch.Tensor], dim: int) -> torch.Tensor:
     return torch.stack(out)
 
 
-def build(episodes, encoder, thinker=None, cfg: ForecastConfig | None = None, cache_dir: str | Path | None = None,
+def build(episodes, backbones: Backbones, cfg: ForecastConfig | None = None, cache_dir: str | Path | None = None,
           progress: bool = True) -> tuple[ForecastData, list[str]]:
     """ForecastData for `episodes` (Episode objects) and the thinker's texts ("" without a thinker).
 
-    thinker: (model, tokenizer) or None. Thinker features go through `tkjepa.thinker.cache` when
-    `cache_dir` is given (content-hashed, resumable).
+    Thinker features go through `tkjepa.thinker.cache` when `cache_dir` is given (content-hashed, resumable).
     """
     from tqdm.auto import tqdm
 
     cfg = cfg or ForecastConfig()
-    sampler = DualTemporalSampler(SamplerConfig.tiny())
-    encoder.eval()
-    rows = [episode_arrays(ep, encoder, cfg, sampler)
+    backbones.encoder.eval()
+    rows = [episode_arrays(ep, backbones.encoder, cfg)
             for ep in tqdm(episodes, desc="encode", unit="ep", disable=not progress)]
     data = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
     texts = [""] * len(episodes)
-    if thinker is not None:
-        feats = thinker_features(episodes, *thinker, cache_dir=cache_dir, progress=progress)
+    if backbones.has_thinker:
+        feats = thinker_features(episodes, backbones, cfg.sampler, cache_dir=cache_dir, progress=progress)
         data.update(old=_pad_stack([f.old for f in feats], 1), old_mask=_pad_stack([f.old_mask for f in feats], 0),
                     new=_pad_stack([f.new for f in feats], 1), new_mask=_pad_stack([f.new_mask for f in feats], 0))
         texts = [f.text for f in feats]
     return ForecastData(**data), texts
 
 
-def thinker_features(episodes, model, tokenizer, cache_dir=None, progress: bool = True, batch_size: int = 16):
-    """The thinker's ThinkerFeatures for each episode, through the on-disk cache when `cache_dir` is set."""
-    from tkjepa.thinker.cache import FeatureCache, extract_dataset, _unpad
-    from tkjepa.thinker.model import extract_features
-    from tkjepa.thinker.think import thinker_indices
-
+def thinker_features(episodes, backbones: Backbones, sampler: SamplerConfig, cache_dir=None, progress: bool = True,
+                     batch_size: int = 16):
+    """The thinker's ThinkerFeatures for each episode's clip, through the on-disk cache when `cache_dir` is set."""
+    model, tokenizer, sample = backbones.thinker, backbones.tokenizer, DualTemporalSampler(sampler)
     if cache_dir is not None:
         cache = FeatureCache(cache_dir)
-        keys = extract_dataset(list(episodes), model, tokenizer, cache, batch_size=batch_size, progress=progress)
+        keys = extract_dataset(list(episodes), model, tokenizer, cache, sample, batch_size=batch_size,
+                               progress=progress)
         return [cache.get(k) for k in keys]
     out = []
     for i in range(0, len(episodes), batch_size):
         chunk = episodes[i:i + batch_size]
-        out += [_unpad(f) for f in extract_features(model, tokenizer, chunk, [thinker_indices(e)[0] for e in chunk])]
+        out += [unpad(f) for f in extract_features(model, tokenizer, chunk,
+                                                    [thinker_indices(e, sample)[0] for e in chunk])]
     return out
 
 
@@ -240,5 +237,43 @@ def data_key(episode_ids: list[str], *parts) -> str:
     return h.hexdigest()[:16]
 
 
-def config_dict(cfg: ForecastConfig) -> dict:
-    return asdict(cfg)
+def cached_data(cache_dir: str | Path | None, prefix: str, key: str, make) -> tuple[ForecastData, list[str]]:
+    """`make()` -> (ForecastData, texts), stored as `cache_dir/<prefix>-<key>.safetensors` + `.json` and
+    served from there next time (no cache_dir: always made)."""
+    if cache_dir is None:
+        return make()
+    path = Path(cache_dir) / f"{prefix}-{key}.safetensors"
+    if path.exists() and path.with_suffix(".json").exists():
+        return ForecastData.load(path), read_json(path.with_suffix(".json"))
+    data, texts = make()
+    data.save(path)
+    write_json(path.with_suffix(".json"), texts, indent=None)
+    return data, texts
+
+
+def world_data(seed: int, episodes: int, backbones: Backbones, cfg: ForecastConfig, cache_dir=None,
+               layout: str = "homes", progress: bool = True, workers: int = 2) -> tuple[ForecastData, list[str]]:
+    """ForecastData of world episodes 0..episodes-1 of dataset `seed` (`layout`), from the cache when it is
+    there. The key holds both backbones' weight digests, so another encoder or thinker gets its own entry."""
+    key = data_key([f"world:{seed}:{episodes}:v{WORLD_VERSION}:{layout}"], backbones.digest("encoder"),
+                   backbones.digest("thinker"), cfg)
+
+    def make():
+        eps = dataset_episodes(seed, range(episodes), WorldConfig(layout=layout), workers=workers)
+        return build(eps, backbones, cfg, None if cache_dir is None else Path(cache_dir) / "thinker", progress)
+
+    return cached_data(cache_dir, "forecast", key, make)
+
+
+def folder_data(folder, backbones: Backbones, cfg: ForecastConfig, cache_dir=None, max_episodes=None,
+                progress: bool = True) -> tuple[ForecastData, list[str], list[str]]:
+    """ForecastData of an EgoDex-format folder, its thinker texts and the episode paths; thinker features are
+    cached under `cache_dir`/thinker. Frames are decoded at the encoder's input size, or the size that gives
+    `cfg.grid` tokens per side (64 px for the tiny encoder's 8-px patches)."""
+    paths = find_episodes(folder)[:max_episodes]
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no EgoDex episodes (<task>/<n>.hdf5 + .mp4) found")
+    size = backbones.encoder.input_size or cfg.grid * backbones.encoder.patch_size
+    eps = [load_episode(p, size=size) for p in paths]
+    data, texts = build(eps, backbones, cfg, None if cache_dir is None else Path(cache_dir) / "thinker", progress)
+    return data, texts, [str(p) for p in paths]

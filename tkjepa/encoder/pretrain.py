@@ -20,11 +20,7 @@ A run is deterministic for a given machine and torch thread count: the shipped c
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import random
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,11 +30,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors.torch import load_file, save_file
 
-from tkjepa.ema import ema_update, make_target_encoder, momentum_at
-from tkjepa.encoder import Block, EncoderConfig, VideoEncoder, frames_to_video, init_weights, sincos_pos_embed_3d
-from tkjepa.masks import MaskConfig, apply_masks, sample_masks
+from tkjepa.checkpoint import load_state, save_state, write_json, write_text
+from tkjepa.encoder.base import frames_to_video
+from tkjepa.encoder.ema import ema_update, make_target_encoder, momentum_at
+from tkjepa.encoder.masks import MaskConfig, apply_masks, sample_masks
+from tkjepa.encoder.vit import Block, EncoderConfig, VideoEncoder, init_weights, sincos_pos_embed_3d
+from tkjepa.optim import lr_at, seed_everything, set_lr, step_generator
+from tkjepa.world import dataset_episodes
 
 
 @dataclass
@@ -158,36 +157,6 @@ class PretrainConfig:
         return cls()
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def lr_at(step: int, cfg: PretrainConfig) -> float:
-    """Linear warmup to cfg.lr, then cosine decay to cfg.min_lr at cfg.steps (a pure function of the step)."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    frac = min((step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1), 1.0)
-    return float(cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + np.cos(np.pi * frac)))
-
-
-def world_frames(seed: int, indices, workers: int = 2, layout: str = "scattered") -> list:
-    """Episodes `indices` of world dataset `seed` (as `tkjepa generate --seed seed --layout layout` writes them)."""
-    from functools import partial
-
-    from tkjepa.world import WorldConfig, episode_seed, generate_episode
-
-    seeds = [episode_seed(seed, int(i)) for i in indices]
-    make = partial(generate_episode, cfg=WorldConfig(layout=layout))
-    if workers <= 1 or len(seeds) < 8:
-        return [make(s) for s in seeds]
-    import multiprocessing as mp
-
-    with mp.get_context("fork").Pool(workers) as pool:
-        return pool.map(make, seeds, chunksize=4)
-
-
 def sample_clips(frames: torch.Tensor, batch_size: int, clip_frames: int, g: torch.Generator) -> torch.Tensor:
     """Random clips from frames [E, T, H, W, 3] uint8 -> video [B, clip_frames, 3, H, W] in [0, 1]."""
     E, T = frames.shape[:2]
@@ -239,32 +208,6 @@ def _optimizer(model: JEPA, cfg: PretrainConfig) -> torch.optim.AdamW:
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.999))
 
 
-def save_state(path: Path, model: JEPA, opt: torch.optim.Optimizer, step: int, history: list) -> None:
-    """Atomically write a resumable training state (weights, AdamW moments, step, log) as safetensors."""
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    for i, st in opt.state_dict()["state"].items():
-        tensors.update({f"optim.{i}.{k}": torch.as_tensor(v).contiguous() for k, v in st.items()})
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"step": str(step), "history": json.dumps(history)})
-    os.replace(tmp, path)  # a crash mid-write never leaves a half-written state behind
-
-
-def load_state(path: Path, model: JEPA, opt: torch.optim.Optimizer) -> tuple[int, list]:
-    from safetensors import safe_open
-
-    tensors = load_file(str(path))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, i, name = k.split(".", 2)
-            state.setdefault(int(i), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
-    return int(meta["step"]), json.loads(meta["history"])
-
-
 def pretrain(cfg: PretrainConfig, frames: torch.Tensor | None = None, out: str | Path | None = None,
              resume: bool = False, progress: bool = True, until: int | None = None) -> tuple[JEPA, list[dict]]:
     """Train a JEPA; returns it and the diagnostics log (one dict per `log_every` steps).
@@ -278,7 +221,7 @@ def pretrain(cfg: PretrainConfig, frames: torch.Tensor | None = None, out: str |
 
     seed_everything(cfg.seed)
     if frames is None:
-        frames = torch.from_numpy(np.stack([e.frames for e in world_frames(cfg.data_seed, range(cfg.train_episodes))]))
+        frames = torch.from_numpy(np.stack([e.frames for e in dataset_episodes(cfg.data_seed, range(cfg.train_episodes))]))
     model = JEPA(cfg)
     opt = _optimizer(model, cfg)
     start, history = 0, []
@@ -289,12 +232,12 @@ def pretrain(cfg: PretrainConfig, frames: torch.Tensor | None = None, out: str |
     t_start = time.perf_counter()
     bar = tqdm(range(start, min(cfg.steps, until or cfg.steps)), desc="pretrain", unit="step", disable=not progress)
     for step in bar:
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        g = step_generator(cfg.seed, step)
         video = sample_clips(frames, cfg.batch_size, cfg.clip_frames, g)             # [B, T, 3, H, W]
         grid = model.encoder.grid(video.shape[1], video.shape[3], video.shape[4])
         masks = [sample_masks(cfg.batch_size, grid, mc, g) for mc in cfg.masks]
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+        lr = lr_at(step, cfg.steps, cfg.lr, cfg.min_lr, cfg.warmup)
+        set_lr(opt, lr)
 
         # forward: context tokens -> predictor -> distance to the layer-normed target tokens (+ λ·R)
         losses = model.loss(video, masks)
@@ -309,7 +252,7 @@ def pretrain(cfg: PretrainConfig, frames: torch.Tensor | None = None, out: str |
         ema_update(model.target_encoder, model.encoder, m)
 
         if step == 0 or (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            rec = {"step": step + 1, **{k: float(v.detach()) for k, v in losses.items()}, "lr": lr_at(step, cfg),
+            rec = {"step": step + 1, **{k: float(v.detach()) for k, v in losses.items()}, "lr": lr,
                    "momentum": m, **collapse_diagnostics(model.encoder, model.target_encoder, diag_video),
                    "time_s": time.perf_counter() - t_start}
             history.append(rec)
@@ -360,13 +303,13 @@ def train_and_export(cfg: PretrainConfig, out: str | Path, resume: bool = False,
     never saw their labels, and the 6144-feature probe needs many) and scored on `cfg.heldout_episodes` further
     episodes nobody trained on.
     """
-    from tkjepa.probe import probe_r2
+    from tkjepa.encoder.probe import probe_r2
 
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_fit = max(cfg.probe_episodes, cfg.train_episodes)
-    episodes = world_frames(cfg.data_seed, range(n_fit + cfg.heldout_episodes))
+    episodes = dataset_episodes(cfg.data_seed, range(n_fit + cfg.heldout_episodes))
     train_eps, fit_eps, heldout = episodes[:cfg.train_episodes], episodes[:n_fit], episodes[n_fit:]
     t_data = time.perf_counter() - t0
     frames = torch.from_numpy(np.stack([e.frames for e in train_eps]))
@@ -391,60 +334,10 @@ def train_and_export(cfg: PretrainConfig, out: str | Path, resume: bool = False,
                "machine": (f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, "
                            f"torch {torch.__version__}"),
                "probe": probe, "final": history[-1], "config": asdict(cfg)}
-    _write_json(out / "metrics.json", metrics)
-    _write_json(out / "diagnostics.json", history)
-    diagnostics_figure({"pretrain": history}).write_html(out / "diagnostics.html", include_plotlyjs="cdn")
+    write_json(out / "metrics.json", metrics, indent=2)
+    write_json(out / "diagnostics.json", history, indent=2)
+    write_text(out / "diagnostics.html", diagnostics_figure({"pretrain": history}).to_html(include_plotlyjs="cdn"))
     state = out / "train_state.safetensors"
     if state.exists() and not keep_state:
         state.unlink()
     return metrics
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model and training size")
-    p.add_argument("--out", default="runs/encoder_tiny", help="output folder (checkpoint, metrics, diagnostics)")
-    p.add_argument("--steps", type=int, default=None, help="override the preset's optimiser steps")
-    p.add_argument("--seed", type=int, default=None, help="override the preset's seed")
-    p.add_argument("--reg-weight", type=float, default=None, help="λ of the VICReg anti-collapse term (0: off)")
-    p.add_argument("--loss", choices=("l1", "l2"), default=None, help="override the preset's latent loss")
-    p.add_argument("--train-episodes", type=int, default=None, metavar="N",
-                   help="pretrain on world episodes 0..N-1 (default: the preset's 640)")
-    p.add_argument("--no-ema", action="store_true", help="ablation: targets from the online encoder (m = 0)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.safetensors")
-    p.add_argument("--keep-state", action="store_true", help="keep the resumable training state at the end")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-step log")
-    p.add_argument("--probe-episodes", type=int, default=None, metavar="N",
-                   help="fit the probe on world episodes 0..N-1 (default: the preset's 2560; it scores the next 200)")
-    p.add_argument("--probe-baseline", action="store_true",
-                   help="also probe the random initialisation, the baseline (≈ 2 min more on 2 cores)")
-
-
-def run(args) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = PRESETS[args.preset]()
-    for key, value in (("steps", args.steps), ("seed", args.seed), ("reg_weight", args.reg_weight),
-                       ("loss", args.loss), ("train_episodes", args.train_episodes),
-                       ("probe_episodes", args.probe_episodes)):
-        if value is not None:
-            setattr(cfg, key, value)
-    cfg.use_ema = not args.no_ema
-    command = "tkjepa " + " ".join(sys.argv[1:])
-    m = train_and_export(cfg, args.out, resume=args.resume, progress=not args.quiet, keep_state=args.keep_state,
-                         command=command, baseline=args.probe_baseline)
-    p, f = m["probe"]["pretrained"], m["final"]
-    r = m["probe"].get("random_init")
-    print(f"probe R² (wrist xyz, fit on {p['fit_episodes']}, {p['episodes']} held-out episodes): pretrained "
-          f"{p['r2']:.3f}" + (f", random init {r['r2']:.3f}" if r else ""))
-    print(f"final: effective rank {f['erank']:.1f} / {cfg.encoder.embed_dim}, per-dim std {f['std_mean']:.3f} "
-          f"(min {f['std_min']:.3f}), cos(target, online) {f['cos']:.3f}")
-    print(f"wrote {args.out}/ (model.safetensors, metrics.json, diagnostics.json, diagnostics.html) "
-          f"in {m['wall_time_s']:.0f} s")
-    return 0

@@ -10,34 +10,31 @@ import time
 from pathlib import Path
 
 
+from tkjepa import paths
 from tkjepa.egodex import find_episodes, format_summary, load_episode, summarize
 from tkjepa.sampling import DualTemporalSampler, SamplerConfig
 from tkjepa.world.stats import ambiguity_figure, ambiguity_report
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO / "data_samples" / "episodes"
+def add_arguments(command: str, p) -> None:
+    p.add_argument("--data", default=str(paths.EPISODES), help="EgoDex-format folder (default: shipped samples)")
+    p.add_argument("--out", default=str(paths.RUNS / "quickstart"), help="where to write the HTML report")
 
 
-def add_arguments(p) -> None:
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="EgoDex-format folder (default: shipped samples)")
-    p.add_argument("--out", default=str(REPO / "runs" / "quickstart"), help="where to write the HTML report")
-
-
-def run(args) -> int:
+def run(command: str, args) -> int:
     t0 = time.perf_counter()
-    paths = find_episodes(args.data)
+    found = find_episodes(args.data)
     print(format_summary(summarize(args.data)), end="\n\n")
 
-    ep = load_episode(paths[0])
+    ep = load_episode(found[0])
     sampler = DualTemporalSampler(SamplerConfig.tiny())
     idx = sampler.sample(ep.num_frames)
-    print(f"episode {paths[0].relative_to(Path(args.data))}: {ep.instruction!r}")
+    print(f"episode {found[0].relative_to(Path(args.data))}: {ep.instruction!r}")
     print(f"  forecast start  {idx.forecast_start} of {ep.num_frames} frames")
     print(f"  dense JEPA view {idx.dense.tolist()}")
     print(f"  thinker clip    {idx.thinker.tolist()}")
     print(f"  future targets  {idx.future[0]}..{idx.future[-1]}\n")
 
-    episodes = [load_episode(p, load_frames=False) for p in paths]
+    episodes = [load_episode(p, load_frames=False) for p in found]
     report = ambiguity_report(episodes, horizon=len(idx.future))
     print(f"wrist error over the next {report['horizon']} frames, {report['episodes']} episodes (cm):")
     for name, ade in report["ade"].items():

@@ -1,7 +1,7 @@
-"""`tkjepa viewer` (what `make demo` runs): the Gradio rollout viewer on the shipped checkpoints.
+"""The Gradio rollout viewer's page (what `tkjepa viewer` and `make demo` serve).
 
 The page is `build_demo()`; `demos/rollout_viewer.py` exposes it as a module-level `demo`. The computations
-live in `tkjepa.viewer`; this module only lays them out and wires the controls. Every event has an
+live in `tkjepa.viewer.compute`; this module only lays them out and wires the controls. Every event has an
 `api_name`, so each view is also an HTTP endpoint (`gradio_client.Client(url).predict(..., api_name=...)`):
 
 - `/episode`      episode -> frame strip, instruction and thinker text;
@@ -16,11 +16,10 @@ live in `tkjepa.viewer`; this module only lays them out and wires the controls. 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import gradio as gr
 
-from tkjepa.viewer import BASELINE, MODES, UploadError, Viewer, ViewerConfig
+from tkjepa.viewer.compute import BASELINE, MODES, UploadError, Viewer, ViewerConfig
 
 HOST, PORT = "127.0.0.1", 7860
 # Uploads above the viewer's own limit reach the handler, which explains the refusal in the page; this hard
@@ -60,13 +59,8 @@ def _scores_table(numbers: dict) -> str:
     return "\n".join(rows) + f"\n\nthinkjepa checkpoint: `{numbers['checkpoint']}`" + note
 
 
-def build_demo(data: str | Path | None = None, checkpoints: str | Path | None = None) -> gr.Blocks:
-    """The viewer's page over the EgoDex-format folder `data` (default: the shipped sample episodes)."""
-    config = ViewerConfig()
-    if data is not None:
-        config.data = Path(data)
-    if checkpoints is not None:
-        config.checkpoints = Path(checkpoints)
+def build_demo(config: ViewerConfig) -> gr.Blocks:
+    """The viewer's page over the folder, checkpoints and backbones of `config`."""
     v = Viewer(config)
     models = v.shown_models()
     layers, used = v.layers()
@@ -189,17 +183,3 @@ def launch(demo: gr.Blocks, host: str = HOST, port: int | None = PORT, block: bo
         print(f"rollout viewer: {url}  (Ctrl-C stops it)", flush=True)
         demo.block_thread()
     return url
-
-
-def add_arguments(p) -> None:
-    from tkjepa.viewer import EPISODES
-
-    p.add_argument("--data", default=str(EPISODES), help="EgoDex-format folder to list (default: shipped samples)")
-    p.add_argument("--port", type=int, default=PORT, help="port on the host")
-    p.add_argument("--host", default=HOST, help="address to listen on (default: this machine only)")
-
-
-def run(args) -> int:
-    print(f"loading the models and the episodes of {args.data} …", flush=True)
-    launch(build_demo(args.data), args.host, args.port)
-    return 0

@@ -5,31 +5,28 @@ A clip `video: [B, T, C, H, W]` (float in [0, 1]) is cut into tubelets of `tubel
 spatio-temporal attention mixes them, and the output is reshaped per time step:
 `encoder(video) -> [B, T', N, D]` with T' = T / tubelet_size and N = (H / p)·(W / p).
 
-Every encoder in tkjepa (this one, and `tkjepa.vjepa2.VJEPA2Encoder` over real V-JEPA 2 weights) shares the
-interface of `VideoEncoderBase`, so later stages never ask which one they hold. `load_encoder(name_or_path)`
-returns the right one from a folder's config.json or a hub name.
+Every encoder in tkjepa (this one, and `tkjepa.encoder.vjepa2.VJEPA2Encoder` over real V-JEPA 2 weights) shares
+the interface of `tkjepa.encoder.base.VideoEncoderBase`, so later stages never ask which one they hold;
+`tkjepa.encoder.load_encoder(name_or_path)` returns the right one from a folder's config.json or a hub name.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors.torch import load_file, save_file
 
-from tkjepa.masks import apply_masks
+from tkjepa.checkpoint import (CheckpointError, config_from_dict, load_weights, read_json, save_tensors,
+                               write_json)
+from tkjepa.encoder.base import VideoEncoderBase, normalize_video
+from tkjepa.encoder.masks import apply_masks
 
 MODEL_TYPE = "tkjepa_video_encoder"  # config.json's "model_type" for our encoder
-# Input normalisation (V-JEPA's convention: ImageNet statistics), applied inside every encoder.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -47,23 +44,6 @@ class EncoderConfig:
     def tiny(cls) -> "EncoderConfig":
         """~0.45 M parameters: B=8 clips of 8 frames at 64×64 encode in a few tens of ms on 2 cores."""
         return cls(patch_size=8, tubelet_size=2, embed_dim=96, depth=4, num_heads=4, mlp_ratio=4.0)
-
-
-def frames_to_video(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 frames [T, H, W, 3] or [B, T, H, W, 3] -> float video [B, T, 3, H, W] in [0, 1]."""
-    x = torch.as_tensor(np.asarray(frames) if not torch.is_tensor(frames) else frames)
-    if x.ndim == 4:
-        x = x[None]
-    if x.ndim != 5 or x.shape[-1] != 3:
-        raise ValueError(f"expected frames [T, H, W, 3] or [B, T, H, W, 3], got {tuple(x.shape)}")
-    return rearrange(x.float() / 255.0, "b t h w c -> b t c h w").contiguous()
-
-
-def normalize_video(video: torch.Tensor) -> torch.Tensor:
-    """[B, T, C, H, W] in [0, 1] -> ImageNet-normalised, same shape."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=video.dtype, device=video.device).view(1, 1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=video.dtype, device=video.device).view(1, 1, 3, 1, 1)
-    return (video - mean) / std
 
 
 def sincos_pos_embed_3d(dim: int, t: int, h: int, w: int) -> torch.Tensor:
@@ -128,31 +108,6 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
-class VideoEncoderBase(nn.Module):
-    """What every tkjepa encoder offers. Subclasses set `embed_dim`, `tubelet_size`, `patch_size`.
-
-    forward(video: [B, T, C, H, W] float in [0, 1]) -> tokens [B, T', N, D]; normalisation happens inside.
-    """
-
-    embed_dim: int
-    tubelet_size: int
-    patch_size: int
-
-    def grid(self, T: int, H: int, W: int) -> tuple[int, int, int]:
-        """Token grid (T', H/p, W/p) of a T×H×W clip; N = (H/p)·(W/p)."""
-        return T // self.tubelet_size, H // self.patch_size, W // self.patch_size
-
-    def check_input(self, video: torch.Tensor) -> None:
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"video must be [B, T, 3, H, W] float in [0, 1], got {tuple(video.shape)}"
-                             " (uint8 frames [T, H, W, 3]: use tkjepa.encoder.frames_to_video)")
-        T, H, W = video.shape[1], video.shape[3], video.shape[4]
-        if T < self.tubelet_size or T % self.tubelet_size:
-            raise ValueError(f"T={T} frames is not a positive multiple of tubelet_size={self.tubelet_size}")
-        if H % self.patch_size or W % self.patch_size:
-            raise ValueError(f"frame size {H}×{W} is not a multiple of patch_size={self.patch_size}")
-
-
 class VideoEncoder(VideoEncoderBase):
     """Tubelet embedding (Conv3d, kernel = stride = tubelet×p×p) + 3D sincos positions + ViT blocks + LN."""
 
@@ -195,41 +150,29 @@ class VideoEncoder(VideoEncoderBase):
         return x if masks is not None else rearrange(x, "b (t n) d -> b t n d", t=t)
 
     def save_pretrained(self, path: str | Path) -> None:
-        """Write `config.json` + `model.safetensors` to the folder `path` (created if missing)."""
+        """Write `config.json` + `model.safetensors` to the folder `path` (created if missing), each atomically."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "config.json").write_text(json.dumps({"model_type": MODEL_TYPE, **asdict(self.config)}, indent=2))
-        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(path / "model.safetensors"))
+        save_tensors(path / "model.safetensors", self.state_dict())
+        write_json(path / "config.json", {"model_type": MODEL_TYPE, **asdict(self.config)}, indent=2)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "VideoEncoder":
         """Load a folder written by `save_pretrained` (or a hub repo with the same two files)."""
-        config_file, weights_file = _resolve(path, "config.json"), _resolve(path, "model.safetensors")
-        cfg = json.loads(Path(config_file).read_text())
+        config_file, weights_file = resolve_file(path, "config.json"), resolve_file(path, "model.safetensors")
+        cfg = read_json(config_file)
         if cfg.pop("model_type", MODEL_TYPE) != MODEL_TYPE:
-            raise ValueError(f"{path}: not a tkjepa video encoder (use tkjepa.encoder.load_encoder)")
-        model = cls(EncoderConfig(**cfg))
-        model.load_state_dict(load_file(str(weights_file)))
-        return model.eval()
+            raise CheckpointError(f"{config_file}: not a tkjepa video encoder (tkjepa.encoder.load_encoder "
+                                  "reads V-JEPA 2 folders too)")
+        model = cls(config_from_dict(EncoderConfig, cfg, config_file))
+        return load_weights(model, weights_file).eval()
 
 
-def _resolve(name_or_path: str | Path, filename: str) -> Path:
+def resolve_file(name_or_path: str | Path, filename: str) -> Path:
     """A file of a local folder, or of a hub repo (downloaded through huggingface_hub's cache)."""
     p = Path(name_or_path)
     if p.is_dir():
         if not (p / filename).exists():
-            raise FileNotFoundError(f"{p}: no {filename}")
+            raise CheckpointError(f"{p}: no {filename} in this folder")
         return p / filename
     from huggingface_hub import hf_hub_download
     return Path(hf_hub_download(str(name_or_path), filename))
-
-
-def load_encoder(name_or_path: str | Path) -> VideoEncoderBase:
-    """Our `VideoEncoder` or a `VJEPA2Encoder`, chosen by config.json's `model_type` (folder or hub repo)."""
-    model_type = json.loads(_resolve(name_or_path, "config.json").read_text()).get("model_type")
-    if model_type == MODEL_TYPE:
-        return VideoEncoder.from_pretrained(name_or_path)
-    if model_type == "vjepa2":
-        from tkjepa.vjepa2 import VJEPA2Encoder
-        return VJEPA2Encoder.from_pretrained(name_or_path)
-    raise ValueError(f"{name_or_path}: config.json model_type {model_type!r} is neither {MODEL_TYPE!r} nor 'vjepa2'")

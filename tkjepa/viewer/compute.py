@@ -1,6 +1,6 @@
-"""The rollout viewer's computations (issue 7): one episode's forecasts, errors, attributions and figures.
+"""The rollout viewer's computations: one episode's forecasts, errors, attributions and figures.
 
-Gradio-free, so it can be tested and timed on its own; `tkjepa.viewer_app` lays it out in a page.
+Gradio-free, so it can be tested and timed on its own; `tkjepa.viewer.app` lays it out in a page.
 
 Speed. Everything that does not depend on a control is computed once, when an episode is first selected
 (`Viewer.episode`): its `ForecastData` row, the frame strip, and every model's 32-frame forecast both ways —
@@ -12,14 +12,14 @@ Baseline. Attribution and ablation replace thinker states by the per-layer mean 
 episodes* (the first `reference_episodes` of the folder), as `tkjepa.attribution` does over its evaluated
 episodes: one episode's own mean would carry that episode's information.
 
-Numbers are the benchmark's: the folder's episodes go through `tkjepa.bench.folder_data` and errors through
-`tkjepa.bench.metrics`, so an episode's ADE here is its ADE in `tkjepa evaluate`.
+Numbers are the benchmark's: the folder's episodes go through `forecast.data.folder_data` and errors through
+`tkjepa.metrics`, so an episode's ADE here is its ADE in `tkjepa evaluate`. The forecast geometry, the joints
+and the sampler are the `thinkjepa` checkpoint's own (`ForecasterConfig.forecast`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tempfile
 import threading
@@ -34,16 +34,16 @@ from PIL import Image, ImageDraw
 
 from tkjepa.attribution import (AttributionConfig, ablate_layers, ablation_delta_ade, baseline_states,
                                 integrated_gradients, scalar_terms)
-from tkjepa.bench import CACHE, SHIPPED, const_velocity, folder_data, load_models, metrics
+from tkjepa.backbones import Backbones, load_backbones
+from tkjepa.checkpoint import CheckpointError
 from tkjepa.egodex import EgoDexFormatError, find_episodes, load_episode
-from tkjepa.episode import RIGHT_HAND_JOINTS, WRIST
-from tkjepa.forecast import ForecastConfig, ForecastData, build, data_key
-from tkjepa.sampling import DualTemporalSampler, SampleIndices, SamplerConfig
-from tkjepa.thinker.cache import weights_digest
-
-REPO = Path(__file__).resolve().parent.parent
-EPISODES = REPO / "data_samples" / "episodes"
-MODELS = ("thinkjepa", "jepa_only", "vlm_only", "oracle")  # the headline checkpoints, loaded by name
+from tkjepa.episode import WRIST
+from tkjepa.forecast.data import ForecastConfig, ForecastData, build, cached_data, data_key, folder_data
+from tkjepa.forecast.evaluate import checkpoint_folders
+from tkjepa.forecast.model import MODELS, ForecasterConfig, load_forecaster
+from tkjepa.metrics import const_velocity, trajectory_scores
+from tkjepa.sampling import DualTemporalSampler, SampleIndices
+from tkjepa.viz import truth_figure
 BASELINE = "const_velocity"
 COLOURS = {"thinkjepa": "#d62728", "jepa_only": "#1f77b4", "vlm_only": "#9467bd", "oracle": "#2ca02c",
            BASELINE: "#7f7f7f"}
@@ -58,8 +58,11 @@ class UploadError(ValueError):
 
 @dataclass
 class ViewerConfig:
-    data: Path = EPISODES           # the EgoDex-format folder listed in the episode picker
-    checkpoints: Path = SHIPPED     # forecaster checkpoints (<name>/config.json), loaded by folder name
+    data: Path                      # the EgoDex-format folder listed in the episode picker
+    checkpoints: Path               # forecaster checkpoints (<name>/config.json), loaded by folder name
+    encoder: str | Path             # the backbones the checkpoints were trained on (folder or hub name)
+    thinker: str | Path
+    cache: Path | None = None       # encoder tokens and thinker features of the reference episodes
     reference_episodes: int = 48    # the folder's first N episodes: precomputed, and the ablation baseline
     max_upload_mb: float = 50.0     # per uploaded file; larger ones are refused with a message
     cached_episodes: int = 64       # EpisodeViews kept in memory (least recently used dropped first)
@@ -76,7 +79,7 @@ class EpisodeView:
     instruction: str
     task: str
     frames: np.ndarray              # [T, H, W, 3] uint8
-    positions: np.ndarray           # [T, J, 3] the right hand's joints, whole episode
+    positions: np.ndarray           # [T, J, 3] the forecast joints, whole episode
     indices: SampleIndices          # what the dual-temporal sampler gives each branch
     forecasts: dict[str, dict[str, torch.Tensor]]  # model -> mode -> [F, J, 3]
     ablated: OrderedDict = field(default_factory=OrderedDict)  # (checkpoint, layers) -> mode -> [F, J, 3]
@@ -90,15 +93,12 @@ class EpisodeView:
         return int(self.data.traj.shape[1])
 
 
-def checkpoint_variant(cfg: dict) -> tuple[str, str]:
-    """(injection, layer subset) of a thinkjepa checkpoint's train config, as the selectors name them."""
-    from tkjepa.train import TrainConfig
-
-    levels, streams = cfg.get("levels", "all"), cfg.get("streams", "both")
-    subset = "all layers" if levels == "all" else f"layers: {levels}"
-    if streams != TrainConfig.streams:
-        subset += f", streams: {streams}"
-    return cfg.get("injection", "film"), subset
+def checkpoint_variant(cfg: ForecasterConfig) -> tuple[str, str]:
+    """(injection, layer subset) of a thinkjepa checkpoint's config, as the selectors name them."""
+    subset = "all layers" if cfg.levels == "all" else f"layers: {cfg.levels}"
+    if cfg.streams != ForecasterConfig.streams:
+        subset += f", streams: {cfg.streams}"
+    return cfg.injection, subset
 
 
 def teacher_window(d: ForecastData, k: int, Tc: int, Tf: int, fpt: int) -> ForecastData:
@@ -127,8 +127,8 @@ def forecast_both(model, d: ForecastData, windows: int) -> dict[str, torch.Tenso
 def const_velocity_both(d: ForecastData, windows: int, frames_per_window: int) -> dict[str, torch.Tensor]:
     """The constant-velocity baseline in both modes (one-shot: restarted from the true past each window)."""
     f = frames_per_window
-    one_shot = [const_velocity(d if k == 0 else replace(d, past=d.traj[:, k * f - 2:k * f]), f) for k in range(windows)]
-    return {"recursive": const_velocity(d, windows * f), "one_shot": torch.cat(one_shot, dim=1)}
+    one_shot = [const_velocity(d.past if k == 0 else d.traj[:, k * f - 2:k * f], f) for k in range(windows)]
+    return {"recursive": const_velocity(d.past, windows * f), "one_shot": torch.cat(one_shot, dim=1)}
 
 
 def stage_upload(files, max_mb: float, root: Path) -> Path:
@@ -153,8 +153,9 @@ def stage_upload(files, max_mb: float, root: Path) -> Path:
     return folder / f"{stem}.hdf5"
 
 
-def reference_data(folder, encoder, thinker, cfg: ForecastConfig, episodes: int) -> tuple[ForecastData, list, list]:
-    """`tkjepa.bench.folder_data` of the folder's first `episodes` episodes, cached under runs/cache/.
+def reference_data(folder, backbones: Backbones, cfg: ForecastConfig, episodes: int, cache_dir=None
+                   ) -> tuple[ForecastData, list, list]:
+    """`forecast.data.folder_data` of the folder's first `episodes` episodes, cached under `cache_dir`.
 
     Decoding the videos dominates the viewer's start (~10 s for 48 episodes on a busy laptop); the key hashes
     the episodes' bytes and the models' weights, so an edited episode or a retrained encoder misses the cache.
@@ -164,43 +165,36 @@ def reference_data(folder, encoder, thinker, cfg: ForecastConfig, episodes: int)
     names = [str(p.relative_to(root)) if root.is_dir() else p.name for p in paths]
     ids = [f"{n}:{hashlib.sha256(p.read_bytes() + p.with_suffix('.mp4').read_bytes()).hexdigest()}"
            for n, p in zip(names, paths)]
-    path = CACHE / f"viewer-{data_key(ids, weights_digest(encoder), weights_digest(thinker[0]), cfg)}.safetensors"
-    if path.exists():
-        return ForecastData.load(path), json.loads(path.with_suffix(".json").read_text()), [str(p) for p in paths]
-    data, texts, found = folder_data(folder, encoder, thinker, cfg, episodes, progress=False)
-    data.save(path)
-    path.with_suffix(".json").write_text(json.dumps(texts))
-    return data, texts, found
+    key = data_key(ids, backbones.digest("encoder"), backbones.digest("thinker"), cfg)
+    data, texts = cached_data(cache_dir, "viewer", key,
+                              lambda: folder_data(folder, backbones, cfg, cache_dir, episodes, progress=False)[:2])
+    return data, texts, [str(p) for p in paths]
 
 
 class Viewer:
     """The loaded models, the reference episodes and a cache of EpisodeViews; thread-safe."""
 
-    def __init__(self, config: ViewerConfig | None = None):
-        from tkjepa.train import load_forecaster
-
-        self.config = c = config or ViewerConfig()
+    def __init__(self, config: ViewerConfig, backbones: Backbones | None = None):
+        self.config = c = config
         torch.set_num_threads(c.threads)
-        self.fcfg = ForecastConfig()
-        self.encoder, self.thinker = load_models()
-        folder = Path(c.checkpoints)
-        found = sorted(p for p in folder.iterdir() if (p / "config.json").exists()) if folder.is_dir() else []
-        self.models = {p.name: load_forecaster(p).requires_grad_(False) for p in found}
+        self.models = {p.name: load_forecaster(p).requires_grad_(False) for p in checkpoint_folders(c.checkpoints)}
         missing = [n for n in ("thinkjepa", "jepa_only") if n not in self.models]
         if missing:
-            raise SystemExit(f"{folder}: no forecaster checkpoints {missing}; "
-                             "`tkjepa bench --save-checkpoints DIR` trains them")
+            raise CheckpointError(f"{c.checkpoints}: no forecaster checkpoints {missing}; "
+                                  "`tkjepa bench --save-checkpoints DIR` trains them")
+        self.fcfg = self.models["thinkjepa"].cfg.forecast
+        self.backbones = backbones or load_backbones(c.encoder, c.thinker)
         # (injection, layer subset) -> checkpoint name, for every thinkjepa checkpoint
-        self.variants = {checkpoint_variant(vars(m.cfg)): n for n, m in sorted(self.models.items())
+        self.variants = {checkpoint_variant(m.cfg): n for n, m in sorted(self.models.items())
                          if m.cfg.model == "thinkjepa"}
         # (injection, layer subset) of the `thinkjepa` checkpoint: the selectors' first choices
-        self.default_variant = checkpoint_variant(vars(self.models["thinkjepa"].cfg))
+        self.default_variant = checkpoint_variant(self.models["thinkjepa"].cfg)
         self.paths = {self._key(p): p for p in find_episodes(c.data)}
-        ref, texts, ref_paths = reference_data(c.data, self.encoder, self.thinker, self.fcfg, c.reference_episodes)
+        ref, texts, ref_paths = reference_data(c.data, self.backbones, self.fcfg, c.reference_episodes, c.cache)
         self.reference = {self._key(Path(p)): (i, texts[i]) for i, p in enumerate(ref_paths)}
         self.ref_data = ref
         self.base = tuple(b[:, :, :1] for b in baseline_states(ref))   # ([1, L, 1, Dv], [1, L, 1, Dv])
-        self.sampler = DualTemporalSampler(SamplerConfig.tiny())
+        self.sampler = DualTemporalSampler(self.fcfg.sampler)
         self.upload_root = Path(tempfile.mkdtemp(prefix="tkjepa-viewer-"))
         self._views: OrderedDict[str, EpisodeView] = OrderedDict()
         self._lock = threading.RLock()
@@ -273,13 +267,14 @@ class Viewer:
             return view
 
     def _compute(self, key: str) -> EpisodeView:
-        ep = load_episode(self.paths[key])
+        ep = load_episode(self.paths[key], size=self.backbones.encoder.input_size
+                          or self.fcfg.grid * self.backbones.encoder.patch_size)
         if key in self.reference:  # the benchmark's own row: same numbers as `tkjepa evaluate`
             i, text = self.reference[key]
             d = self.ref_data.subset([i])
         else:
-            d, texts = build([ep], self.encoder, self.thinker, self.fcfg, cache_dir=CACHE / "thinker",
-                             progress=False)
+            cache = None if self.config.cache is None else Path(self.config.cache) / "thinker"
+            d, texts = build([ep], self.backbones, self.fcfg, cache_dir=cache, progress=False)
             text = texts[0]
         windows = self.fcfg.windows
         # every checkpoint (the thinkjepa variants too: the selectors switch between them); the oracle only
@@ -289,7 +284,7 @@ class Viewer:
         fpw = d.traj.shape[1] // windows
         forecasts[BASELINE] = {mode: p[0] for mode, p in const_velocity_both(d, windows, fpw).items()}
         return EpisodeView(key=key, data=d, text=text, instruction=ep.instruction, task=ep.task, frames=ep.frames,
-                           positions=ep.positions(RIGHT_HAND_JOINTS), indices=self.sampler.sample(ep.num_frames),
+                           positions=ep.positions(list(self.fcfg.joints)), indices=self.sampler.sample(ep.num_frames),
                            forecasts=forecasts)
 
     def forecast(self, view: EpisodeView, model: str, mode: str, checkpoint: str = "thinkjepa",
@@ -310,9 +305,9 @@ class Viewer:
             return view.ablated[key][mode]
 
     def errors(self, view: EpisodeView, pred: torch.Tensor, frames: int) -> dict:
-        """`tkjepa.bench.metrics` of one forecast [F, J, 3] over its first `frames` frames (metres)."""
+        """`metrics.trajectory_scores` of one forecast [F, J, 3] over its first `frames` frames (metres)."""
         d = view.data
-        return metrics(pred[None], d.traj, d.valid, frames)
+        return trajectory_scores(pred[None], d.traj, d.valid, frames)
 
     # ---- attribution -----------------------------------------------------------------------------
     def attribution(self, view: EpisodeView, checkpoint: str = "thinkjepa",
@@ -325,7 +320,7 @@ class Viewer:
         cfg = cfg or AttributionConfig()
         model, d = self.models[checkpoint], view.data
         layers, used = self.layers(checkpoint)
-        _, _, keep, _ = scalar_terms(d, cfg)
+        _, _, keep, _ = scalar_terms(d, model.cfg.forecast.wrist, cfg)
         if not bool(keep[0]):
             return {"layers": layers, "used": used, "skipped": "the wrist moves < 1 mm by frame "
                     f"{cfg.frame} (or frame {cfg.frame} is missing): the attribution scalar is undefined"}
@@ -370,16 +365,10 @@ class Viewer:
     def trajectory_figure(self, view: EpisodeView, models, horizon: int, mode: str, checkpoint: str = "thinkjepa",
                           ablated: tuple[int, ...] = (), joint: str = WRIST) -> go.Figure:
         """3D hand trajectory: observed, true future and each selected model's forecast, `horizon` frames."""
-        j = RIGHT_HAND_JOINTS.index(joint)
+        j = list(self.fcfg.joints).index(joint)
         s, pos = view.start, view.positions
         past, true = pos[:s, j], view.data.traj[0, :horizon, j].numpy()
-        fig = go.Figure()
-        fig.add_scatter3d(x=past[:, 0], y=past[:, 1], z=past[:, 2], mode="lines", name="observed",
-                          line=dict(color="#aaaaaa", width=4))
-        fig.add_scatter3d(x=past[-1:, 0], y=past[-1:, 1], z=past[-1:, 2], mode="markers", name="forecast start",
-                          marker=dict(size=5, color="black", symbol="diamond"))
-        fig.add_scatter3d(x=true[:, 0], y=true[:, 1], z=true[:, 2], mode="lines+markers", name="true future",
-                          line=dict(color="black", width=6), marker=dict(size=2, color="black"))
+        fig = truth_figure(past, true)
         for n in models:
             if n not in view.forecasts:
                 continue
@@ -402,7 +391,7 @@ class Viewer:
 
     def error_figure(self, view: EpisodeView, models, horizon: int, mode: str, checkpoint: str = "thinkjepa",
                      ablated: tuple[int, ...] = ()) -> go.Figure:
-        """Per-frame error (cm, the 7 joints) of each selected model against the horizon, this episode."""
+        """Per-frame error (cm, over the forecast joints) of each selected model against the horizon, this episode."""
         F, fpw = view.horizon, view.horizon // self.fcfg.windows
         x = np.arange(1, F + 1)
         fig = go.Figure()

@@ -19,20 +19,16 @@ shows up as the gap between the two R²s.
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from einops import rearrange
 
-from tkjepa.encoder import VideoEncoderBase, frames_to_video, load_encoder
+from tkjepa.encoder.base import VideoEncoderBase, frames_to_video
+from tkjepa.encoder.vit import EncoderConfig, VideoEncoder
 from tkjepa.episode import WRIST
-
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "data_samples" / "encoder_tiny"
+from tkjepa.optim import seed_everything
 
 
 @dataclass
@@ -226,69 +222,7 @@ def probe_r2(encoder: VideoEncoderBase, fit_episodes, eval_episodes, cfg: ProbeC
             "samples": int(len(Ye)), "lambda": lam, "joint": cfg.joint}
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", help="EgoDex-format folder (or `tkjepa generate` output)")
-    src.add_argument("--world", type=int, metavar="N",
-                     help="instead of a folder: N fresh world episodes of --seed, generated in memory")
-    p.add_argument("--seed", type=int, default=0, help="world dataset seed for --world (default 0)")
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
-                   help="encoder folder or hub name (default: the shipped tiny encoder); 'random': the tiny "
-                        "encoder at its seed-0 initialisation, the baseline")
-    p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes found")
-    p.add_argument("--fit-fraction", type=float, default=ProbeConfig.fit_fraction,
-                   help="share of episodes (the first ones) that fit the probe; R² is on the rest")
-    p.add_argument("--heldout", type=int, default=None, metavar="K",
-                   help="instead of --fit-fraction: score R² on the last K episodes, fit on all the others")
-    p.add_argument("--fit", type=int, default=None, metavar="F",
-                   help="fit on only the first F of the episodes before the held-out ones (a learning curve on "
-                        "one fixed held-out set)")
-    p.add_argument("--raw", action="store_true", help="ridge on the raw features (no per-feature standardising)")
-    p.add_argument("--json", action="store_true", help="print only the JSON result")
-
-
 def random_encoder(seed: int = 0) -> VideoEncoderBase:
     """The tiny encoder as pretraining starts it (seed `seed`): the probe's baseline."""
-    from tkjepa.encoder import EncoderConfig, VideoEncoder
-    from tkjepa.jepa import seed_everything
-
     seed_everything(seed)
     return VideoEncoder(EncoderConfig.tiny())
-
-
-def run(args) -> int:
-    from tkjepa.egodex import find_episodes, load_episode
-
-    t0 = time.perf_counter()
-    encoder = random_encoder() if args.checkpoint == "random" else load_encoder(args.checkpoint)
-    size = getattr(getattr(encoder, "config", None), "crop_size", 64)  # a VJEPA2 model wants its crop size
-    if args.world is not None:
-        from tkjepa.jepa import world_frames
-
-        if size != 64:
-            raise SystemExit(f"--world renders 64x64 frames; this encoder wants {size}x{size}: use --data")
-        episodes = world_frames(args.seed, range(args.world))[:args.episodes]
-    else:
-        paths = find_episodes(args.data)[:args.episodes]
-        episodes = [load_episode(p, size=size) for p in paths]
-    if len(episodes) < 2:
-        raise SystemExit(f"{args.data or '--world'}: need at least 2 episodes (some to fit, some to evaluate), "
-                         f"found {len(episodes)}")
-    n_fit = len(episodes) - args.heldout if args.heldout else round(len(episodes) * args.fit_fraction)
-    n_fit = min(max(1, n_fit), len(episodes) - 1)
-    heldout = episodes[n_fit:]
-    if args.fit is not None:
-        if not 1 <= args.fit <= n_fit:
-            raise SystemExit(f"--fit {args.fit}: choose 1 … {n_fit} (the episodes before the held-out ones)")
-        n_fit = args.fit
-    cfg = ProbeConfig(fit_fraction=args.fit_fraction, standardize=not args.raw)
-    result = probe_r2(encoder, episodes[:n_fit], heldout, cfg)
-    result.update(checkpoint=str(args.checkpoint), seconds=round(time.perf_counter() - t0, 2))
-    if args.json:
-        print(json.dumps(result))
-    else:
-        xyz = ", ".join(f"{a} {v:.3f}" for a, v in zip("xyz", result["r2_xyz"]))
-        lam = ", ".join(f"{v:g}" for v in result["lambda"])
-        print(f"probe R² {result['r2']:.3f} ({xyz}) on {result['episodes']} held-out episodes "
-              f"(fit on {result['fit_episodes']}, λ = {lam}) in {result['seconds']} s")
-    return 0

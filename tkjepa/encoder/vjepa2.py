@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
-from tkjepa.encoder import VideoEncoderBase, normalize_video
+from tkjepa.encoder.base import VideoEncoderBase, normalize_video
 
 
 class VJEPA2Encoder(VideoEncoderBase):
@@ -32,7 +32,7 @@ class VJEPA2Encoder(VideoEncoderBase):
         self.config = c = model.config
         self.embed_dim, self.tubelet_size = c.hidden_size, c.tubelet_size
         self.patch_size = c.patch_size if isinstance(c.patch_size, int) else c.patch_size[0]
-        self.crop_size = c.crop_size
+        self.crop_size = self.input_size = c.crop_size
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **kwargs) -> "VJEPA2Encoder":

@@ -1,0 +1,167 @@
+"""`tkjepa train`, `bench`, `evaluate` and `attribute`: the forecasters, trained on world episodes, scored on
+world episodes or any EgoDex-format folder, and their thinker layers attributed.
+
+World data: training episodes are world seed `TRAIN_SEED`'s, held-out ones `TEST_SEED`'s (homes layout);
+encoder tokens and thinker features are cached under runs/cache, keyed by both backbones' weights.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tkjepa import paths
+from tkjepa.cli import UsageError, add_common, add_set, apply_overrides, set_threads
+
+TRAIN_SEED = 1000  # world seed of the forecasters' training episodes (1001: validation, where used)
+TEST_SEED = 2000   # world seed of the held-out test episodes
+
+
+def add_backbones(p) -> None:
+    p.add_argument("--encoder", default=str(paths.ENCODER), help="encoder folder or hub name (default: the tiny one)")
+    p.add_argument("--thinker", default=str(paths.THINKER), help="thinker folder or hub name (default: the tiny one)")
+
+
+def add_arguments(command: str, p) -> None:
+    from tkjepa.forecast.model import VARIANTS
+
+    add_backbones(p)
+    if command == "train":
+        p.add_argument("--variant", default="thinkjepa", choices=list(VARIANTS), help="what to train")
+        p.add_argument("--out", required=True, help="checkpoint folder (config.json + model.safetensors)")
+        p.add_argument("--episodes", type=int, default=1000, help=f"world training episodes (seed {TRAIN_SEED})")
+        p.add_argument("--seed", type=int, default=0, help="weights and batch order")
+        add_set(p, "ForecasterConfig (e.g. steps=300, injection=film, levels=mid, predictor.depth=6)")
+        p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.safetensors")
+    elif command == "bench":
+        p.add_argument("--data", default=None,
+                       help=f"EgoDex-format test folder (default: world episodes of seed {TEST_SEED})")
+        p.add_argument("--out", default=str(paths.RUNS / "bench" / "results.json"),
+                       help="results JSON (a .md table is written beside it)")
+        p.add_argument("--seeds", type=int, default=3, help="seeds per headline model")
+        p.add_argument("--train-episodes", type=int, default=1000, help=f"world training episodes (seed {TRAIN_SEED})")
+        p.add_argument("--test-episodes", type=int, default=200, help="generated test episodes (without --data)")
+        p.add_argument("--steps", type=int, default=None, help="optimiser steps per model (default: the variant's)")
+        p.add_argument("--no-ablations", action="store_true", help="skip the ablations")
+        p.add_argument("--save-checkpoints", default=None,
+                       help="write the seed-0 models here (e.g. data_samples/forecasters)")
+        p.add_argument("--workers", type=int, default=2, help="models trained side by side (one thread each)")
+    elif command == "evaluate":
+        p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
+        p.add_argument("--out", default=str(paths.RUNS / "evaluate" / "results.json"),
+                       help="results JSON (+ a .md table beside it)")
+        p.add_argument("--checkpoints", default=str(paths.FORECASTERS), help="folder of forecaster checkpoints")
+        p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes")
+    else:  # attribute
+        p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
+        p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes")
+        p.add_argument("--checkpoint", default=str(paths.FORECASTERS / "thinkjepa"),
+                       help="a thinkjepa forecaster checkpoint")
+        p.add_argument("--out", default=str(paths.RUNS / "attribute" / "attribution.json"),
+                       help="JSON (+ attribution.html beside it)")
+    add_common(p)
+
+
+def run(command: str, args) -> int:
+    set_threads(args)
+    return {"train": train, "bench": bench, "evaluate": evaluate, "attribute": attribute}[command](args)
+
+
+def _backbones(args):
+    from tkjepa.backbones import load_backbones
+
+    return load_backbones(args.encoder, args.thinker)
+
+
+def _write_results(out: str | Path, result: dict) -> str:
+    from tkjepa.checkpoint import write_json, write_text
+    from tkjepa.forecast.evaluate import markdown_table
+
+    out = Path(out)
+    write_json(out, result)
+    table = markdown_table(result)
+    write_text(out.with_suffix(".md"), table)
+    return table
+
+
+def train(args) -> int:
+    from tkjepa.forecast.data import world_data
+    from tkjepa.forecast.model import save_forecaster, variant_config
+    from tkjepa.forecast.train import train as train_model
+
+    cfg = apply_overrides(variant_config(args.variant, seed=args.seed), args.set)
+    data, _ = world_data(TRAIN_SEED, args.episodes, _backbones(args), cfg.forecast, paths.CACHE,
+                         progress=not args.quiet)
+    model, history = train_model(cfg, data, out=args.out, resume=args.resume, progress=not args.quiet)
+    save_forecaster(model, args.out, extra={"history": history})
+    (Path(args.out) / "train_state.safetensors").unlink(missing_ok=True)
+    print(f"{args.variant}: final train trajectory error {100 * history[-1]['traj_m']:.2f} cm -> {args.out}")
+    return 0
+
+
+def bench(args) -> int:
+    from tkjepa.forecast.bench import run_bench, targets
+    from tkjepa.forecast.data import ForecastConfig, folder_data, world_data
+
+    t0 = time.perf_counter()
+    cfg, backbones, progress = ForecastConfig(), _backbones(args), not args.quiet
+    train_data, _ = world_data(TRAIN_SEED, args.train_episodes, backbones, cfg, paths.CACHE, progress=progress)
+    if args.data:
+        test, _, _ = folder_data(args.data, backbones, cfg, paths.CACHE, progress=progress)
+    else:
+        test, _ = world_data(TEST_SEED, args.test_episodes, backbones, cfg, paths.CACHE, progress=progress)
+    t_data = time.perf_counter() - t0
+    result = run_bench(train_data, test, seeds=args.seeds, steps=args.steps, ablations=not args.no_ablations,
+                       save_dir=args.save_checkpoints, progress=progress, workers=args.workers)
+    result.update(seconds=round(time.perf_counter() - t0, 1), data_seconds=round(t_data, 1), targets=targets(result),
+                  test={"data": args.data or f"world seed {TEST_SEED}", "episodes": len(test)},
+                  train={"data": f"world seed {TRAIN_SEED}", "episodes": len(train_data)})
+    print(_write_results(args.out, result))
+    print(json.dumps(result["targets"], indent=1))
+    print(f"{result['seconds']} s (data {result['data_seconds']} s); results: {args.out}")
+    return 0
+
+
+def evaluate(args) -> int:
+    from tkjepa.forecast.data import folder_data
+    from tkjepa.forecast.evaluate import checkpoint_folders, evaluate_checkpoints
+    from tkjepa.forecast.model import load_forecaster
+
+    t0 = time.perf_counter()
+    found = checkpoint_folders(args.checkpoints)
+    if not found:
+        raise UsageError(f"{args.checkpoints}: no forecaster checkpoints (sub-folders with a config.json)")
+    cfg = load_forecaster(found[0]).cfg.forecast  # the geometry, joints and sampler the checkpoints were trained on
+    data, _, episodes = folder_data(args.data, _backbones(args), cfg, paths.CACHE, args.episodes, not args.quiet)
+    result = evaluate_checkpoints(data, args.checkpoints, cfg)
+    result.update(seconds=round(time.perf_counter() - t0, 1), test={"data": str(args.data), "episodes": len(episodes)})
+    print(_write_results(args.out, result))
+    print(f"{len(episodes)} episodes in {result['seconds']} s; results: {args.out}")
+    return 0
+
+
+def attribute(args) -> int:
+    import torch
+
+    from tkjepa.attribution import attribute as attribute_layers
+    from tkjepa.attribution import figure
+    from tkjepa.checkpoint import write_json, write_text
+    from tkjepa.forecast.data import folder_data
+    from tkjepa.forecast.model import load_forecaster
+
+    t0 = time.perf_counter()
+    model = load_forecaster(args.checkpoint)
+    if model.cfg.model != "thinkjepa":
+        raise UsageError(f"{args.checkpoint}: a {model.cfg.model} forecaster reads no thinker layers")
+    data, _, _ = folder_data(args.data, _backbones(args), model.cfg.forecast, paths.CACHE, args.episodes,
+                             not args.quiet)
+    torch.manual_seed(0)
+    result = attribute_layers(model, data)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    out = Path(args.out)
+    write_json(out, result)
+    write_text(out.with_name("attribution.html"), figure(result).to_html(include_plotlyjs=True))
+    print(json.dumps({k: result[k] for k in ("layers", "attribution", "ablation_delta_ade", "spearman",
+                                             "spearman_used", "convergence_delta", "episodes", "seconds")}))
+    return 0

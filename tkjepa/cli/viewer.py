@@ -1,0 +1,30 @@
+"""`tkjepa viewer` (what `make demo` runs): the Gradio rollout viewer, by default on the shipped checkpoints
+and sample episodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tkjepa import paths
+
+HOST, PORT = "127.0.0.1", 7860
+
+
+def add_arguments(command: str, p) -> None:
+    p.add_argument("--data", default=str(paths.EPISODES), help="EgoDex-format folder to list (default: the samples)")
+    p.add_argument("--checkpoints", default=str(paths.FORECASTERS), help="folder of forecaster checkpoints")
+    p.add_argument("--encoder", default=str(paths.ENCODER), help="the encoder the checkpoints were trained on")
+    p.add_argument("--thinker", default=str(paths.THINKER), help="the thinker the checkpoints were trained on")
+    p.add_argument("--port", type=int, default=PORT, help="port on the host")
+    p.add_argument("--host", default=HOST, help="address to listen on (default: this machine only)")
+
+
+def run(command: str, args) -> int:
+    from tkjepa.viewer.app import build_demo, launch
+    from tkjepa.viewer.compute import ViewerConfig
+
+    print(f"loading the models and the episodes of {args.data} …", flush=True)
+    config = ViewerConfig(data=Path(args.data), checkpoints=Path(args.checkpoints), encoder=args.encoder,
+                          thinker=args.thinker, cache=paths.CACHE)
+    launch(build_demo(config), args.host, args.port)
+    return 0

@@ -1,0 +1,80 @@
+"""Scoring forecasters: their rollouts on forecasting data, and every checkpoint of a folder at once.
+
+The headline horizon is the trained one, one predictor window (8 frames for the tiny geometry); "rollout"
+reports 1–4 recursive windows (8 … 32 frames, up to 4× the trained horizon). `evaluate_checkpoints` is what
+`tkjepa evaluate` runs: no training, the benchmark's metrics and JSON schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tkjepa.forecast.data import ForecastConfig, ForecastData
+from tkjepa.forecast.model import HEADLINE, Forecaster, load_forecaster
+from tkjepa.metrics import const_velocity, rollout_scores
+
+
+def window_frames(cfg: ForecastConfig) -> int:
+    """Frames one predictor window forecasts (the trained horizon): its tubelets × 2 frames each."""
+    return 2 * cfg.window_tubelets
+
+
+@torch.no_grad()
+def predict(model: Forecaster, data: ForecastData, windows: int = 4, level_scale=None, batch: int = 256
+            ) -> torch.Tensor:
+    """Joints [E, windows·window_frames, J, 3] of `windows` recursive windows for every episode of `data`."""
+    out = []
+    for i in range(0, len(data), batch):
+        idx = torch.arange(i, min(i + batch, len(data)))
+        out.append(model(data, idx, windows, level_scale=level_scale)[1])
+    return torch.cat(out)
+
+
+def score(pred: torch.Tensor, data: ForecastData, cfg: ForecastConfig) -> dict:
+    """Headline metrics + the rollout table {frames: {ade, fde}} for predictions [E, ≥ window, J, 3]."""
+    return rollout_scores(pred, data.traj, data.valid, window_frames(cfg))
+
+
+def baseline_score(data: ForecastData, cfg: ForecastConfig) -> dict:
+    """The constant-velocity baseline's scores over every stored future frame."""
+    return {**score(const_velocity(data.past, data.traj.shape[1]), data, cfg), "seeds": 0}
+
+
+def checkpoint_folders(folder: str | Path) -> list[Path]:
+    """The forecaster checkpoints (sub-folders with a config.json) of `folder`, by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder of forecaster checkpoints")
+    return sorted(p for p in folder.iterdir() if (p / "config.json").exists())
+
+
+@torch.no_grad()
+def evaluate_checkpoints(data: ForecastData, checkpoints: str | Path, cfg: ForecastConfig) -> dict:
+    """Every checkpoint of the folder on `data`: {"models": {headline name: scores}, "ablations": {…}}, plus the
+    constant-velocity baseline; the `oracle` is skipped (and said so) where the data has no subgoal annotations."""
+    result: dict = {"models": {}, "ablations": {}}
+    for ckpt in checkpoint_folders(checkpoints):
+        model = load_forecaster(ckpt)
+        if model.cfg.model == "oracle" and not bool(data.has_oracle.all()):
+            result.setdefault("skipped_models", {})[ckpt.name] = "no subgoal annotations in this data"
+            continue
+        m = {**score(predict(model, data, cfg.windows), data, cfg), "seeds": 1}
+        (result["models"] if ckpt.name in HEADLINE else result["ablations"])[ckpt.name] = m
+    result["models"]["const_velocity"] = baseline_score(data, cfg)
+    return result
+
+
+def markdown_table(result: dict) -> str:
+    """The results JSON of `tkjepa bench` / `tkjepa evaluate` as markdown tables (metres)."""
+    rows = ["| model | ADE (m) | FDE (m) | Acc@5cm | FDE @32 frames (m) | seeds |", "|---|---|---|---|---|---|"]
+    for name, m in result["models"].items():
+        std = f" ± {m['ade_std']:.4f}" if m.get("seeds", 1) > 1 else ""
+        f32 = m.get("rollout", {}).get("32", {}).get("fde")
+        rows.append(f"| {name} | {m['ade']:.4f}{std} | {m['fde']:.4f} | {m['acc5']:.3f} | "
+                    f"{'' if f32 is None else f'{f32:.4f}'} | {m.get('seeds', '')} |")
+    if result.get("ablations"):
+        rows += ["", "| ablation (thinkjepa, seed 0) | ADE (m) | FDE (m) | Acc@5cm |", "|---|---|---|---|"]
+        rows += [f"| {n} | {m['ade']:.4f} | {m['fde']:.4f} | {m['acc5']:.3f} |" for n, m in result["ablations"].items()]
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,175 @@
+"""The forecasters: a GuidedPredictor (+ its pyramid) and a TrajectoryHead over cached encoder tokens and
+thinker features, and the named variants the benchmark trains.
+
+Models (`MODELS`), all with the same budget:
+- `thinkjepa`  the dense window's latents + the thinker's pyramid guidance (cross-attention over the thinking
+               tokens of every cached layer: `ForecasterConfig.injection`, `.streams`);
+- `jepa_only`  the same predictor with no guidance;
+- `vlm_only`   the guided predictor with the JEPA inputs zeroed (the official code's definition);
+- `oracle`     the guidance replaced by an embedding of the true next subgoal (its kind and the target
+               object's colour and shape), read by FiLM: a perfect thinker, the lower bound for this predictor
+               and head.
+
+The head reads each window's latents and predicts the joints' displacement from where the hand was at the
+last observed frame (the JEPA branch observes the tracked joints of its dense window, as EgoDex records them);
+the tiny encoder alone places the hand only to a few centimetres (frozen probe R² ≈ 0.9), and the lesson is
+about where the hand goes next, not where it is.
+
+A variant is a name for a set of config changes (`VARIANTS`): the headline models, and thinkjepa read in other
+ways (the ablations). `variant_config(name)` is what `tkjepa train --variant` and `tkjepa bench` build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from tkjepa.checkpoint import (CheckpointError, atomic_folder, config_from_dict, load_weights, read_json,
+                               save_tensors, write_json)
+from tkjepa.forecast.data import ORACLE_DIM, ForecastConfig, ForecastData
+from tkjepa.head import TrajectoryHead, TrajectoryHeadConfig
+from tkjepa.predictor import GuidedPredictor, GuidedPredictorConfig
+from tkjepa.pyramid import PyramidConfig
+
+MODELS = ("thinkjepa", "jepa_only", "vlm_only", "oracle")
+MODEL_TYPE = "tkjepa_forecaster"  # config.json's "model_type"
+FORMAT = 2                        # config.json's layout version
+
+
+@dataclass
+class ForecasterConfig:
+    model: str = "thinkjepa"        # one of MODELS
+    injection: str = "crossattn"    # guidance injection: film | adaln | crossattn (ignored by jepa_only). The
+                                    # predictor's tokens look up the thinker's tokens: in 600 steps it learns to
+                                    # read "next blue bowl" this way, where FiLM's pooled vector blurs the words
+    levels: str | list = "all"      # thinker layers used by the pyramid: all | mid | last | [row indices]
+    streams: str = "new"            # thinker streams: new (the thinking tokens) | old | both; ~100 prompt and
+                                    # visual tokens beside the ~8 thinking ones dilute what cross-attention finds
+    steps: int = 600                # optimiser steps
+    batch_size: int = 32            # episodes per step
+    lr: float = 2e-3                # peak AdamW learning rate
+    min_lr: float = 1e-5            # at the end of the cosine decay
+    warmup: int = 50                # linear warmup steps
+    weight_decay: float = 0.05
+    gate_lr_scale: float = 50.0     # the tanh gates' lr multiplier: one scalar each, starting at 0, they would
+                                    # open by ~lr per step and stay near 0 for a run this short
+    train_windows: int = 1          # recursive windows the loss sees: 1 = the 8-frame trained horizon; longer
+                                    # horizons are recursive rollouts (4 windows = 32 frames), as the paper evaluates
+    latent_weight: float = 1.0      # λ of the latent L1 term
+    seed: int = 0                   # weights and batch order
+    ckpt_every: int = 200           # steps between resumable training states
+    # one cross-attention head: a step costs ~1.2× jepa_only's instead of ~1.35× with four
+    predictor: GuidedPredictorConfig = field(
+        default_factory=lambda: GuidedPredictorConfig(dim=64, depth=4, cross_heads=1))
+    head: TrajectoryHeadConfig = field(default_factory=lambda: TrajectoryHeadConfig(dim=64, hidden=128, state_dim=21))
+    forecast: ForecastConfig = field(default_factory=ForecastConfig)
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
+
+
+# name -> ForecasterConfig changes. The oracle's message is one vector per block, which FiLM reads
+# (cross-attention over a single token would reduce to an added bias).
+VARIANTS: dict[str, dict] = {
+    "thinkjepa": {"model": "thinkjepa"},
+    "jepa_only": {"model": "jepa_only"},
+    "vlm_only": {"model": "vlm_only"},
+    "oracle": {"model": "oracle", "injection": "film"},
+    "thinkjepa_film": {"model": "thinkjepa", "injection": "film"},
+    "thinkjepa_adaln": {"model": "thinkjepa", "injection": "adaln"},
+    "thinkjepa_levels_mid": {"model": "thinkjepa", "levels": "mid"},
+    "thinkjepa_levels_last": {"model": "thinkjepa", "levels": "last"},
+    "thinkjepa_stream_old": {"model": "thinkjepa", "streams": "old"},
+    "thinkjepa_stream_both": {"model": "thinkjepa", "streams": "both"},
+}
+HEADLINE = MODELS                                       # trained over seeds in the benchmark
+ABLATIONS = tuple(v for v in VARIANTS if v not in HEADLINE)  # thinkjepa read another way, seed 0
+SHIPPED_ABLATIONS = ("thinkjepa_film", "thinkjepa_adaln", "thinkjepa_levels_mid", "thinkjepa_levels_last")
+
+
+def variant_config(name: str, **overrides) -> ForecasterConfig:
+    """The ForecasterConfig of variant `name` (`VARIANTS`), with `overrides` (e.g. seed=1, steps=60) on top."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown forecaster variant {name!r}; known: {', '.join(VARIANTS)}")
+    return ForecasterConfig(**{**VARIANTS[name], **overrides})
+
+
+class Forecaster(nn.Module):
+    """predictor (+ pyramid) + trajectory head (+ the oracle's subgoal embedding)."""
+
+    def __init__(self, cfg: ForecasterConfig, vlm_dim: int = 128):
+        super().__init__()
+        self.cfg = cfg
+        pc = cfg.predictor
+        injection = "none" if cfg.model == "jepa_only" else cfg.injection
+        pyramid = PyramidConfig(vlm_dim=vlm_dim, dim=pc.dim, levels=cfg.levels, streams=cfg.streams,
+                                num_blocks=pc.depth)
+        n = cfg.forecast.tokens
+        self.predictor = GuidedPredictor(replace(pc, injection=injection, pyramid=pyramid, tokens=n))
+        self.head = TrajectoryHead(replace(cfg.head, tokens=n, joints=len(cfg.forecast.joints)))
+        if cfg.model == "oracle":  # the told next subgoal (kind, colour, shape one-hots) -> one vector per block
+            self.subgoal = nn.Sequential(nn.Linear(ORACLE_DIM, pc.dim), nn.GELU(), nn.Linear(pc.dim, pc.depth * pc.dim))
+
+    def forward(self, data: ForecastData, idx, windows: int, level_scale=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents [B, windows·Tf, N, D] and joints [B, windows·Tf·2, J, 3] for episodes `idx`."""
+        cfg, pc = self.cfg, self.cfg.predictor
+        ctx = data.ctx[idx]
+        if cfg.model == "vlm_only":
+            ctx = torch.zeros_like(ctx)
+        guide = data.guide(idx, cfg.streams) if cfg.model in ("thinkjepa", "vlm_only") else None
+        guidance = None
+        if cfg.model == "oracle":
+            o = data.oracle[idx]
+            guidance = self.subgoal(o).view(len(o), pc.depth, pc.dim)
+        z = self.predictor.rollout(ctx, guide=guide, windows=windows, guidance=guidance, level_scale=level_scale)
+        seq = torch.cat([ctx, z], dim=1)                               # [B, Tc + windows·Tf, N, D]
+        Tc, Tf = pc.context_tubelets, pc.future_tubelets
+        anchor = self.anchor(data, idx)                                # [B, J, 3]
+        joints = []
+        absolute = self.cfg.model == "vlm_only"  # no observed joints: every window predicts absolute positions
+        for w in range(windows):  # each window moves on from where the previous one ended
+            state = torch.zeros_like(anchor.flatten(1)) if absolute else self.head.normalize(anchor).flatten(1)
+            step = self.head(seq[:, w * Tf:w * Tf + Tc], seq[:, Tc + w * Tf:Tc + (w + 1) * Tf], state)
+            joints.append(anchor[:, None] + step)                      # [B, Tf·2, J, 3]
+            if not absolute:
+                anchor = joints[-1][:, -1]
+        return z, torch.cat(joints, dim=1)
+
+    def anchor(self, data: ForecastData, idx) -> torch.Tensor:
+        """Where the hand was at the last observed frame [B, J, 3]: the head predicts displacements from it.
+
+        The joints of the observed frames are part of the JEPA branch's observation (EgoDex tracks them), so
+        `vlm_only`, which has no JEPA inputs, gets zeros and must predict absolute positions.
+        """
+        last = data.past[idx][:, -1]
+        return torch.zeros_like(last) if self.cfg.model == "vlm_only" else last
+
+
+def save_forecaster(model: Forecaster, path: str | Path, extra: dict | None = None) -> None:
+    """`path`/config.json + model.safetensors, written into a temporary folder that then replaces `path`."""
+    cfg = asdict(model.cfg)
+    cfg["predictor"].pop("pyramid")  # the Forecaster builds it from levels, streams and vlm_dim
+    meta = {"model_type": MODEL_TYPE, "format": FORMAT, "config": cfg,
+            "vlm_dim": model.predictor.config.pyramid.vlm_dim, **(extra or {})}
+    with atomic_folder(path) as tmp:
+        write_json(tmp / "config.json", meta, indent=2)
+        save_tensors(tmp / "model.safetensors", model.state_dict())
+
+
+def load_forecaster(path: str | Path) -> Forecaster:
+    """A folder written by `save_forecaster`, checked against this code (CheckpointError names the problem)."""
+    path = Path(path)
+    meta = read_json(path / "config.json")
+    if meta.get("model_type") != MODEL_TYPE:
+        raise CheckpointError(f"{path / 'config.json'}: not a tkjepa forecaster checkpoint "
+                              f"(model_type {meta.get('model_type')!r})")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path / 'config.json'}: forecaster format {meta.get('format')!r}, this tkjepa "
+                              f"reads format {FORMAT}")
+    cfg = config_from_dict(ForecasterConfig, meta["config"], path / "config.json")
+    model = Forecaster(cfg, vlm_dim=meta.get("vlm_dim", 128))
+    return load_weights(model, path / "model.safetensors").eval()
