@@ -29,7 +29,7 @@ def viewer_module():
 
 @pytest.fixture(scope="session")
 def viewer_url(viewer_module):
-    from tkjepa.viewer_app import launch
+    from tkjepa.viewer.app import launch
 
     url = launch(viewer_module.demo, port=free_port(), block=False)
     yield url

@@ -9,23 +9,25 @@ import pytest
 import torch
 
 from tkjepa import attribution as A
-from tkjepa.bench import SHIPPED, folder_data, load_models, metrics
-from tkjepa.forecast import ForecastConfig
-from tkjepa.train import load_forecaster
+from tkjepa import paths
+from tkjepa.backbones import load_backbones
+from tkjepa.forecast.data import ForecastConfig, folder_data
+from tkjepa.forecast.model import load_forecaster
+from tkjepa.metrics import trajectory_scores
 
-DATA = SHIPPED.parent / "episodes"
+DATA = paths.EPISODES
 
 
 @pytest.fixture(scope="module")
 def model():
-    return load_forecaster(SHIPPED / "thinkjepa").eval()
+    return load_forecaster(paths.FORECASTERS / "thinkjepa").eval()
 
 
 @pytest.fixture(scope="module")
 def data():
     torch.set_num_threads(1)
-    encoder, thinker = load_models()
-    d, _, _ = folder_data(DATA, encoder, thinker, ForecastConfig(), 4, progress=False)
+    backbones = load_backbones(paths.ENCODER, paths.THINKER)
+    d, _, _ = folder_data(DATA, backbones, ForecastConfig(), max_episodes=4, progress=False)
     return d
 
 
@@ -45,10 +47,10 @@ def test_scalar_is_wrist_progress_toward_the_true_endpoint(model, data):
     assert torch.allclose(((y - p0) * u).sum(-1), (y - p0).norm(dim=-1))
 
 
-def test_episodes_without_motion_are_skipped(data):
+def test_episodes_without_motion_are_skipped(model, data):
     d = replace(data, traj=data.traj.clone())
     d.traj[1, 7, 1] = d.past[1, -1, 1] + 1e-4                               # 0.1 mm: u undefined
-    _, _, keep, _ = A.scalar_terms(d)
+    _, _, keep, _ = A.scalar_terms(d, model.cfg.forecast.wrist)
     assert keep.tolist() == [True, False, True, True]
 
 
@@ -99,8 +101,8 @@ def test_ablation_delta_ade_matches_a_manual_ablation(model, data):
     old[:, 3], new[:, 3] = b_old[0, 3], b_new[0, 3]
     idx = torch.arange(len(data))
     with torch.no_grad():
-        ade = metrics(model(replace(data, old=old, new=new), idx, 1)[1], data.traj, data.valid, 8)["ade"]
-        ade0 = metrics(model(data, idx, 1)[1], data.traj, data.valid, 8)["ade"]
+        ade = trajectory_scores(model(replace(data, old=old, new=new), idx, 1)[1], data.traj, data.valid, 8)["ade"]
+        ade0 = trajectory_scores(model(data, idx, 1)[1], data.traj, data.valid, 8)["ade"]
     assert full == pytest.approx(ade0) and dade[3] == pytest.approx(ade - ade0, abs=1e-7)
 
 
@@ -121,13 +123,12 @@ def test_spearman_on_hand_examples():
 
 
 def test_cli_writes_json_and_figure(tmp_path):
-    from tkjepa.cli import COMMANDS
+    from tkjepa.cli import COMMANDS, main
 
-    assert COMMANDS["attribute"][0] == "tkjepa.attribution"
+    assert COMMANDS["attribute"][0] == "tkjepa.cli.forecast"
     out = tmp_path / "attribution.json"
-    args = argparse.Namespace(data=str(DATA), episodes=4, checkpoint=str(SHIPPED / "thinkjepa"), out=str(out),
-                              threads=None, quiet=True)
-    assert A.run(args) == 0
+    assert main(["attribute", "--data", str(DATA), "--episodes", "4", "--checkpoint",
+                 str(paths.FORECASTERS / "thinkjepa"), "--out", str(out), "--quiet"]) == 0
     r = json.loads(out.read_text())
     for k in ("layers", "attribution", "ablation_delta_ade", "spearman", "convergence_delta", "episodes",
               "seconds", "scalar", "baseline", "used", "spearman_used"):

@@ -2,7 +2,7 @@
 
 import torch
 
-from tkjepa.ema import ema_update, make_target_encoder, momentum_at
+from tkjepa.encoder.ema import ema_update, make_target_encoder, momentum_at
 from tkjepa.encoder import EncoderConfig, VideoEncoder
 
 torch.set_num_threads(2)

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from tkjepa.encoder import (EncoderConfig, VideoEncoder, frames_to_video, load_encoder, normalize_video,
-                            sincos_pos_embed_3d)
+from tkjepa.encoder import EncoderConfig, VideoEncoder, frames_to_video, load_encoder, normalize_video
+from tkjepa.encoder.vit import sincos_pos_embed_3d
 
 torch.set_num_threads(2)
 

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tkjepa.head import TrajectoryHead, TrajectoryHeadConfig, acc_at, ade, fde, per_horizon, trajectory_metrics
+from tkjepa.head import TrajectoryHead, TrajectoryHeadConfig
+from tkjepa.metrics import trajectory_scores
 from tkjepa.predictor import GuidedPredictor, GuidedPredictorConfig
 from tkjepa.pyramid import (PyramidConfig, PyramidExtractor, block_levels, collate_features, level_rows, masked_mean,
                             pooled_projection)
@@ -190,29 +191,6 @@ def test_oracle_guidance_vectors(injection):
         guided(x, guidance=torch.randn(2, 2, 32))
 
 
-def test_future_only_cross_attention_reads_guidance_in_the_mask_tokens_only():
-    from tkjepa.predictor import GuidedBlock
-
-    torch.manual_seed(0)
-    blk = GuidedBlock(32, num_heads=2, mlp_ratio=2.0, injection="crossattn").eval()
-    x, kv, a = torch.randn(2, 12, 32), torch.randn(2, 5, 32), torch.full((2, 1, 1), 0.5)
-    kv_mask = torch.ones(2, 5, dtype=torch.bool)
-    with torch.no_grad():
-        plain = blk(x)
-        fut = blk(x, a=a, kv=kv, kv_mask=kv_mask, q_start=8)
-    assert torch.equal(fut[:, :8], plain[:, :8])           # the first 8 tokens do not read the thinker
-    assert not torch.allclose(fut[:, 8:], plain[:, 8:])    # the rest do, as with every token querying
-    # in a predictor: the gate still starts closed, and open it changes the forecast
-    plain_p, guided = pair("crossattn", cross_queries="future")
-    x, g = ctx(2, plain_p.config), guide(2)
-    with torch.no_grad():
-        assert torch.equal(guided(x, g), plain_p(x))
-        guided.gates.fill_(0.5)
-        assert not torch.allclose(guided(x, g), plain_p(x))
-    with pytest.raises(ValueError, match="cross_queries"):
-        pred_cfg(cross_queries="some")
-
-
 def test_cross_attention_heads_of_their_own():
     plain, guided = pair("crossattn", cross_heads=1)
     assert all(b.cross.num_heads == 1 and b.attn.num_heads == 2 for b in guided.blocks)
@@ -276,41 +254,8 @@ def test_rollout_feeds_back_predictions(tc, tf):
             seq = torch.cat([seq, p], dim=1)
 
 
-@pytest.mark.parametrize("causal", [True, False])
-def test_fine_tokens_are_read_and_checked(causal):
-    """fine_grid: the unpooled tokens join the context; predictions depend on them, per sample, in rollouts too."""
-    cfg = pred_cfg(fine_grid=4, block_causal=causal, action_dim=2)   # 2×2 pooled grid, 4×4 fine tokens
-    torch.manual_seed(0)
-    m = GuidedPredictor(cfg).eval()
-    x, a = ctx(2, cfg), torch.randn(2, 4, 2)
-    f = torch.randn(2, 16, cfg.latent_dim, generator=torch.Generator().manual_seed(3))
-    f2 = f.clone()
-    f2[1, 5] += 1.0
-    with torch.no_grad():
-        y, y2 = m(x, guide(2), a[:, :2], fine=f), m(x, guide(2), a[:, :2], fine=f2)
-        assert torch.equal(y[0], y2[0]) and (y[1] - y2[1]).abs().max() > 1e-5
-        r = m.rollout(x, guide(2), windows=2, actions=a, fine=f)
-        assert torch.equal(r[:, :2], y)
-        assert torch.allclose(r[:, 2:], m(torch.cat([x, y], 1)[:, -2:], guide(2), a[:, 2:], fine=f), atol=1e-6)
-    with pytest.raises(ValueError, match="fine must be"):
-        m(x, guide(2), a[:, :2])
-    with pytest.raises(ValueError, match="fine_grid=0"):
-        GuidedPredictor(pred_cfg())(x, fine=f)
-    # the fine tokens sit at the centre of their pooled cell: their mean position over a cell is the cell's,
-    # at the last context tubelet's time
-    pos = m.fine_pos[0].view(2, 2, 2, 2, cfg.dim)           # (cell y, fine y, cell x, fine x)
-    t = cfg.context_tubelets - 1
-    d = 2 * (cfg.dim // 6)
-    cell = m.pos[t].view(2, 2, cfg.dim)
-    assert torch.allclose(pos[..., :d], cell[0, 0, :d].expand(2, 2, 2, 2, d))  # time part: tubelet Tc - 1
-    ang = torch.tensor([-0.25, 0.25])                        # fine coordinates within cell 0, in cell units
-    omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / (d // 2))
-    want = torch.cat([(ang[:, None] * omega).sin(), (ang[:, None] * omega).cos()], 1).float()
-    assert torch.allclose(pos[0, :, 0, 0, d:2 * d], want, atol=1e-6)
-
-
 def test_sincos_at_matches_the_grid_code():
-    from tkjepa.encoder import sincos_at, sincos_pos_embed_3d
+    from tkjepa.encoder.vit import sincos_at, sincos_pos_embed_3d
 
     grid = sincos_pos_embed_3d(40, 2, 3, 4)
     t, y, x = torch.meshgrid(torch.arange(2), torch.arange(3), torch.arange(4), indexing="ij")
@@ -349,20 +294,22 @@ def test_head_denormalisation():
 
 def test_metrics_hand_made():
     true = torch.randn(2, 4, 7, 3)
+    valid = torch.ones(2, 4, dtype=torch.bool)
     off = torch.tensor([0.0, 0.03, 0.0])  # 3 cm
-    m = trajectory_metrics(true + off, true)
-    assert m["ade"] == pytest.approx(0.03, abs=1e-6) and m["fde"] == pytest.approx(0.03, abs=1e-6) and m["acc"] == 1
-    assert acc_at(true + 2 * off, true).item() == 0  # 6 cm
+    m = trajectory_scores(true + off, true, valid)
+    assert m["ade"] == pytest.approx(0.03, abs=1e-6) and m["fde"] == pytest.approx(0.03, abs=1e-6) and m["acc5"] == 1
+    assert trajectory_scores(true + 2 * off, true, valid)["acc5"] == 0  # 6 cm
     last = true.clone()
     last[:, -1] += torch.tensor([0.1, 0.0, 0.0])  # only the last frame is off, by 10 cm
-    assert fde(last, true).item() == pytest.approx(0.1, abs=1e-6)
-    assert ade(last, true).item() == pytest.approx(0.1 / 4, abs=1e-6)
-    assert acc_at(last, true).item() == pytest.approx(0.75)
+    m = trajectory_scores(last, true, valid)
+    assert m["fde"] == pytest.approx(0.1, abs=1e-6)
+    assert m["ade"] == pytest.approx(0.1 / 4, abs=1e-6)
+    assert m["acc5"] == pytest.approx(0.75)
     grow = true + torch.arange(4.0).view(1, 4, 1, 1) * torch.tensor([0.0, 0.0, 0.02])  # 0, 2, 4, 6 cm
-    ph = per_horizon(grow, true)
-    assert torch.allclose(ph["ade"], torch.tensor([0.0, 0.02, 0.04, 0.06]), atol=1e-6)
-    assert ph["acc"].tolist() == [1.0, 1.0, 1.0, 0.0]
+    ph = trajectory_scores(grow, true, valid)
+    assert torch.allclose(torch.tensor(ph["ade_per_frame"]), torch.tensor([0.0, 0.02, 0.04, 0.06]), atol=1e-6)
+    assert ph["acc5_per_frame"] == [1.0, 1.0, 1.0, 0.0]
     wrist_off = true.clone()
     wrist_off[..., 1, :] += 0.2  # only joint 1 (rightHand) is wrong
-    assert ade(wrist_off, true, joints=[0, 2]).item() == 0
-    assert ade(wrist_off, true, joints=[1]).item() == pytest.approx(0.2 * 3 ** 0.5, abs=1e-5)
+    assert trajectory_scores(wrist_off, true, valid, joints=[0, 2])["ade"] == 0
+    assert trajectory_scores(wrist_off, true, valid, joints=[1])["ade"] == pytest.approx(0.2 * 3 ** 0.5, abs=1e-5)

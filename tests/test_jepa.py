@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from tkjepa.encoder import EncoderConfig, VideoEncoder, frames_to_video, load_encoder
-from tkjepa.jepa import (JEPA, MaskedPredictor, PredictorConfig, PretrainConfig, collapse_diagnostics,
-                         effective_rank, latent_loss, lr_at, pretrain, train_and_export, vicreg_regularizer)
-from tkjepa.masks import MaskConfig, sample_masks
-from tkjepa.probe import ProbeConfig, RidgeProbe, clip_features, r2_score, select_and_fit
+from tkjepa.encoder.masks import MaskConfig, sample_masks
+from tkjepa.encoder.pretrain import (JEPA, MaskedPredictor, PredictorConfig, PretrainConfig, collapse_diagnostics,
+                                     effective_rank, latent_loss, pretrain, train_and_export, vicreg_regularizer)
+from tkjepa.encoder.probe import ProbeConfig, RidgeProbe, clip_features, r2_score, select_and_fit
+from tkjepa.optim import lr_at
 
 torch.set_num_threads(2)
 
@@ -108,8 +109,12 @@ def test_resume_continues_exactly(frames, tmp_path):
 
 def test_lr_schedule():
     cfg = small_cfg(steps=100, warmup=10, lr=1e-3, min_lr=1e-5)
-    assert lr_at(0, cfg) == pytest.approx(1e-4) and lr_at(9, cfg) == pytest.approx(1e-3)
-    assert lr_at(100, cfg) == pytest.approx(1e-5)
+
+    def lr(step):  # what pretraining sets at `step`
+        return lr_at(step, cfg.steps, cfg.lr, cfg.min_lr, cfg.warmup)
+
+    assert lr(0) == pytest.approx(1e-4) and lr(9) == pytest.approx(1e-3)
+    assert lr(100) == pytest.approx(1e-5)
 
 
 def test_ridge_probe_recovers_a_linear_map():
@@ -200,38 +205,38 @@ def test_train_and_export_then_probe_cli(tmp_path):
     assert isinstance(load_encoder(tmp_path / "enc"), VideoEncoder)
 
     write_dataset(tmp_path / "data", episodes=3, seed=5, progress=False, workers=1)
-    out = subprocess.run([sys.executable, "-m", "tkjepa.cli", "probe", "--data", str(tmp_path / "data"),
-                          "--checkpoint", str(tmp_path / "enc"), "--json"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "tkjepa", "probe", "--data", str(tmp_path / "data"),
+                          "--encoder", str(tmp_path / "enc"), "--json"], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout)
     assert set(result) >= {"r2", "episodes"} and result["episodes"] == 1 and np.isfinite(result["r2"])
-    out = subprocess.run([sys.executable, "-m", "tkjepa.cli", "probe", "--world", "5", "--heldout", "2",
-                          "--checkpoint", "random", "--json"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "tkjepa", "probe", "--world", "5", "--heldout", "2",
+                          "--encoder", "random", "--json"], capture_output=True, text=True, check=True)
     world = json.loads(out.stdout)
-    assert world["episodes"] == 2 and world["fit_episodes"] == 3 and world["checkpoint"] == "random"
+    assert world["episodes"] == 2 and world["fit_episodes"] == 3 and world["encoder"] == "random"
     # --fit: fewer fit episodes, the same held-out ones (the same rows are scored: same sample count)
-    out = subprocess.run([sys.executable, "-m", "tkjepa.cli", "probe", "--world", "5", "--heldout", "2", "--fit", "2",
-                          "--checkpoint", "random", "--json"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "tkjepa", "probe", "--world", "5", "--heldout", "2", "--fit", "2",
+                          "--encoder", "random", "--json"], capture_output=True, text=True, check=True)
     fewer = json.loads(out.stdout)
     assert fewer["fit_episodes"] == 2 and fewer["episodes"] == 2 and fewer["samples"] == world["samples"]
     assert fewer["r2"] != world["r2"]
-    bad = subprocess.run([sys.executable, "-m", "tkjepa.cli", "probe", "--world", "5", "--heldout", "2", "--fit", "4",
-                          "--checkpoint", "random"], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "tkjepa", "probe", "--world", "5", "--heldout", "2", "--fit", "4",
+                          "--encoder", "random"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--fit 4: choose 1 … 3" in bad.stderr
 
 
 def test_pretrain_encoder_cli_probe_flags(tmp_path, monkeypatch, capsys):
-    """`tkjepa pretrain-encoder` flags (a toy preset): `--probe-episodes N` fits the probe on N episodes,
-    `--train-episodes` and `--loss` reach the config, the random-init baseline is skipped unless
+    """`tkjepa pretrain-encoder` options (a toy preset): `--set probe_episodes=N` fits the probe on N episodes,
+    `--set train_episodes=…` and `--set loss=…` reach the config, the random-init baseline is skipped unless
     `--probe-baseline` asks for it, and the probes' time is recorded."""
-    import tkjepa.jepa as jepa
+    import tkjepa.encoder.pretrain as jepa
     from tkjepa.cli import main
 
     monkeypatch.setitem(jepa.PRESETS, "tiny", lambda: small_cfg(train_episodes=3, probe_episodes=4, heldout_episodes=2,
                                                                 steps=2, clip_frames=8))
     torch.set_num_threads(1)  # the probes may take every core, and must hand the caller's count back
     try:
-        assert main(["pretrain-encoder", "--out", str(tmp_path / "enc"), "--probe-episodes", "5", "--quiet",
-                     "--train-episodes", "2", "--loss", "l1"]) == 0
+        assert main(["pretrain-encoder", "--out", str(tmp_path / "enc"), "--set", "probe_episodes=5", "--quiet",
+                     "--set", "train_episodes=2", "--set", "loss=l1"]) == 0
         assert torch.get_num_threads() == 1
         assert main(["pretrain-encoder", "--out", str(tmp_path / "base"), "--probe-baseline", "--quiet"]) == 0
     finally:

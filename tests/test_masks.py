@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tkjepa.masks import MaskConfig, apply_masks, sample_block_mask, sample_masks
+from tkjepa.encoder.masks import MaskConfig, apply_masks, sample_block_mask, sample_masks
 
 
 @settings(max_examples=40, deadline=None)

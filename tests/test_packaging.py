@@ -8,6 +8,8 @@ import importlib.util
 import os
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -124,6 +126,17 @@ def test_tkjepa_console_script_resolves(pyproject):
     assert {ep.value for ep in eps} == {declared["tkjepa"]}, "installed entry point differs from pyproject"
     main = eps[0].load()
     assert callable(main)
+
+
+def test_python_m_tkjepa_is_the_command():
+    """`python -m tkjepa …` (tkjepa/__main__.py) runs the same command line, listing every command."""
+    from tkjepa.cli import COMMANDS
+
+    assert (ROOT / "tkjepa" / "__main__.py").is_file()
+    r = subprocess.run([sys.executable, "-m", "tkjepa", "--help"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: tkjepa") and all(name in r.stdout for name in COMMANDS), r.stdout
 
 
 # ---- (e) notebooks are committed valid and clean ------------------------------------------------------

@@ -4,9 +4,13 @@ import pytest
 import torch
 
 from tkjepa.thinker import cache as cache_mod
-from tkjepa.thinker.cache import FeatureCache, cached_features, episode_key, extract_dataset, weights_digest
+from tkjepa.checkpoint import weights_digest
+from tkjepa.sampling import DualTemporalSampler, SamplerConfig
+from tkjepa.thinker.cache import FeatureCache, cached_features, episode_key, extract_dataset
 from tkjepa.thinker.model import build_thinker
 from tkjepa.world import generate_episode
+
+SAMPLER = DualTemporalSampler(SamplerConfig.tiny())
 
 CLIP = [0, 4, 9, 13, 18, 22, 27, 31]
 
@@ -73,14 +77,14 @@ def test_extract_dataset_is_resumable(thinker, episodes, tmp_path, monkeypatch):
         return real(model, tok, eps, *a, **k)
 
     monkeypatch.setattr(cache_mod, "extract_features", counting)
-    keys = extract_dataset(episodes[:3], model, tok, cache, batch_size=2, max_new_tokens=2, progress=False)
+    keys = extract_dataset(episodes[:3], model, tok, cache, SAMPLER, batch_size=2, max_new_tokens=2, progress=False)
     assert calls == [2, 1] and len(cache) == 3
     calls.clear()
     # "interrupted" run: two of five done; the rerun computes only the missing three
-    keys5 = extract_dataset(episodes, model, tok, cache, batch_size=8, max_new_tokens=2, progress=False)
+    keys5 = extract_dataset(episodes, model, tok, cache, SAMPLER, batch_size=8, max_new_tokens=2, progress=False)
     assert keys5[:3] == keys and calls == [2] and len(cache) == 5
     calls.clear()
-    extract_dataset(episodes, model, tok, cache, max_new_tokens=2, progress=False)
+    extract_dataset(episodes, model, tok, cache, SAMPLER, max_new_tokens=2, progress=False)
     assert calls == []
     f = cache.get(keys5[4])
     assert f.old_mask.all() and f.old.shape[1] == int(f.old_mask.sum())  # batch padding was dropped

@@ -1,6 +1,6 @@
-"""The rollout viewer (issue 7) through its HTTP API: every api_name, called with gradio_client on a live server.
+"""The rollout viewer through its HTTP API: every api_name, called with gradio_client on a live server.
 
-The numbers must be the benchmark's (an episode's ADE here is `tkjepa.bench`'s for the same model and episode),
+The numbers must be the benchmark's (an episode's ADE here is `tkjepa evaluate`'s for the same model and episode),
 ablating a read thinker layer must move the forecast and an unread one must not, bad uploads must come back as a
 message while the app keeps serving, and 20 concurrent requests must all succeed.
 """
@@ -23,12 +23,15 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from tkjepa.bench import SHIPPED, folder_data, load_models, metrics, predict
+from tkjepa.backbones import load_backbones
 from tkjepa.egodex import find_episodes, load_episode
-from tkjepa.forecast import ForecastConfig
-from tkjepa.train import load_forecaster
+from tkjepa.forecast.data import ForecastConfig, folder_data
+from tkjepa.forecast.evaluate import predict
+from tkjepa.forecast.model import load_forecaster
+from tkjepa.metrics import trajectory_scores
+from tkjepa.paths import ENCODER, EPISODES, FORECASTERS, THINKER
 
-DATA = SHIPPED.parent / "episodes"
+DATA = EPISODES
 ROOT = Path(__file__).resolve().parents[1]
 ALL = ["thinkjepa", "jepa_only", "vlm_only", "oracle", "const_velocity"]
 
@@ -68,10 +71,10 @@ def key_of(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def bench_rows():
-    """The first two sample episodes as `tkjepa.bench` computes them for `tkjepa evaluate`."""
+    """The first two sample episodes as `tkjepa evaluate` computes them."""
     torch.set_num_threads(1)
-    encoder, thinker = load_models()
-    data, _, _ = folder_data(DATA, encoder, thinker, ForecastConfig(), 2, progress=False)
+    data, _, _ = folder_data(DATA, load_backbones(ENCODER, THINKER), ForecastConfig(), max_episodes=2,
+                             progress=False)
     return data
 
 
@@ -104,8 +107,8 @@ def test_rollout_ade_is_the_benchmarks(client, paths, bench_rows, mode):
         assert set(numbers["models"]) == set(ALL)
         if mode == "recursive":
             for name in ("thinkjepa", "jepa_only", "vlm_only", "oracle"):
-                pred = predict(load_forecaster(SHIPPED / name), bench_rows.subset([i]), windows=4)
-                expect = metrics(pred, bench_rows.traj[[i]], bench_rows.valid[[i]], 32)
+                pred = predict(load_forecaster(FORECASTERS / name), bench_rows.subset([i]), windows=4)
+                expect = trajectory_scores(pred, bench_rows.traj[[i]], bench_rows.valid[[i]], 32)
                 assert numbers["models"][name]["ade"] == pytest.approx(expect["ade"], abs=1e-6), name
                 assert numbers["models"][name]["fde"] == pytest.approx(expect["fde"], abs=1e-6), name
         assert f"{100 * numbers['models']['thinkjepa']['ade']:.2f}" in table
@@ -273,7 +276,7 @@ def test_cli_serves_a_folder_on_the_given_port_and_prints_the_url(paths, tmp_pat
     for p in paths[:3]:  # a small EgoDex-format folder of its own
         _copy_pair(p, tmp_path / p.parent.name, p.stem)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tkjepa.cli", "viewer", "--data", str(tmp_path), "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "tkjepa", "viewer", "--data", str(tmp_path), "--port",
                              str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = []

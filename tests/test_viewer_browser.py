@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tkjepa.bench import SHIPPED
 from tkjepa.egodex import find_episodes
+from tkjepa.paths import EPISODES
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -66,8 +66,8 @@ PLOT = "document.querySelector('#{} .js-plotly-plot')"
 
 
 def test_pick_an_episode_see_the_3d_plot_and_the_attribution_chart(page):
-    paths = find_episodes(SHIPPED.parent / "episodes")
-    key = str(paths[20].relative_to(SHIPPED.parent / "episodes").with_suffix(""))
+    paths = find_episodes(EPISODES)
+    key = str(paths[20].relative_to(EPISODES).with_suffix(""))
     page.wait_for_selector("#trajectory .js-plotly-plot")
 
     page.click("#episode input")

@@ -9,7 +9,7 @@ from einops import rearrange
 from transformers import VJEPA2Config, VJEPA2Model
 
 from tkjepa.encoder import load_encoder, normalize_video
-from tkjepa.vjepa2 import VJEPA2Encoder
+from tkjepa.encoder.vjepa2 import VJEPA2Encoder
 
 torch.set_num_threads(2)
 
