@@ -1,16 +1,16 @@
 """Can the current latent say where a *named* object is? A probe told the true name, on 4 × 4 or 8 × 8 tokens.
 
-    .venv/bin/python scripts/grounding_probe.py [--episodes 2000] [--grid 4 8] [--steps 3000]
+    .venv/bin/python experiments/grounding_probe.py [--episodes 2000] [--grid 4 8] [--steps 3000]
                                                 [--out runs/grounding_probe.json]
 
-The place-first subgoal head (`tkjepa train-planner --place-head`) must point at where the hand goes next,
-and it does not find the named object in z_t (BENCHMARKS.md, issue 6). Is the latent the limit? This probe is
+The place-first subgoal head (`tkjepa train-subgoal-head`) must point at where the hand goes next, and a
+pointer over the pooled latent z_t does not find the named object. Is the latent the limit? This probe is
 given what a perfect thinker would give — the true name of the next subgoal's object ("cyan cube"), as two
 learned word embeddings added to every token — and the encoder's latent of the last observed frame, either
-pooled to 4 × 4 tokens as the planner uses (`worldmodel.frame_latents`) or the encoder's own 8 × 8. Two
-transformer blocks, then the subgoal head's soft pointer (`subgoal.token_anchors` + offsets), predict where
+pooled to 4 × 4 tokens as the planner uses (`planning.state.frame_latents`) or the encoder's own 8 × 8. Two
+transformer blocks, then the subgoal head's soft pointer (`planning.subgoal.token_anchors` + offsets), predict where
 the wrist is at the next phase boundary (x, y). Training: demonstrations of world seed 1000 (pick_place and
-touch_sequence alternating), queried every 3rd tubelet as `subgoal.head_data` does; scored on 100 of seed
+touch_sequence alternating), queried every 3rd tubelet as `planning.subgoal.head_data` does; scored on 100 of seed
 1001, also split into "far" queries (the wrist must travel more than 10 cm: the object must be found) and
 "near". Deterministic; one torch thread.
 """
@@ -26,12 +26,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from tkjepa.bench import load_models
-from tkjepa.encoder import Block, init_weights
-from tkjepa.planning import demonstration
-from tkjepa.subgoal import FAMILIES, next_boundary, token_anchors
+from tkjepa import paths
+from tkjepa.encoder import load_encoder
+from tkjepa.encoder.vit import Block, init_weights
+from tkjepa.planning.plan import demonstration
+from tkjepa.planning.state import WORKSPACE, frame_latents
+from tkjepa.planning.subgoal import FAMILIES, next_boundary, token_anchors
 from tkjepa.world.generate import episode_seed
-from tkjepa.worldmodel import WORKSPACE, frame_latents
 
 FAR_M = 0.10
 
@@ -89,7 +90,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    encoder = load_models()[0]
+    encoder = load_encoder(paths.ENCODER).eval()
     train, val = queries(encoder, 1000, args.episodes), queries(encoder, 1001, args.val_episodes)
     vocab = {w: i for i, w in enumerate(sorted({w for n in train["name"] + val["name"] for w in n.split()}))}
     ids = lambda names: torch.tensor([[vocab[w] for w in n.split()] for n in names])  # noqa: E731

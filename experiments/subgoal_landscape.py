@@ -1,22 +1,22 @@
 """Where does a subgoal latent point? The energy's minimum over hand positions, against where the subgoal is.
 
-    .venv/bin/python scripts/subgoal_landscape.py [PLANNER_DIR ...] [--episodes 30] [--grid 11]
-                                                  [--out runs/subgoal_landscape.json]
+    .venv/bin/python experiments/subgoal_landscape.py [PLANNER_DIR ...] [--episodes 30] [--grid 11]
+                                                      [--out runs/subgoal_landscape.json]
 
-At the start of each held-out planning episode (`planning.episode_seeds(2000, N)`, pick_place and
+At the start of each held-out planning episode (`planning.plan.episode_seeds(2000, N)`, pick_place and
 touch_sequence alternating; `--world-seed 1000`: the subgoal head's own training scenes), the scene is
 rendered with the wrist moved over a grid of table positions (at the height and grip of the demonstration's
-first phase boundary), each frame encoded, and its energy
-(`planning.energy`, L1) to a goal latent computed. The planner is drawn toward the grid's minimum, so the
-distance from that minimum to the demonstration's wrist at the boundary says where a goal sends the hand:
+first phase boundary), each frame encoded, and its energy (`planning.cem.energy`, L1) to a goal latent
+computed. The planner is drawn toward the grid's minimum, so the distance from that minimum to the
+demonstration's wrist at the boundary says where a goal sends the hand:
 - `oracle`: the boundary frame's own latent (`tkjepa plan --mode oracle`);
-- each planner folder's subgoal head, from its thinker's generated words (or, for a head trained with
-  `--told-text`, from the true words, as `tkjepa plan --mode told`);
+- each planner folder's subgoal head, from its thinker's words (`<dir>`, as `tkjepa plan --mode thinker`) and
+  from the true words (`<dir>:told`, as `--mode told`);
+- `<dir>:place`: how far the head's own place (its predicted wrist) lies from the subgoal's wrist on the table;
+- `<dir>:true place`: the minimum for z* decoded from the *true* place (the subgoal's wrist and grip): what the
+  head's decoder gives a perfect pointer;
 - `current`: the start frame itself, a goal that says "stay".
-For a place-first head (`subgoal.SubgoalConfig.place`) two more columns: `<dir>:place`, how far the head's own
-place (its predicted wrist) lies from the subgoal's wrist on the table, and `<dir>:true place`, the minimum for
-z* decoded from the *true* place (the subgoal's wrist and grip): what the head's decoder gives a perfect pointer.
-Deterministic; one torch thread. BENCHMARKS.md (issue 6) reads the table.
+Deterministic; one torch thread.
 """
 
 from __future__ import annotations
@@ -28,14 +28,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tkjepa.planning import (PLANNER, demonstration, energy, episode_seeds, felt, grid_latents, load_planner,
-                             thinker_goal, told_text, true_place_goal)
-from tkjepa.worldmodel import WORKSPACE, frame_latents
+from tkjepa import paths
+from tkjepa.planning.cem import energy, grid_latents
+from tkjepa.planning.goals import felt, head_goal, thinker_words, told_text
+from tkjepa.planning.plan import demonstration, episode_seeds, load_planner
+from tkjepa.planning.state import WORKSPACE, frame_latents
+from tkjepa.planning.subgoal import place_units
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("planners", nargs="*", default=[str(PLANNER)], help="planner folders (`tkjepa train-planner`)")
+    p.add_argument("planners", nargs="*", default=[str(paths.PLANNER)], help="planner folders")
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--world-seed", type=int, default=2000,
                    help="episode draw: 2000 = the planner's held-out episodes; 1000 = the head's training scenes")
@@ -43,8 +46,8 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
-    models = {d: load_planner(d) for d in args.planners}
-    encoder = next(iter(models.values()))[0]
+    planners = {d: load_planner(d, paths.ENCODER) for d in args.planners}
+    encoder = next(iter(planners.values())).encoder
     xs = np.linspace(WORKSPACE[0][0], WORKSPACE[1][0], args.grid)
     ys = np.linspace(WORKSPACE[0][1], WORKSPACE[1][1], args.grid)
     rows = []
@@ -60,12 +63,14 @@ def main() -> None:
         goals = {"oracle": frame_latents(encoder, demo.frames, [b])[0], "current": current}
         row = {"seed": int(seed), "family": family}
         grip = float(demo.extras["grip"][b])
-        for d, (_, _, head, thinker) in models.items():  # as `run_episode` asks at its first step
-            told = told_text(env, demo) if head.cfg.told_text else None
-            goals[d], _, place = thinker_goal(head, thinker, demo, frames, current, told, encoder, hand)
-            if place is not None:
-                row[f"{d}:place"] = float(np.hypot(*(place[:2] - target[:2])))
-                goals[f"{d}:true place"] = true_place_goal(head, demo, b, current)  # as `plan --mode true-place`
+        for d, pl in planners.items():  # as `run_episode` asks at its first step
+            said = thinker_words(pl.thinker, pl.tokenizer, demo, frames, hand)
+            goals[d], place = head_goal(pl.head, pl.tokenizer, encoder, frames, current, said)
+            goals[f"{d}:told"], _ = head_goal(pl.head, pl.tokenizer, encoder, frames, current, told_text(env, demo))
+            row[f"{d}:place"] = float(np.hypot(*(place[:2] - target[:2])))
+            with torch.no_grad():
+                true = place_units(torch.as_tensor(target, dtype=torch.float32)[None], torch.tensor([grip]))
+                goals[f"{d}:true place"] = pl.head.decode(current[None], true)[0]
         lat = grid_latents(env, encoder, xs, ys, z=float(target[2]), grip=grip)
         for name, goal in goals.items():
             e = energy(lat, goal).view(len(ys), len(xs)).numpy()

@@ -1,6 +1,6 @@
 """Does a thinker know the phase of a task? Its words at random moments, split by phase.
 
-    .venv/bin/python scripts/thinker_phases.py [DIR ...] [--episodes 120] [--out runs/thinker_phases.json]
+    .venv/bin/python experiments/thinker_phases.py [DIR ...] [--episodes 120] [--out runs/thinker_phases.json]
 
 The planner asks its thinker at every moment of an episode (`tkjepa plan --mode thinker`), not only at the
 forecast start the shipped thinker was trained at. This script asks each thinker (default: the shipped one)
@@ -8,7 +8,7 @@ once per held-out demonstration (`EVAL_SEED0 + i`, pick_place and touch_sequence
 moment drawn as `tkjepa.thinker.think.anytime_indices(how="phases")` does — before the first subgoal is
 achieved, between the first and the second, after the last, a third each — with the true timestamps, and
 reports per family and phase how often it names the right next object (`next`) and says the whole text right
-(`exact`: what is held, too). BENCHMARKS.md (issue 6) reads the table. Deterministic.
+(`exact`: what is held, too). BENCHMARKS.md reads the table. Deterministic.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tkjepa import paths
 from tkjepa.thinker.model import load_thinker
-from tkjepa.thinker.think import DEFAULT_CHECKPOINT, anytime_indices, think_episodes
-from tkjepa.thinker.train import EVAL_SEED0
+from tkjepa.thinker.pretrain import EVAL_SEED0
+from tkjepa.thinker.think import anytime_indices, think_episodes
 from tkjepa.world.generate import WorldConfig, generate_episode
 from tkjepa.world.stats import next_subgoal
 
@@ -54,7 +55,7 @@ def score(thinker_dir: str, episodes: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("thinkers", nargs="*", default=[str(DEFAULT_CHECKPOINT)], help="thinker folders")
+    p.add_argument("thinkers", nargs="*", default=[str(paths.THINKER)], help="thinker folders")
     p.add_argument("--episodes", type=int, default=120)
     p.add_argument("--out", default=None)
     args = p.parse_args()
