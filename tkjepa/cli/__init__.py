@@ -14,6 +14,7 @@ import importlib
 import json
 import shlex
 import sys
+import types
 import typing
 
 # name -> (module, one-line help), in the data path's order
@@ -43,7 +44,7 @@ class UsageError(Exception):
 def _convert(text: str, kind):
     """`text` as a value of the type `kind` (a dataclass field's annotation, resolved)."""
     origin = typing.get_origin(kind)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         options = [k for k in typing.get_args(kind) if k is not type(None)]
         if text.lower() in ("none", "null") and type(None) in typing.get_args(kind):
             return None
