@@ -154,7 +154,7 @@ def test_joint_subset_and_unknown_joint(tmp_path: Path) -> None:
     got = load_episode(h5, joints=["rightIndexFingerTip"], load_frames=False)
     assert list(got.transforms) == ["camera", "rightIndexFingerTip"]
     assert list(got.confidences) == ["rightIndexFingerTip"] and got.joint_names == ["rightIndexFingerTip"]
-    with pytest.raises(KeyError, match="leftPinky.*available.*leftHand"):
+    with pytest.raises(EgoDexFormatError, match="leftPinky.*available.*leftHand"):
         load_episode(h5, joints=["leftPinky"])
 
 

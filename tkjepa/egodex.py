@@ -21,9 +21,10 @@ Intrinsics follow the pixel-index convention: u = column index of a pixel's cent
 from __future__ import annotations
 
 import os
+import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import av
 import h5py
@@ -42,13 +43,6 @@ _STR = h5py.string_dtype("utf-8")
 
 class EgoDexFormatError(ValueError):
     """A file that does not follow the EgoDex layout; the message names the file and the problem."""
-
-
-def _scalar(v: Any) -> Any:
-    """numpy scalars / bytes from h5py -> plain python values."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    return v.decode("utf-8") if isinstance(v, bytes) else v
 
 
 def _is_scalar(v: Any) -> bool:
@@ -147,7 +141,7 @@ def _open_video(h5: Path) -> tuple[Path, Any]:
         raise EgoDexFormatError(f"{h5}: missing video {mp4.name} next to it")
     try:
         c = av.open(str(mp4))
-    except (av.error.FFmpegError, OSError) as e:
+    except (av.error.FFmpegError, OSError, ValueError) as e:  # ValueError: a damaged header's metadata text
         raise EgoDexFormatError(f"{mp4}: cannot decode video (truncated or corrupt?): {e}") from e
     if not c.streams.video:
         c.close()
@@ -163,7 +157,7 @@ def _probe_video(h5: Path) -> tuple[int, int, int, float]:
             s = c.streams.video[0]
             n = s.frames or sum(1 for _ in c.decode(s))
             return n, s.codec_context.height, s.codec_context.width, float(s.average_rate or 30.0)
-    except av.error.FFmpegError as e:
+    except (av.error.FFmpegError, AttributeError, ValueError) as e:  # a damaged stream's header or packets
         raise EgoDexFormatError(f"{mp4}: cannot decode video (truncated or corrupt?): {e}") from e
 
 
@@ -183,11 +177,130 @@ def _decode(h5: Path, size: int | None) -> tuple[np.ndarray, int, int, float]:
                 if size is not None and (W, H) != (size, size):
                     img = img.crop((x0, y0, x0 + S, y0 + S)).resize((size, size), Image.BILINEAR)
                 out.append(np.asarray(img, dtype=np.uint8))
-    except av.error.FFmpegError as e:
+    except (av.error.FFmpegError, AttributeError, ValueError) as e:  # a damaged stream's header or packets
         raise EgoDexFormatError(f"{mp4}: cannot decode video (truncated or corrupt?): {e}") from e
     if not out:
         raise EgoDexFormatError(f"{mp4}: video has no decodable frames (truncated or corrupt?)")
     return np.stack(out), H, W, fps
+
+
+MAX_TRANSLATION_M = 1000.0  # a pose farther than this from the world origin is not a tracked hand or camera
+
+
+def _numeric(path: Path, name: str, ds, shape_tail: tuple = (), expected: str = "") -> np.ndarray:
+    """Dataset `name` as float32, checked: a dataset (not a group), numeric dtype, trailing shape `shape_tail`
+    (`expected` says the whole shape in the message)."""
+    if not isinstance(ds, h5py.Dataset):
+        raise EgoDexFormatError(f"{path}: /{name} is not a dataset")
+    if not np.issubdtype(ds.dtype, np.number):
+        raise EgoDexFormatError(f"{path}: /{name} has dtype {ds.dtype}, expected numbers")
+    arr = np.asarray(ds[()], np.float32)
+    if shape_tail and arr.shape[-len(shape_tail):] != shape_tail or arr.ndim < len(shape_tail):
+        raise EgoDexFormatError(f"{path}: /{name} has shape {arr.shape}, expected {expected or shape_tail}")
+    return arr
+
+
+def _check_poses(path: Path, name: str, arr: np.ndarray) -> None:
+    """Finite SE(3) matrices [T, 4, 4]: last row (0, 0, 0, 1), orthonormal rotation with det +1, translation
+    within `MAX_TRANSLATION_M`; the message names the first bad frame."""
+    bad = ~np.isfinite(arr).all(axis=(1, 2))
+    if bad.any():
+        raise EgoDexFormatError(f"{path}: NaN/inf pose in /transforms/{name}, first bad frame {int(bad.argmax())}")
+    R, rows = arr[:, :3, :3].astype(np.float64), arr[:, 3]
+    checks = (("its last row is not (0, 0, 0, 1)", np.abs(rows - [0, 0, 0, 1]).max(-1) > 1e-3),
+              ("its rotation is not orthonormal with det +1",
+               (np.abs(R @ R.transpose(0, 2, 1) - np.eye(3)).max((1, 2)) > 1e-2) | (np.linalg.det(R) < 0.9)),
+              (f"it lies over {MAX_TRANSLATION_M:g} m from the origin",
+               np.linalg.norm(arr[:, :3, 3], axis=-1) > MAX_TRANSLATION_M))
+    for what, fails in checks:
+        if fails.any():
+            raise EgoDexFormatError(f"{path}: /transforms/{name} frame {int(fails.argmax())} is not a rigid pose: "
+                                    f"{what}")
+
+
+def _text(path: Path, key: str, v: Any) -> Any:
+    """An attribute as a plain value; bytes that are not UTF-8 are decoded with replacement, with a warning."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bytes):
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError:
+            warnings.warn(f"{path}: attribute {key!r} is not valid UTF-8; undecodable bytes replaced", stacklevel=3)
+            return v.decode("utf-8", errors="replace")
+    return v
+
+
+def _read_hdf5(path: Path, joints) -> tuple[dict, dict, np.ndarray, dict, dict]:
+    """(transforms, confidences, intrinsic, root attributes, extras) of an episode file, validated: any file
+    that is not a readable EgoDex episode raises EgoDexFormatError naming it and the problem."""
+    if not h5py.is_hdf5(path):
+        raise EgoDexFormatError(f"{path}: not an HDF5 file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:  # truncated, unreadable
+        raise EgoDexFormatError(f"{path}: cannot open as HDF5 (truncated or unreadable?): {e}") from None
+    try:
+        with f:
+            return _read_groups(path, f, joints)
+    except EgoDexFormatError:
+        raise
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError, AttributeError) as e:  # h5py on a damaged file
+        raise EgoDexFormatError(f"{path}: cannot read its contents (corrupt?): {e}") from None
+
+
+def _read_groups(path: Path, f, joints) -> tuple[dict, dict, np.ndarray, dict, dict]:
+    for key in ("transforms", "camera/intrinsic"):
+        if key not in f:
+            raise EgoDexFormatError(f"{path}: missing /{key}")
+    if not isinstance(f["transforms"], h5py.Group) or not len(f["transforms"]):
+        raise EgoDexFormatError(f"{path}: /transforms holds no joints")
+    available = list(f["transforms"])
+    names = available
+    if joints is not None:
+        unknown = [j for j in joints if j not in available]
+        if unknown:
+            raise EgoDexFormatError(f"{path}: no joints {unknown}; available: {sorted(available)}")
+        names = (["camera"] if "camera" in available else []) + [j for j in joints if j != "camera"]
+    transforms = {n: _numeric(path, f"transforms/{n}", f["transforms"][n], (4, 4), "(T, 4, 4)") for n in names}
+    T = -1
+    for n, arr in transforms.items():
+        if arr.ndim != 3:
+            raise EgoDexFormatError(f"{path}: /transforms/{n} has shape {arr.shape}, expected (T, 4, 4)")
+        if T < 0:
+            T = arr.shape[0]
+        elif arr.shape[0] != T:
+            raise EgoDexFormatError(f"{path}: /transforms/{n} has {arr.shape[0]} frames, others have {T}")
+        _check_poses(path, n, arr)
+    conf = f.get("confidences", {})
+    confidences = {}
+    for n in (n for n in names if n in conf):
+        c = _numeric(path, f"confidences/{n}", conf[n])
+        if c.shape != (T,):
+            raise EgoDexFormatError(f"{path}: /confidences/{n} has shape {c.shape}, expected ({T},)")
+        if np.isnan(c).any():
+            warnings.warn(f"{path}: /confidences/{n} has {int(np.isnan(c).sum())} NaN values, read as 0",
+                          stacklevel=4)
+            c = np.nan_to_num(c, nan=0.0)
+        if (c < 0).any() or (c > 1).any():
+            raise EgoDexFormatError(f"{path}: /confidences/{n} has values outside [0, 1] "
+                                    f"({float(c.min()):g} … {float(c.max()):g})")
+        confidences[n] = c
+    K = _numeric(path, "camera/intrinsic", f["camera/intrinsic"])
+    if K.shape != (3, 3) or not np.isfinite(K).all():
+        raise EgoDexFormatError(f"{path}: /camera/intrinsic must be a finite (3, 3) matrix, got {K.shape}")
+    if K[0, 0] <= 0 or K[1, 1] <= 0 or abs(np.linalg.det(K.astype(np.float64))) < 1e-12:
+        raise EgoDexFormatError(f"{path}: /camera/intrinsic is not a camera matrix (fx = {K[0, 0]:g}, "
+                                f"fy = {K[1, 1]:g}: both must be > 0, and it must be invertible)")
+    attrs = {k: _text(path, k, v) for k, v in f.attrs.items()}
+    extras: dict[str, Any] = {}
+    if "tkjepa" in f:
+        g = f["tkjepa"]
+        for k, ds in g.items():
+            extras[k] = ds.asstr(errors="replace")[()].tolist() if h5py.check_string_dtype(ds.dtype) \
+                else np.asarray(ds[()])
+        extras.update({k: _text(path, k, v) for k, v in g.attrs.items()})
+    return transforms, confidences, K, attrs, extras
 
 
 def load_episode(hdf5_path: str | os.PathLike, size: int | None = 64, joints: Sequence[str] | None = None,
@@ -203,51 +316,15 @@ def load_episode(hdf5_path: str | os.PathLike, size: int | None = 64, joints: Se
     path = Path(hdf5_path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    if not h5py.is_hdf5(path):
-        raise EgoDexFormatError(f"{path}: not an HDF5 file")
-    with h5py.File(path, "r") as f:
-        for key in ("transforms", "camera/intrinsic"):
-            if key not in f:
-                raise EgoDexFormatError(f"{path}: missing /{key}")
-        available = list(f["transforms"])
-        names = available
-        if joints is not None:
-            unknown = [j for j in joints if j not in available]
-            if unknown:
-                raise KeyError(f"{path}: unknown joints {unknown}; available: {sorted(available)}")
-            names = (["camera"] if "camera" in available else []) + [j for j in joints if j != "camera"]
-        transforms = {n: np.asarray(f["transforms"][n][()], np.float32) for n in names}
-        conf = f.get("confidences", {})
-        confidences = {n: np.asarray(conf[n][()], np.float32) for n in names if n in conf}
-        K = np.asarray(f["camera/intrinsic"][()], np.float32)
-        attrs = {k: _scalar(v) for k, v in f.attrs.items()}
-        extras: dict[str, Any] = {}
-        if "tkjepa" in f:
-            g = f["tkjepa"]
-            for k, ds in g.items():
-                extras[k] = ds.asstr()[()].tolist() if h5py.check_string_dtype(ds.dtype) else np.asarray(ds[()])
-            extras.update({k: _scalar(v) for k, v in g.attrs.items()})
+    transforms, confidences, K, attrs, extras = _read_hdf5(path, joints)
+    T = next(iter(transforms.values())).shape[0]
 
-    if not transforms:
-        raise EgoDexFormatError(f"{path}: /transforms holds no joints")
-    if K.shape != (3, 3) or not np.isfinite(K).all():
-        raise EgoDexFormatError(f"{path}: /camera/intrinsic must be a finite (3, 3) matrix, got {K.shape}")
-    T = -1
-    for n, arr in transforms.items():
-        if arr.ndim != 3 or arr.shape[1:] != (4, 4):
-            raise EgoDexFormatError(f"{path}: /transforms/{n} has shape {arr.shape}, expected (T, 4, 4)")
-        if T < 0:
-            T = arr.shape[0]
-        elif arr.shape[0] != T:
-            raise EgoDexFormatError(f"{path}: /transforms/{n} has {arr.shape[0]} frames, others have {T}")
-        bad = ~np.isfinite(arr).all(axis=(1, 2))
-        if bad.any():
-            raise EgoDexFormatError(f"{path}: NaN/inf pose in /transforms/{n}, first bad frame {int(bad.argmax())}")
-    for n, c in confidences.items():
-        if c.shape != (T,):
-            raise EgoDexFormatError(f"{path}: /confidences/{n} has shape {c.shape}, expected ({T},)")
-
-    fps = float(attrs.pop("fps", 0.0))
+    try:
+        fps = float(attrs.pop("fps", 0.0))
+    except (TypeError, ValueError):
+        raise EgoDexFormatError(f"{path}: its fps attribute is not a number") from None
+    if not np.isfinite(fps) or fps < 0:
+        raise EgoDexFormatError(f"{path}: its fps attribute is {fps:g}")
     if load_frames:
         frames, H, W, video_fps = _decode(path, size)
         if frames.shape[0] != T:
@@ -290,6 +367,33 @@ def find_episodes(root: str | os.PathLike) -> list[Path]:
     return found
 
 
+def load_folder(root: str | os.PathLike, size: int | None = 64, max_episodes: int | None = None,
+                check: Callable[[Episode], None] | None = None, skipped: list | None = None, strict: bool = False,
+                load_frames: bool = True) -> list[Episode]:
+    """The episodes of a folder (or one .hdf5 file), in `find_episodes` order. A file that does not load, or
+    that `check(episode)` refuses (raising EgoDexFormatError: too short for a stage, a joint missing), is
+    skipped and recorded in `skipped` as {"path", "error"} — or, with `strict`, stops the load. Raises
+    EgoDexFormatError when no episode is left."""
+    paths = find_episodes(root)[:max_episodes]
+    skipped = [] if skipped is None else skipped
+    episodes = []
+    for p in paths:
+        try:
+            ep = load_episode(p, size=size, load_frames=load_frames)
+            if check is not None:
+                check(ep)
+        except EgoDexFormatError as e:
+            if strict:
+                raise
+            skipped.append({"path": str(p), "error": str(e).removeprefix(f"{p}: ")})
+            continue
+        episodes.append(ep)
+    if not episodes:
+        raise EgoDexFormatError(f"{root}: none of its {len(paths)} episodes can be used (the first: "
+                                f"{skipped[0]['path']}: {skipped[0]['error']})")
+    return episodes
+
+
 def _pose_frames(ep: Episode) -> int:
     return int(next(iter(ep.transforms.values())).shape[0])
 
@@ -307,8 +411,8 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     lengths: list[int] = []
     joints: set[str] = set()
     examples: list[str] = []
-    for p in find_episodes(path):
-        ep = load_episode(p, size=None, load_frames=False)
+    skipped: list[dict] = []
+    for ep in load_folder(path, size=None, skipped=skipped, load_frames=False):
         tasks[ep.task] = tasks.get(ep.task, 0) + 1
         lengths.append(_pose_frames(ep))
         joints.update(ep.joint_names)
@@ -316,7 +420,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
             examples.append(ep.instruction)
     return {"kind": "folder", "path": str(path), "episodes": len(lengths), "tasks": dict(sorted(tasks.items())),
             "total_frames": sum(lengths), "min_frames": min(lengths), "max_frames": max(lengths),
-            "joints": sorted(joints), "example_instructions": examples}
+            "joints": sorted(joints), "example_instructions": examples, "skipped": skipped}
 
 
 def format_summary(d: dict[str, Any]) -> str:
@@ -334,4 +438,5 @@ def format_summary(d: dict[str, Any]) -> str:
                  "tasks        " + ", ".join(f"{t} ({n})" for t, n in d["tasks"].items()),
                  f"joints       {len(d['joints'])}: {', '.join(d['joints'])}"]
         lines += [f"example      {s}" for s in d["example_instructions"]]
+        lines += [f"skipped      {s['path']}: {s['error']}" for s in d.get("skipped", [])]
     return "\n".join(lines)
