@@ -228,3 +228,33 @@ def test_evaluate_gives_the_shipped_numbers(tmp_path, capsys):
     assert got == SHIPPED_SCORES
     assert result["test"]["episodes"] == 48
     assert "| thinkjepa | 0.0246 | 0.0431 | 0.850 |" in out.with_suffix(".md").read_text()
+
+
+def test_the_same_seed_gives_bit_identical_metrics(data):
+    scores = [score(predict(train(_tiny("thinkjepa", steps=3), data, progress=False)[0], data), data, ForecastConfig())
+              for _ in range(2)]
+    assert scores[0] == scores[1]
+
+
+def test_an_interrupted_train_command_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """`tkjepa train` stopped after its first training-state checkpoint, then rerun with --resume, runs only the
+    remaining steps and ends with the bytes of an uninterrupted run."""
+    import tkjepa.forecast.train as forecast_train
+    from tkjepa.cli import main
+    from tkjepa.forecast.data import world_data
+
+    args = ["train", "--variant", "jepa_only", "--episodes", "16", "--set", "steps=6", "--set", "ckpt_every=3",
+            "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "whole")]) == 0
+    cfg = variant_config("jepa_only", steps=6, ckpt_every=3)
+    d, _ = world_data(TRAIN_SEED, 16, load_backbones(paths.ENCODER, paths.THINKER), cfg.forecast, paths.CACHE,
+                      progress=False)
+    train(cfg, d, out=tmp_path / "cut", progress=False, until=3)          # killed after the step-3 checkpoint
+    assert (tmp_path / "cut" / "train_state.safetensors").exists()
+    steps, real = [], forecast_train.losses
+    monkeypatch.setattr(forecast_train, "losses", lambda *a: steps.append(1) or real(*a))
+    assert main(args + ["--out", str(tmp_path / "cut"), "--resume"]) == 0
+    assert len(steps) == 3                                                # steps 4–6 only
+    whole, cut = (load_forecaster(tmp_path / n).state_dict() for n in ("whole", "cut"))
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    assert not (tmp_path / "cut" / "train_state.safetensors").exists()

@@ -88,3 +88,60 @@ def test_extract_dataset_is_resumable(thinker, episodes, tmp_path, monkeypatch):
     assert calls == []
     f = cache.get(keys5[4])
     assert f.old_mask.all() and f.old.shape[1] == int(f.old_mask.sum())  # batch padding was dropped
+
+
+def test_a_killed_extraction_leaves_whole_entries_and_resumes(thinker, tmp_path):
+    """Kill `extract_dataset` in another process midway: every entry it left loads, and a rerun computes only
+    the missing ones, giving the same features as one uninterrupted run."""
+    import subprocess
+    import sys
+    import time
+
+    model, tok = thinker
+    model.save_pretrained(tmp_path / "thinker")
+    tok.save_pretrained(tmp_path / "thinker")
+    script = f"""
+import time
+from tkjepa.sampling import DualTemporalSampler, SamplerConfig
+from tkjepa.thinker import cache as c
+from tkjepa.thinker.model import load_thinker
+from tkjepa.world import generate_episode
+model, tok = load_thinker({str(tmp_path / "thinker")!r})
+real = c.extract_features
+def slow(*a, **k):
+    time.sleep(0.3)
+    return real(*a, **k)
+c.extract_features = slow
+eps = [generate_episode(s) for s in range(12)]
+c.extract_dataset(eps, model, tok, c.FeatureCache({str(tmp_path / "cache")!r}),
+                  DualTemporalSampler(SamplerConfig.tiny()), batch_size=1, max_new_tokens=2, progress=False)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    cache = FeatureCache(tmp_path / "cache")
+    deadline = time.time() + 120
+    while len(list((tmp_path / "cache").glob("*.safetensors"))) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    left = sorted((tmp_path / "cache").glob("*.safetensors"))
+    assert 3 <= len(left) < 12
+    assert all(cache.get(p.stem) is not None for p in left)       # whole entries only
+    eps = [generate_episode(s) for s in range(12)]
+    keys = extract_dataset(eps, model, tok, cache, SAMPLER, batch_size=4, max_new_tokens=2, progress=False)
+    assert len(cache) == 12 and {p.stem for p in left} <= set(keys)
+    fresh = FeatureCache(tmp_path / "fresh")
+    assert extract_dataset(eps, model, tok, fresh, SAMPLER, batch_size=4, max_new_tokens=2, progress=False) == keys
+    for k in keys:
+        assert torch.allclose(cache.get(k).new, fresh.get(k).new, atol=1e-5)
+
+
+def test_an_unreadable_entry_is_rebuilt(thinker, episodes, tmp_path):
+    model, tok = thinker
+    cache = FeatureCache(tmp_path)
+    f = cached_features(model, tok, cache, episodes[0], CLIP, max_new_tokens=2)
+    (entry,) = tmp_path.glob("*.safetensors")
+    entry.write_bytes(b"not safetensors")
+    with pytest.warns(UserWarning, match="rebuilt"):
+        g = cached_features(model, tok, cache, episodes[0], CLIP, max_new_tokens=2)
+    assert torch.equal(f.new, g.new) and cache.get(entry.stem) is not None
+    assert episode_key("w", [0], episodes[0], CLIP, max_new_tokens=2) != episode_key("w", [0], episodes[0], CLIP)

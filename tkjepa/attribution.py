@@ -5,7 +5,7 @@ Scalar. For each episode, the progress of the predicted wrist (`rightHand`, join
 at the last frame of the trained horizon (frame 8): s = ⟨ŷ_8 − p_0, u⟩, p_0 the last observed wrist position,
 u the unit vector of the true displacement y_8 − p_0 (metres). s is linear in the prediction (IG stays
 well-behaved) and higher = more of the true motion predicted. Episodes whose true displacement is < 1 mm (u
-undefined) or whose frame 8 is not valid are skipped, and the JSON says how many.
+undefined) or whose frame 8 is not valid are left out, and the JSON says how many (`scalar_undefined`).
 
 Attribution. Captum's `IntegratedGradients` over the two thinker inputs, old [B, L, No, Dv] and new
 [B, L, Nn, Dv] (L cached decoder layers), or over the one a forecaster reads (the shipped thinkjepa reads only
@@ -226,7 +226,7 @@ def attribute(model, data, cfg: AttributionConfig | None = None) -> dict:
         "spearman_of": "per-layer mean |attribution| vs ΔADE (average ranks)",
         "convergence_delta": float(ig["delta"].abs().mean()),
         "s_mean": float(ig["s"].mean()), "s_baseline_mean": float(ig["s_base"].mean()), "ade_full": full,
-        "episodes": len(kept), "skipped": int((~keep).sum()),
+        "episodes": len(kept), "scalar_undefined": int((~keep).sum()),
         "scalar": f"wrist progress <y_hat_{cfg.frame} - p0, u> (m), u = unit true displacement of the wrist "
                   f"(rightHand) from the last observed frame to frame {cfg.frame}",
         "baseline": "per-layer mean thinker state over the evaluated episodes' unmasked tokens (old and new streams)",

@@ -4,6 +4,10 @@ Each command module defines `add_arguments(command, parser)` and `run(command, a
 is imported, so `tkjepa info` does not pay for importing torch. Commands pass data, backbones and
 checkpoints down as arguments; a config's fields are changed with `--set FIELD=VALUE` (dotted for nested
 configs: `--set predictor.depth=6`), so no option is spelled twice.
+
+Errors: a problem with what the user gave — a value, a file, a checkpoint — is one line on stderr,
+`tkjepa <command>: <path>: <problem>`, and exit status 2; `TKJEPA_DEBUG=1` shows its traceback. Anything else is
+a bug of ours and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
 import shlex
 import sys
 import types
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(modules[args.command].run(args.command, args) or 0)
     except Exception as e:
-        if not is_input_error(e):
+        if not is_input_error(e) or os.environ.get("TKJEPA_DEBUG"):
             raise
         print(f"tkjepa {args.command}: {e}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ import json
 import time
 
 from tkjepa.cli import UsageError
-from tkjepa.egodex import EgoDexFormatError, format_summary, summarize
+from tkjepa.egodex import format_summary, summarize
 from tkjepa.world.generate import WorldConfig, write_dataset
 from tkjepa.world.scene import LAYOUTS
 from tkjepa.world.tasks import FAMILIES
@@ -31,10 +31,7 @@ def add_arguments(command: str, p) -> None:
 
 def run(command: str, args) -> int:
     if command == "info":
-        try:
-            summary = summarize(args.path)
-        except (EgoDexFormatError, FileNotFoundError) as e:
-            raise UsageError(e) from None
+        summary = summarize(args.path)
         print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
         return 0
     if args.episodes < 1:

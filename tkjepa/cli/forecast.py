@@ -23,10 +23,17 @@ def add_backbones(p) -> None:
     p.add_argument("--thinker", default=str(paths.THINKER), help="thinker folder or hub name (default: the tiny one)")
 
 
+def add_strict(p) -> None:
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first episode that cannot be used (default: skip it, list it under \"skipped\")")
+
+
 def add_arguments(command: str, p) -> None:
     from tkjepa.forecast.model import VARIANTS
 
     add_backbones(p)
+    if command != "train":
+        add_strict(p)
     if command == "train":
         p.add_argument("--variant", default="thinkjepa", choices=list(VARIANTS), help="what to train")
         p.add_argument("--out", required=True, help="checkpoint folder (config.json + model.safetensors)")
@@ -85,6 +92,14 @@ def _write_results(out: str | Path, result: dict) -> str:
     return table
 
 
+def report_skipped(skipped: list[dict]) -> None:
+    """One line per episode a folder command left out, on stderr."""
+    import sys
+
+    for row in skipped:
+        print(f"skipped {row['path']}: {row['error']}", file=sys.stderr)
+
+
 def train(args) -> int:
     from tkjepa.forecast.data import world_data
     from tkjepa.forecast.model import save_forecaster, variant_config
@@ -107,8 +122,10 @@ def bench(args) -> int:
     t0 = time.perf_counter()
     cfg, backbones, progress = ForecastConfig(), _backbones(args), not args.quiet
     train_data, _ = world_data(TRAIN_SEED, args.train_episodes, backbones, cfg, paths.CACHE, progress=progress)
+    skipped: list[dict] = []
     if args.data:
-        test, _, _ = folder_data(args.data, backbones, cfg, paths.CACHE, progress=progress)
+        test, _, _ = folder_data(args.data, backbones, cfg, paths.CACHE, progress=progress, skipped=skipped,
+                                 strict=args.strict)
     else:
         test, _ = world_data(TEST_SEED, args.test_episodes, backbones, cfg, paths.CACHE, progress=progress)
     t_data = time.perf_counter() - t0
@@ -116,8 +133,9 @@ def bench(args) -> int:
                        save_dir=args.save_checkpoints, progress=progress, workers=args.workers)
     result.update(seconds=round(time.perf_counter() - t0, 1), data_seconds=round(t_data, 1), targets=targets(result),
                   test={"data": args.data or f"world seed {TEST_SEED}", "episodes": len(test)},
-                  train={"data": f"world seed {TRAIN_SEED}", "episodes": len(train_data)})
+                  train={"data": f"world seed {TRAIN_SEED}", "episodes": len(train_data)}, skipped=skipped)
     print(_write_results(args.out, result))
+    report_skipped(skipped)
     print(json.dumps(result["targets"], indent=1))
     print(f"{result['seconds']} s (data {result['data_seconds']} s); results: {args.out}")
     return 0
@@ -133,11 +151,16 @@ def evaluate(args) -> int:
     if not found:
         raise UsageError(f"{args.checkpoints}: no forecaster checkpoints (sub-folders with a config.json)")
     cfg = load_forecaster(found[0]).cfg.forecast  # the geometry, joints and sampler the checkpoints were trained on
-    data, _, episodes = folder_data(args.data, _backbones(args), cfg, paths.CACHE, args.episodes, not args.quiet)
+    skipped: list[dict] = []
+    data, _, episodes = folder_data(args.data, _backbones(args), cfg, paths.CACHE, args.episodes, not args.quiet,
+                                    skipped, args.strict)
     result = evaluate_checkpoints(data, args.checkpoints, cfg)
-    result.update(seconds=round(time.perf_counter() - t0, 1), test={"data": str(args.data), "episodes": len(episodes)})
+    result.update(seconds=round(time.perf_counter() - t0, 1), test={"data": str(args.data), "episodes": len(episodes)},
+                  skipped=skipped)
     print(_write_results(args.out, result))
-    print(f"{len(episodes)} episodes in {result['seconds']} s; results: {args.out}")
+    report_skipped(skipped)
+    print(f"{len(episodes)} episodes scored" + (f", {len(skipped)} skipped" if skipped else "")
+          + f" in {result['seconds']} s; results: {args.out}")
     return 0
 
 
@@ -154,11 +177,13 @@ def attribute(args) -> int:
     model = load_forecaster(args.checkpoint)
     if model.cfg.model != "thinkjepa":
         raise UsageError(f"{args.checkpoint}: a {model.cfg.model} forecaster reads no thinker layers")
+    skipped: list[dict] = []
     data, _, _ = folder_data(args.data, _backbones(args), model.cfg.forecast, paths.CACHE, args.episodes,
-                             not args.quiet)
+                             not args.quiet, skipped, args.strict)
     torch.manual_seed(0)
     result = attribute_layers(model, data)
-    result["seconds"] = round(time.perf_counter() - t0, 1)
+    result.update(seconds=round(time.perf_counter() - t0, 1), skipped=skipped)
+    report_skipped(skipped)
     out = Path(args.out)
     write_json(out, result)
     write_text(out.with_name("attribution.html"), figure(result).to_html(include_plotlyjs=True))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 
 from tkjepa import paths
+from tkjepa.checkpoint import write_text
 from tkjepa.egodex import find_episodes, format_summary, load_episode, summarize
 from tkjepa.sampling import DualTemporalSampler, SamplerConfig
 from tkjepa.world.stats import ambiguity_figure, ambiguity_report
@@ -48,7 +49,7 @@ def run(command: str, args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     html = out / "quickstart.html"
     figs = [sampler.timeline_figure(idx), ambiguity_figure(report)]
-    html.write_text("<html><body>" + "".join(f.to_html(full_html=False, include_plotlyjs=i == 0)
+    write_text(html, "<html><body>" + "".join(f.to_html(full_html=False, include_plotlyjs=i == 0)
                                              for i, f in enumerate(figs)) + "</body></html>")
     print(f"report: {html}\nnext: `make lab` opens the lessons (notebooks/00_tour.ipynb first).")
     print(f"done in {time.perf_counter() - t0:.1f} s")

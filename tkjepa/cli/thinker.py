@@ -27,6 +27,7 @@ def add_arguments(command: str, p) -> None:
     p.add_argument("--thinker", default=str(paths.THINKER), help="thinker folder or hub name")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--batch-size", type=int, default=32, help="episodes per generate call")
+    p.add_argument("--strict", action="store_true", help="stop at the first episode that cannot be used")
     add_common(p, progress=False)
 
 
@@ -38,7 +39,7 @@ def run(command: str, args) -> int:
 def pretrain(args) -> int:
     import torch
 
-    from tkjepa.checkpoint import write_json
+    from tkjepa.checkpoint import atomic_folder, write_json
     from tkjepa.thinker.pretrain import EVAL_SEED0, PRESETS, TRAIN_SEED0, heldout_accuracy, pretrain
     from tkjepa.thinker.think import ANYTIME
 
@@ -49,8 +50,6 @@ def pretrain(args) -> int:
     acc = heldout_accuracy(model, tokenizer, cfg.eval_episodes, sampler=cfg.sampler)
     acc_any = {how: heldout_accuracy(model, tokenizer, cfg.eval_episodes, anytime=how) for how in ANYTIME}
     out = Path(args.out)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
     metrics = {
         "command": command_line(),
         "accuracy": acc["overall"], "per_family": acc["per_family"], "eval_episodes": acc["n"],
@@ -63,7 +62,10 @@ def pretrain(args) -> int:
         "total_seconds": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads(),
         "config": asdict(cfg),
     }
-    write_json(out / "metrics.json", metrics)
+    with atomic_folder(out) as tmp:  # the checkpoint appears whole, or not at all
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "metrics.json", metrics)
     fams = ", ".join(f"{k} {v:.0%}" for k, v in acc["per_family"].items())
     print(f"held-out next-target accuracy {acc['overall']:.1%} on {acc['n']} episodes ({fams}); "
           + "".join(f"at a random moment ({how}): {a['overall']:.1%}, whole text right {a['exact']:.1%}; "
@@ -75,7 +77,7 @@ def pretrain(args) -> int:
 def think(args) -> int:
     import torch
 
-    from tkjepa.egodex import find_episodes, load_episode
+    from tkjepa.egodex import EgoDexFormatError, load_folder
     from tkjepa.sampling import DualTemporalSampler, SamplerConfig
     from tkjepa.thinker.model import load_thinker
     from tkjepa.thinker.think import accuracy, think_episodes, thinker_indices
@@ -83,24 +85,34 @@ def think(args) -> int:
     torch.manual_seed(0)
     t0 = time.perf_counter()
     path = Path(args.path)
-    found = find_episodes(path) if path.is_dir() else [path]
     model, tokenizer = load_thinker(args.thinker)
-    episodes = [load_episode(p) for p in found]
     sampler = DualTemporalSampler(SamplerConfig.tiny())
+
+    def check(ep):  # long enough for the thinker's clip at the sampler's forecast start
+        try:
+            sampler.sample(ep.num_frames)
+        except ValueError as e:
+            raise EgoDexFormatError(f"{ep.path}: {e}") from None
+
+    skipped: list[dict] = []
+    episodes = load_folder(path, check=check, skipped=skipped, strict=args.strict)
     rows = think_episodes(model, tokenizer, episodes, [thinker_indices(ep, sampler) for ep in episodes],
                           args.batch_size)
     acc = accuracy(rows)
     if args.json:
         print(json.dumps({"accuracy": acc["overall"] if acc["n"] else None, "per_family": acc["per_family"],
                           "exact": acc["exact"] if acc["n"] else None,
-                          "episodes": [{k: r[k] for k in ("path", "text", "next_target", "correct")} for r in rows]},
-                         indent=1))
+                          "episodes": [{k: r[k] for k in ("path", "text", "next_target", "correct")} for r in rows],
+                          "skipped": skipped}, indent=1))
         return 0
+    for row in skipped:
+        print(f"skipped {row['path']}: {row['error']}")
     for r in rows:
         mark = "" if r["correct"] is None else ("  ok" if r["correct"] else f"  WRONG (true: {r['next_target']})")
         print(f"{r['path']}: {r['text']}{mark}")
     if path.is_dir() and acc["n"]:
         fams = ", ".join(f"{k} {v:.0%}" for k, v in acc["per_family"].items())
-        print(f"next-target accuracy {acc['overall']:.1%} on {acc['n']} episodes ({fams}) "
+        print(f"next-target accuracy {acc['overall']:.1%} on {acc['n']} episodes ({fams})"
+              + (f", {len(skipped)} skipped" if skipped else "") + " "
               f"in {time.perf_counter() - t0:.1f} s")
     return 0

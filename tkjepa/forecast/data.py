@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -33,8 +34,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from tkjepa.backbones import Backbones
-from tkjepa.checkpoint import load_tensors, read_json, save_tensors, write_json
-from tkjepa.egodex import find_episodes, load_episode
+from tkjepa.checkpoint import CheckpointError, load_tensors, read_json, save_tensors, write_json
+from tkjepa.egodex import EgoDexFormatError, load_folder
 from tkjepa.encoder import frames_to_video
 from tkjepa.episode import RIGHT_HAND_JOINTS, WRIST, Episode
 from tkjepa.sampling import DualTemporalSampler, SamplerConfig
@@ -231,9 +232,13 @@ def thinker_features(episodes, backbones: Backbones, sampler: SamplerConfig, cac
     return out
 
 
+DATA_VERSION = 2  # bump when ForecastData's computation changes: older cached entries are then misses
+
+
 def data_key(episode_ids: list[str], *parts) -> str:
-    """A short content key for a cached ForecastData (episode identities + model digests + config)."""
-    h = hashlib.sha256(json.dumps([episode_ids, [str(p) for p in parts]]).encode())
+    """A short content key for a cached ForecastData (episode identities + model digests + config + the code's
+    `DATA_VERSION`)."""
+    h = hashlib.sha256(json.dumps([DATA_VERSION, episode_ids, [str(p) for p in parts]]).encode())
     return h.hexdigest()[:16]
 
 
@@ -244,7 +249,10 @@ def cached_data(cache_dir: str | Path | None, prefix: str, key: str, make) -> tu
         return make()
     path = Path(cache_dir) / f"{prefix}-{key}.safetensors"
     if path.exists() and path.with_suffix(".json").exists():
-        return ForecastData.load(path), read_json(path.with_suffix(".json"))
+        try:
+            return ForecastData.load(path), read_json(path.with_suffix(".json"))
+        except (CheckpointError, TypeError) as e:  # unreadable, or not this code's fields
+            warnings.warn(f"{path}: cannot be read ({e}); rebuilding it", stacklevel=2)
     data, texts = make()
     data.save(path)
     write_json(path.with_suffix(".json"), texts, indent=None)
@@ -265,15 +273,33 @@ def world_data(seed: int, episodes: int, backbones: Backbones, cfg: ForecastConf
     return cached_data(cache_dir, "forecast", key, make)
 
 
+def episode_check(cfg: ForecastConfig):
+    """check(episode) for `egodex.load_folder`: raises EgoDexFormatError when the episode lacks a forecast joint
+    or is too short for the sampler and the dense window."""
+    sampler = DualTemporalSampler(cfg.sampler)
+
+    def check(ep: Episode) -> None:
+        missing = [j for j in cfg.joints if j not in ep.transforms]
+        if missing:
+            raise EgoDexFormatError(f"{ep.path}: no transforms for the forecast joints {missing}")
+        try:
+            s = sampler.sample(ep.num_frames).forecast_start
+        except ValueError:
+            s = -1
+        if s < 2 * cfg.context_tubelets:
+            raise EgoDexFormatError(f"{ep.path}: {ep.num_frames} frames are too few: the sampler needs at least "
+                                    f"{max(sampler.min_frames, 4 * cfg.context_tubelets)}")
+    return check
+
+
 def folder_data(folder, backbones: Backbones, cfg: ForecastConfig, cache_dir=None, max_episodes=None,
-                progress: bool = True) -> tuple[ForecastData, list[str], list[str]]:
+                progress: bool = True, skipped: list | None = None, strict: bool = False
+                ) -> tuple[ForecastData, list[str], list[str]]:
     """ForecastData of an EgoDex-format folder, its thinker texts and the episode paths; thinker features are
     cached under `cache_dir`/thinker. Frames are decoded at the encoder's input size, or the size that gives
-    `cfg.grid` tokens per side (64 px for the tiny encoder's 8-px patches)."""
-    paths = find_episodes(folder)[:max_episodes]
-    if not paths:
-        raise FileNotFoundError(f"{folder}: no EgoDex episodes (<task>/<n>.hdf5 + .mp4) found")
+    `cfg.grid` tokens per side (64 px for the tiny encoder's 8-px patches). An episode that cannot be used is
+    left out and recorded in `skipped` ({"path", "error"}), or with `strict` raises (`egodex.load_folder`)."""
     size = backbones.encoder.input_size or cfg.grid * backbones.encoder.patch_size
-    eps = [load_episode(p, size=size) for p in paths]
+    eps = load_folder(folder, size, max_episodes, episode_check(cfg), skipped, strict)
     data, texts = build(eps, backbones, cfg, None if cache_dir is None else Path(cache_dir) / "thinker", progress)
-    return data, texts, [str(p) for p in paths]
+    return data, texts, [ep.path for ep in eps]

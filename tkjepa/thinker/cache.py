@@ -3,7 +3,9 @@
 ThinkJEPA caches the VLM's hidden states once and trains the predictor on them many times. A stale cache
 (features from an older model or prompt) would silently poison every later result, so an entry's file
 name *is* a sha256 of everything that determines it: the model weights' digest, the chosen layers, the
-prompt text, the frame indices and the frame bytes. Change any of them and the key changes.
+prompt text, the frame indices and the frame bytes, the thinking length, and `FEATURES_VERSION` (the code that
+computes them). Change any of them and the key changes. An entry that cannot be read is removed and rebuilt,
+with a warning.
 
 Entries are safetensors files written atomically (temp file + os.replace), so an interrupted
 `extract_dataset` leaves only whole entries and a rerun skips them (resumable).
@@ -14,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tkjepa.checkpoint import load_tensors, save_tensors, weights_digest
+from tkjepa.checkpoint import CheckpointError, load_tensors, save_tensors, weights_digest
 from tkjepa.episode import Episode
 from tkjepa.sampling import DualTemporalSampler
 from tkjepa.thinker.inputs import build_prompt
@@ -28,11 +31,16 @@ from tkjepa.thinker.model import (MAX_NEW_TOKENS, ThinkerFeatures, default_layer
 from tkjepa.thinker.think import thinker_indices
 
 
-def feature_key(weights: str, layers, prompt: str, frame_indices, frames: np.ndarray) -> str:
+FEATURES_VERSION = 2  # bump when the features' computation changes: every older entry is then a miss
+
+
+def feature_key(weights: str, layers, prompt: str, frame_indices, frames: np.ndarray,
+                max_new_tokens: int = MAX_NEW_TOKENS) -> str:
     """Content hash of one cache entry. frames: the clip's pixels [n, H, W, 3] uint8."""
     frames = np.ascontiguousarray(frames)
     h = hashlib.sha256()
-    h.update(json.dumps({"weights": weights, "layers": [int(l) for l in layers], "prompt": prompt,
+    h.update(json.dumps({"version": FEATURES_VERSION, "max_new_tokens": int(max_new_tokens),
+                         "weights": weights, "layers": [int(l) for l in layers], "prompt": prompt,
                          "indices": [int(i) for i in frame_indices], "frames_shape": list(frames.shape),
                          "frames_dtype": str(frames.dtype)}, sort_keys=True).encode())
     h.update(hashlib.sha256(frames.tobytes()).digest())
@@ -56,9 +64,17 @@ class FeatureCache:
         return len(list(self.root.glob("*.safetensors")))
 
     def get(self, key: str) -> ThinkerFeatures | None:
+        """The entry, or None when there is none — or when it cannot be read (then it is removed, and said)."""
         if key not in self:
             return None
-        t, meta = load_tensors(self.path(key))
+        try:
+            t, meta = load_tensors(self.path(key))
+            if not {"old", "old_mask", "new", "new_mask"} <= set(t) or not {"layers", "text"} <= set(meta):
+                raise CheckpointError(f"{self.path(key)}: not a thinker-feature entry")
+        except CheckpointError as e:
+            warnings.warn(f"{e}: removed; it will be rebuilt", stacklevel=2)
+            self.path(key).unlink(missing_ok=True)
+            return None
         return ThinkerFeatures(old=t["old"], old_mask=t["old_mask"].bool(), new=t["new"],
                                new_mask=t["new_mask"].bool(), layers=json.loads(meta["layers"]), text=meta["text"])
 
@@ -69,17 +85,20 @@ class FeatureCache:
         save_tensors(self.path(key), tensors, metadata={"layers": json.dumps(feats.layers), "text": feats.text})
 
 
-def episode_key(weights: str, layers, ep: Episode, frame_indices, proprio: bool = False) -> str:
+def episode_key(weights: str, layers, ep: Episode, frame_indices, proprio: bool = False,
+                max_new_tokens: int = MAX_NEW_TOKENS) -> str:
     """The key of one episode's clip for a thinker whose prompt carries proprioception (`proprio`) or not."""
     idx = np.asarray(frame_indices)
-    return feature_key(weights, layers, build_prompt(ep, idx if proprio else None), idx, ep.frames[idx])
+    return feature_key(weights, layers, build_prompt(ep, idx if proprio else None), idx, ep.frames[idx],
+                       max_new_tokens)
 
 
 def cached_features(model, tokenizer, cache: FeatureCache, ep: Episode, frame_indices, layers=None,
                     weights: str | None = None, max_new_tokens: int = MAX_NEW_TOKENS) -> ThinkerFeatures:
     """Features of one episode from the cache, computed and stored on a miss."""
     layers = list(layers) if layers is not None else default_layers(model.config.text_config.num_hidden_layers)
-    key = episode_key(weights or weights_digest(model), layers, ep, frame_indices, video_config_of(model).proprio)
+    key = episode_key(weights or weights_digest(model), layers, ep, frame_indices, video_config_of(model).proprio,
+                      max_new_tokens)
     hit = cache.get(key)
     if hit is not None:
         return hit
@@ -117,7 +136,7 @@ def extract_dataset(paths, model, tokenizer, cache: FeatureCache, sampler: DualT
     for p in paths:
         ep = p if isinstance(p, Episode) else load(p)
         idx, _ = thinker_indices(ep, sampler)
-        key = episode_key(weights, layers, ep, idx, proprio)
+        key = episode_key(weights, layers, ep, idx, proprio, max_new_tokens)
         keys.append(key)
         if key in cache:
             bar.update()
