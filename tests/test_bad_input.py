@@ -113,6 +113,30 @@ def test_strict_stops_and_nothing_usable_fails(folder, tmp_path, capsys):
     assert err.startswith("tkjepa evaluate: ") and "none of its" in err
 
 
+def test_extract_caches_the_good_and_a_later_command_does_not_decode_again(folder, tmp_path, capsys, monkeypatch):
+    import os
+
+    import tkjepa.forecast.data as fdata
+
+    root, bad = folder
+    work = tmp_path / "copy"
+    shutil.copytree(root, work)  # its own files: fresh identities, so the first extract is a miss
+    assert main(["extract", "--data", str(work), "--quiet", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["episodes"] == 4 and len(result["skipped"]) == len(bad)
+    assert result["tensors"]["ctx"].startswith("4 x ")
+    loads = []
+    real = fdata.load_folder
+    monkeypatch.setattr(fdata, "load_folder", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--data", str(work), "--out", str(out), "--quiet"]) == 0
+    assert loads == [] and len(json.loads(out.read_text())["skipped"]) == len(bad)  # served from the cache
+    good = sorted((work / "good").glob("*.hdf5"))[0]
+    os.utime(good, ns=(good.stat().st_atime_ns, good.stat().st_mtime_ns + 10**9))  # an edited episode: a miss
+    assert main(["evaluate", "--data", str(work), "--out", str(out), "--quiet"]) == 0
+    assert loads == [str(work)]
+
+
 def test_a_bug_keeps_its_traceback(monkeypatch):
     import tkjepa.cli.data as data_cli
 

@@ -315,3 +315,19 @@ def test_upload_names_cannot_escape_the_upload_folder(paths, tmp_path):
         staged = stage_upload(climbing, 50, root)
         assert staged.resolve().parent.parent == root.resolve() and staged.exists()
         assert staged.with_suffix(".mp4").exists()
+
+
+def test_a_damaged_reference_episode_is_not_offered(paths, tmp_path):
+    """The picker lists the folder's episodes less those its reference load refused (with a warning)."""
+    from tkjepa.viewer.compute import Viewer, ViewerConfig
+
+    folder = tmp_path / "eps" / "pick_place"
+    folder.mkdir(parents=True)
+    for i, p in enumerate(paths[:3]):
+        _copy_pair(p, folder, str(i))
+    (folder / "1.hdf5").write_bytes(b"not an episode" * 50)
+    with pytest.warns(UserWarning, match="1.hdf5: not an HDF5 file"):
+        v = Viewer(ViewerConfig(data=tmp_path / "eps", checkpoints=FORECASTERS, encoder=ENCODER, thinker=THINKER,
+                                reference_episodes=3))
+    assert v.episode_keys == ["pick_place/0", "pick_place/2"]
+    shutil.rmtree(v.upload_root, ignore_errors=True)

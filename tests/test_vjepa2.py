@@ -3,6 +3,8 @@
 Offline: a tiny random `VJEPA2Config` saved with `save_pretrained` stands in for facebook/vjepa2-vitl-fpc64-256.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 from einops import rearrange
@@ -61,3 +63,21 @@ def test_save_round_trip(saved, tmp_path):
     video = torch.rand(2, 4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(load_encoder(tmp_path)(video), enc(video))
+
+
+def test_an_interrupted_save_leaves_the_folder_as_it_was(saved, tmp_path, monkeypatch):
+    _, path = saved
+    enc = VJEPA2Encoder.from_pretrained(path)
+    out = tmp_path / "enc"
+    enc.save_pretrained(out)
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+
+    def dies(folder, *a, **k):  # writes half a file, then the process "dies"
+        (Path(folder) / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(enc.model, "save_pretrained", dies)
+    with pytest.raises(KeyboardInterrupt):
+        enc.save_pretrained(out)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["enc"]  # no temporary folder left behind

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("tkjepa.cli.encoder", "R² of a linear probe from frozen encoder tokens to the wrist's 3D position"),
     "pretrain-thinker": ("tkjepa.cli.thinker", "pretrain the tiny Qwen3-VL thinker on tabletop episodes"),
     "think": ("tkjepa.cli.thinker", "print a thinker's thinking text per episode and its next-target accuracy"),
+    "extract": ("tkjepa.cli.forecast", "encode a folder's episodes + thinker features into the cache (resumable)"),
     "train": ("tkjepa.cli.forecast", "train one forecaster variant (thinkjepa, jepa_only, …) on world episodes"),
     "bench": ("tkjepa.cli.forecast", "train and score every forecaster over seeds + ablations; JSON and a table"),
     "evaluate": ("tkjepa.cli.forecast", "score a folder of forecaster checkpoints on an EgoDex-format folder"),

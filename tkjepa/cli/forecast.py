@@ -60,6 +60,14 @@ def add_arguments(command: str, p) -> None:
                        help="results JSON (+ a .md table beside it)")
         p.add_argument("--checkpoints", default=str(paths.FORECASTERS), help="folder of forecaster checkpoints")
         p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes")
+    elif command == "extract":
+        p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
+        p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes")
+        p.add_argument("--checkpoint", default=None,
+                       help="a forecaster checkpoint whose geometry, joints and sampler to extract for "
+                            "(default: ForecastConfig's, changed with --set)")
+        add_set(p, "ForecastConfig (e.g. pool=1, sampler.forecast_fraction=0.5)")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
     else:  # attribute
         p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
         p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes")
@@ -72,7 +80,8 @@ def add_arguments(command: str, p) -> None:
 
 def run(command: str, args) -> int:
     set_threads(args)
-    return {"train": train, "bench": bench, "evaluate": evaluate, "attribute": attribute}[command](args)
+    return {"extract": extract, "train": train, "bench": bench, "evaluate": evaluate,
+            "attribute": attribute}[command](args)
 
 
 def _backbones(args):
@@ -98,6 +107,30 @@ def report_skipped(skipped: list[dict]) -> None:
 
     for row in skipped:
         print(f"skipped {row['path']}: {row['error']}", file=sys.stderr)
+
+
+def extract(args) -> int:
+    from tkjepa.forecast.data import ForecastConfig, folder_data
+    from tkjepa.forecast.model import load_forecaster
+
+    t0 = time.perf_counter()
+    if args.checkpoint is not None and args.set:
+        raise UsageError("--checkpoint and --set: the checkpoint's config is used as it is; give one of them")
+    cfg = (load_forecaster(args.checkpoint).cfg.forecast if args.checkpoint
+           else apply_overrides(ForecastConfig(), args.set))
+    skipped: list[dict] = []
+    data, _, episodes = folder_data(args.data, _backbones(args), cfg, paths.CACHE, args.episodes, not args.quiet,
+                                    skipped, args.strict)
+    result = {"data": str(args.data), "episodes": len(episodes), "skipped": skipped, "cache": str(paths.CACHE),
+              "tensors": {k: " x ".join(map(str, v.shape)) for k, v in data.tensors().items()},
+              "seconds": round(time.perf_counter() - t0, 1)}
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    report_skipped(skipped)
+    print(f"{len(episodes)} episodes extracted" + (f", {len(skipped)} skipped" if skipped else "")
+          + f" in {result['seconds']} s; cache: {paths.CACHE}")
+    return 0
 
 
 def train(args) -> int:

@@ -42,7 +42,17 @@ class VJEPA2Encoder(VideoEncoderBase):
         return cls(VJEPA2Model.from_pretrained(str(name_or_path), **kwargs))
 
     def save_pretrained(self, path: str | Path) -> None:
-        self.model.save_pretrained(str(path))
+        """transformers' files, written beside `path` and each moved into it whole (os.replace), so an
+        interrupted save leaves the folder as it was or complete, never a half-written file."""
+        import os
+        import tempfile
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+            self.model.save_pretrained(tmp)
+            for f in sorted(Path(tmp).iterdir()):
+                os.replace(f, path / f.name)
 
     def check_input(self, video: torch.Tensor) -> None:
         super().check_input(video)

@@ -35,7 +35,7 @@ from einops import rearrange
 
 from tkjepa.backbones import Backbones
 from tkjepa.checkpoint import CheckpointError, load_tensors, read_json, save_tensors, write_json
-from tkjepa.egodex import EgoDexFormatError, load_folder
+from tkjepa.egodex import EgoDexFormatError, find_episodes, load_folder
 from tkjepa.encoder import frames_to_video
 from tkjepa.episode import RIGHT_HAND_JOINTS, WRIST, Episode
 from tkjepa.sampling import DualTemporalSampler, SamplerConfig
@@ -242,9 +242,10 @@ def data_key(episode_ids: list[str], *parts) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_data(cache_dir: str | Path | None, prefix: str, key: str, make) -> tuple[ForecastData, list[str]]:
-    """`make()` -> (ForecastData, texts), stored as `cache_dir/<prefix>-<key>.safetensors` + `.json` and
-    served from there next time (no cache_dir: always made)."""
+def cached_data(cache_dir: str | Path | None, prefix: str, key: str, make) -> tuple[ForecastData, object]:
+    """`make()` -> (ForecastData, info) with `info` any JSON value (the thinker's texts, a folder's episode
+    list), stored as `cache_dir/<prefix>-<key>.safetensors` + `.json` and served from there next time (no
+    cache_dir: always made). An entry that cannot be read is rebuilt, with a warning."""
     if cache_dir is None:
         return make()
     path = Path(cache_dir) / f"{prefix}-{key}.safetensors"
@@ -253,10 +254,10 @@ def cached_data(cache_dir: str | Path | None, prefix: str, key: str, make) -> tu
             return ForecastData.load(path), read_json(path.with_suffix(".json"))
         except (CheckpointError, TypeError) as e:  # unreadable, or not this code's fields
             warnings.warn(f"{path}: cannot be read ({e}); rebuilding it", stacklevel=2)
-    data, texts = make()
+    data, info = make()
     data.save(path)
-    write_json(path.with_suffix(".json"), texts, indent=None)
-    return data, texts
+    write_json(path.with_suffix(".json"), info, indent=None)
+    return data, info
 
 
 def world_data(seed: int, episodes: int, backbones: Backbones, cfg: ForecastConfig, cache_dir=None,
@@ -292,14 +293,43 @@ def episode_check(cfg: ForecastConfig):
     return check
 
 
+def file_identity(path: Path) -> list:
+    """What says a file is unchanged without reading it: its resolved path, size and modification time."""
+    st = path.stat()
+    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def folder_key(folder, size: int, max_episodes, backbones: Backbones, cfg: ForecastConfig) -> str:
+    """The cache key of a folder's ForecastData: each episode file's identity (hdf5 and mp4), the frame size,
+    both backbones' weight digests and the config."""
+    ids = []
+    for p in find_episodes(folder)[:max_episodes]:
+        mp4 = p.with_suffix(".mp4")
+        ids.append([file_identity(p), file_identity(mp4) if mp4.exists() else None])
+    return data_key([json.dumps(ids)], size, backbones.digest("encoder"), backbones.digest("thinker"), cfg)
+
+
 def folder_data(folder, backbones: Backbones, cfg: ForecastConfig, cache_dir=None, max_episodes=None,
                 progress: bool = True, skipped: list | None = None, strict: bool = False
                 ) -> tuple[ForecastData, list[str], list[str]]:
-    """ForecastData of an EgoDex-format folder, its thinker texts and the episode paths; thinker features are
-    cached under `cache_dir`/thinker. Frames are decoded at the encoder's input size, or the size that gives
-    `cfg.grid` tokens per side (64 px for the tiny encoder's 8-px patches). An episode that cannot be used is
-    left out and recorded in `skipped` ({"path", "error"}), or with `strict` raises (`egodex.load_folder`)."""
+    """ForecastData of an EgoDex-format folder, its thinker texts and the episode paths, through the cache
+    under `cache_dir` (`tkjepa extract` fills it): a folder whose files, backbones and config are unchanged is
+    not decoded again. Frames are decoded at the encoder's input size, or the size that gives `cfg.grid`
+    tokens per side (64 px for the tiny encoder's 8-px patches). An episode that cannot be used is left out and
+    recorded in `skipped` ({"path", "error"}), or with `strict` raises (`egodex.load_folder`)."""
     size = backbones.encoder.input_size or cfg.grid * backbones.encoder.patch_size
-    eps = load_folder(folder, size, max_episodes, episode_check(cfg), skipped, strict)
-    data, texts = build(eps, backbones, cfg, None if cache_dir is None else Path(cache_dir) / "thinker", progress)
-    return data, texts, [ep.path for ep in eps]
+    skipped = [] if skipped is None else skipped
+
+    def make():
+        left_out: list[dict] = []
+        eps = load_folder(folder, size, max_episodes, episode_check(cfg), left_out, strict)
+        data, texts = build(eps, backbones, cfg, None if cache_dir is None else Path(cache_dir) / "thinker",
+                            progress)
+        return data, {"texts": texts, "paths": [ep.path for ep in eps], "skipped": left_out}
+
+    data, info = cached_data(cache_dir, "folder", folder_key(folder, size, max_episodes, backbones, cfg), make)
+    if strict and info["skipped"]:  # a cached entry remembers what the first load refused
+        first = info["skipped"][0]
+        raise EgoDexFormatError(f"{first['path']}: {first['error']}")
+    skipped.extend(info["skipped"])
+    return data, info["texts"], info["paths"]

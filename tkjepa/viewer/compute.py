@@ -19,10 +19,10 @@ and the sampler are the `thinkjepa` checkpoint's own (`ForecasterConfig.forecast
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,7 +38,7 @@ from tkjepa.backbones import Backbones, load_backbones
 from tkjepa.checkpoint import CheckpointError
 from tkjepa.egodex import EgoDexFormatError, find_episodes, load_episode
 from tkjepa.episode import WRIST
-from tkjepa.forecast.data import ForecastConfig, ForecastData, build, cached_data, data_key, folder_data
+from tkjepa.forecast.data import ForecastConfig, ForecastData, build, folder_data
 from tkjepa.forecast.evaluate import checkpoint_folders
 from tkjepa.forecast.model import MODELS, ForecasterConfig, load_forecaster
 from tkjepa.metrics import const_velocity, trajectory_scores
@@ -155,20 +155,17 @@ def stage_upload(files, max_mb: float, root: Path) -> Path:
 
 def reference_data(folder, backbones: Backbones, cfg: ForecastConfig, episodes: int, cache_dir=None
                    ) -> tuple[ForecastData, list, list]:
-    """`forecast.data.folder_data` of the folder's first `episodes` episodes, cached under `cache_dir`.
+    """`forecast.data.folder_data` of the folder's first `episodes` usable episodes: data, texts, paths.
 
-    Decoding the videos dominates the viewer's start (~10 s for 48 episodes on a busy laptop); the key hashes
-    the episodes' bytes and the models' weights, so an edited episode or a retrained encoder misses the cache.
+    Decoding the videos dominates the viewer's start (~10 s for 48 episodes on a busy laptop); the folder's
+    cache entry is keyed by the files' identities and the models' weights, so an edited episode or a retrained
+    encoder misses it. An episode that cannot be used is left out (with a warning), so it is not offered.
     """
-    root = Path(folder)
-    paths = find_episodes(root)[:episodes]
-    names = [str(p.relative_to(root)) if root.is_dir() else p.name for p in paths]
-    ids = [f"{n}:{hashlib.sha256(p.read_bytes() + p.with_suffix('.mp4').read_bytes()).hexdigest()}"
-           for n, p in zip(names, paths)]
-    key = data_key(ids, backbones.digest("encoder"), backbones.digest("thinker"), cfg)
-    data, texts = cached_data(cache_dir, "viewer", key,
-                              lambda: folder_data(folder, backbones, cfg, cache_dir, episodes, progress=False)[:2])
-    return data, texts, [str(p) for p in paths]
+    skipped: list[dict] = []
+    data, texts, paths = folder_data(folder, backbones, cfg, cache_dir, episodes, progress=False, skipped=skipped)
+    for row in skipped:
+        warnings.warn(f"{row['path']}: {row['error']}; the viewer leaves it out", stacklevel=2)
+    return data, texts, paths
 
 
 class Viewer:
@@ -192,6 +189,9 @@ class Viewer:
         self.paths = {self._key(p): p for p in find_episodes(c.data)}
         ref, texts, ref_paths = reference_data(c.data, self.backbones, self.fcfg, c.reference_episodes, c.cache)
         self.reference = {self._key(Path(p)): (i, texts[i]) for i, p in enumerate(ref_paths)}
+        for p in find_episodes(c.data)[:c.reference_episodes]:  # the reference load refused these: not offered
+            if str(p) not in ref_paths:
+                self.paths.pop(self._key(p), None)
         self.ref_data = ref
         self.base = tuple(b[:, :, :1] for b in baseline_states(ref))   # ([1, L, 1, Dv], [1, L, 1, Dv])
         self.sampler = DualTemporalSampler(self.fcfg.sampler)
