@@ -370,11 +370,11 @@ def find_episodes(root: str | os.PathLike) -> list[Path]:
 def load_folder(root: str | os.PathLike, size: int | None = 64, max_episodes: int | None = None,
                 check: Callable[[Episode], None] | None = None, skipped: list | None = None, strict: bool = False,
                 load_frames: bool = True) -> list[Episode]:
-    """The episodes of a folder (or one .hdf5 file), in `find_episodes` order. A file that does not load, or
+    """The episodes of a folder (or one .hdf5 file, or a list of .hdf5 paths), in `find_episodes` order. A file that does not load, or
     that `check(episode)` refuses (raising EgoDexFormatError: too short for a stage, a joint missing), is
     skipped and recorded in `skipped` as {"path", "error"} — or, with `strict`, stops the load. Raises
     EgoDexFormatError when no episode is left."""
-    paths = find_episodes(root)[:max_episodes]
+    paths = (list(root) if isinstance(root, (list, tuple)) else find_episodes(root))[:max_episodes]
     skipped = [] if skipped is None else skipped
     episodes = []
     for p in paths:
@@ -389,7 +389,8 @@ def load_folder(root: str | os.PathLike, size: int | None = 64, max_episodes: in
             continue
         episodes.append(ep)
     if not episodes:
-        raise EgoDexFormatError(f"{root}: none of its {len(paths)} episodes can be used (the first: "
+        where = os.path.commonpath([str(Path(p).parent) for p in paths]) if isinstance(root, (list, tuple)) else root
+        raise EgoDexFormatError(f"{where}: none of its {len(paths)} episodes can be used (the first: "
                                 f"{skipped[0]['path']}: {skipped[0]['error']})")
     return episodes
 

@@ -28,6 +28,25 @@ RIGHT_HAND_JOINTS: tuple[str, ...] = (
 # The wrist: the joint the world's actions move and the default joint of quick statistics.
 WRIST = "rightHand"
 
+_FINGERS = tuple(f"Thumb{p}" for p in ("Knuckle", "IntermediateBase", "IntermediateTip", "Tip")) + tuple(
+    f"{f}Finger{p}" for f in ("Index", "Middle", "Ring", "Little")
+    for p in ("Metacarpal", "Knuckle", "IntermediateBase", "IntermediateTip", "Tip"))
+
+
+def _hand(side: str) -> tuple[str, ...]:
+    """One hand's 26 EgoDex joints: forearm, hand (the wrist) and its 24 finger joints."""
+    return (f"{side}Forearm", f"{side}Hand") + tuple(side + f for f in _FINGERS)
+
+
+# Both hands, as the paper's head predicts them: 2 × (forearm, hand, 24 finger joints) = 52.
+BIMANUAL_JOINTS: tuple[str, ...] = _hand("right") + _hand("left")
+# Every joint an EgoDex file tracks (68): the body's 12, each side's shoulder and arm, and both hands.
+EGODEX_JOINTS: tuple[str, ...] = (("hip",) + tuple(f"spine{i}" for i in range(1, 8)) + tuple(f"neck{i}" for i in range(1, 5))
+                                  + tuple(f"{s}{j}" for s in ("left", "right") for j in ("Shoulder", "Arm"))
+                                  + BIMANUAL_JOINTS)
+# `--joints NAME`: the joint sets a forecaster can predict.
+JOINT_SETS: dict[str, tuple[str, ...]] = {"right7": RIGHT_HAND_JOINTS, "bimanual52": BIMANUAL_JOINTS}
+
 
 @dataclass
 class Episode:

@@ -26,6 +26,9 @@ def add_arguments(command: str, p) -> None:
     p.add_argument("--layout", default="scattered", choices=LAYOUTS,
                    help="scattered: objects anywhere; homes: each colour has its place on the table (the "
                         "forecasting benchmark's world: test folders for `tkjepa evaluate`)")
+    p.add_argument("--recording", default=None, metavar="HxW",
+                   help="write EgoDex recordings instead: HxW video (e.g. 144x256), all 68 joints, both hands, "
+                        "no world ground truth (for trying the real-data path)")
     p.add_argument("--workers", type=int, default=2, help="processes (results do not depend on it)")
 
 
@@ -37,11 +40,14 @@ def run(command: str, args) -> int:
     if args.episodes < 1:
         raise UsageError("--episodes must be ≥ 1")
     try:
-        cfg = WorldConfig(num_frames=args.frames, size=args.size, family=args.family, layout=args.layout)
+        recording = None if args.recording is None else tuple(int(v) for v in args.recording.lower().split("x"))
+        cfg = WorldConfig(num_frames=args.frames, size=args.size, family=args.family, layout=args.layout,
+                          recording=recording)
     except ValueError as e:
-        raise UsageError(e) from None
+        raise UsageError(f"--recording {args.recording}: {e}" if args.recording else e) from None
     t0 = time.perf_counter()
     paths = write_dataset(args.out, args.episodes, args.seed, cfg, workers=args.workers)
-    print(f"wrote {len(paths)} episodes ({cfg.num_frames} frames, {cfg.size}x{cfg.size}) to {args.out} "
+    H, W = cfg.recording or (cfg.size, cfg.size)
+    print(f"wrote {len(paths)} episodes ({cfg.num_frames} frames, {H}x{W}) to {args.out} "
           f"in {time.perf_counter() - t0:.1f} s (seed {args.seed}, {args.workers} workers)")
     return 0

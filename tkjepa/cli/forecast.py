@@ -19,8 +19,20 @@ TEST_SEED = 2000   # world seed of the held-out test episodes
 
 
 def add_backbones(p) -> None:
-    p.add_argument("--encoder", default=str(paths.ENCODER), help="encoder folder or hub name (default: the tiny one)")
-    p.add_argument("--thinker", default=str(paths.THINKER), help="thinker folder or hub name (default: the tiny one)")
+    p.add_argument("--encoder", default=None,
+                   help="encoder folder or hub name: the tiny one, or a V-JEPA 2 (e.g. facebook/vjepa2-vitl-fpc64-256) "
+                        "(default: the one the checkpoint records, else the shipped tiny encoder)")
+    p.add_argument("--thinker", default=None,
+                   help="thinker folder or hub name: the tiny one, or a Qwen3-VL (default: the one the checkpoint "
+                        "records, else the shipped tiny thinker)")
+
+
+def add_runtime(p) -> None:
+    from tkjepa.device import DEVICES, PRECISIONS
+
+    p.add_argument("--device", default="auto", choices=DEVICES, help="auto: cuda, else mps, else cpu")
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                   help="fp32 (the shipped numbers), or bf16/fp16 under autocast (fp16 with a loss scaler)")
 
 
 def add_strict(p) -> None:
@@ -28,16 +40,39 @@ def add_strict(p) -> None:
                    help="stop at the first episode that cannot be used (default: skip it, list it under \"skipped\")")
 
 
+def add_split(p, default: str) -> None:
+    from tkjepa.forecast.data import SPLIT_SEED, SPLIT_TEST
+
+    p.add_argument("--split", default=default, choices=("all", "train", "test"),
+                   help=f"which side of --data: every episode, or the train / test side of a split by task folder "
+                        f"({1 - SPLIT_TEST:.0%}/{SPLIT_TEST:.0%} of the folders, seed {SPLIT_SEED}, as the official "
+                        f"code; no task on both sides)")
+
+
+def add_joints(p) -> None:
+    from tkjepa.episode import JOINT_SETS
+
+    p.add_argument("--joints", default="right7", choices=list(JOINT_SETS),
+                   help="joints forecast: right7 (the right hand's wrist, forearm and fingertips) or bimanual52 "
+                        "(both hands' 26 joints, as the paper)")
+
+
 def add_arguments(command: str, p) -> None:
     from tkjepa.forecast.model import VARIANTS
 
     add_backbones(p)
+    add_runtime(p)
     if command != "train":
         add_strict(p)
     if command == "train":
         p.add_argument("--variant", default="thinkjepa", choices=list(VARIANTS), help="what to train")
         p.add_argument("--out", required=True, help="checkpoint folder (config.json + model.safetensors)")
-        p.add_argument("--episodes", type=int, default=1000, help=f"world training episodes (seed {TRAIN_SEED})")
+        p.add_argument("--data", default=None,
+                       help=f"EgoDex-format training folder (default: generated world episodes of seed {TRAIN_SEED})")
+        add_split(p, "all")
+        add_joints(p)
+        p.add_argument("--episodes", type=int, default=None,
+                       help="training episodes (default: every one of --data, or 1000 world episodes)")
         p.add_argument("--seed", type=int, default=0, help="weights and batch order")
         add_set(p, "ForecasterConfig (e.g. steps=300, injection=film, levels=mid, predictor.depth=6)")
         p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.safetensors")
@@ -56,20 +91,24 @@ def add_arguments(command: str, p) -> None:
         p.add_argument("--workers", type=int, default=2, help="models trained side by side (one thread each)")
     elif command == "evaluate":
         p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
+        add_split(p, "all")
         p.add_argument("--out", default=str(paths.RUNS / "evaluate" / "results.json"),
                        help="results JSON (+ a .md table beside it)")
         p.add_argument("--checkpoints", default=str(paths.FORECASTERS), help="folder of forecaster checkpoints")
         p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes")
     elif command == "extract":
         p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
+        add_split(p, "all")
+        add_joints(p)
         p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes")
         p.add_argument("--checkpoint", default=None,
-                       help="a forecaster checkpoint whose geometry, joints and sampler to extract for "
-                            "(default: ForecastConfig's, changed with --set)")
-        add_set(p, "ForecastConfig (e.g. pool=1, sampler.forecast_fraction=0.5)")
+                       help="a forecaster checkpoint whose geometry, joints, sampler and backbones to extract for "
+                            "(default: ForecastConfig's, changed with --joints and --set)")
+        add_set(p, "ForecastConfig (e.g. pool=1, sampler.thinker_frames=16)")
         p.add_argument("--json", action="store_true", help="print one JSON object")
     else:  # attribute
         p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
+        add_split(p, "all")
         p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes")
         p.add_argument("--checkpoint", default=str(paths.FORECASTERS / "thinkjepa"),
                        help="a thinkjepa forecaster checkpoint")
@@ -84,10 +123,56 @@ def run(command: str, args) -> int:
             "attribute": attribute}[command](args)
 
 
-def _backbones(args):
-    from tkjepa.backbones import load_backbones
+def _device(args):
+    from tkjepa.device import resolve_device
 
-    return load_backbones(args.encoder, args.thinker)
+    try:
+        return resolve_device(args.device)
+    except ValueError as e:
+        raise UsageError(e) from None
+
+
+def _source(recorded: str) -> str:
+    """A recorded backbone source as this machine finds it: a path as given, else under the repository (the
+    shipped backbones are recorded relative to it), else the hub name it is."""
+    if Path(recorded).exists() or Path(recorded).is_absolute():
+        return recorded
+    inside = paths.REPO / recorded
+    return str(inside) if inside.exists() else recorded
+
+
+def _backbones(args, checkpoint: str | Path | None = None):
+    """The backbones a command runs on: --encoder/--thinker, else those `checkpoint` records, else the shipped
+    tiny ones; moved to --device. A given backbone whose weights are not the recorded ones is refused."""
+    from tkjepa.backbones import load_backbones
+    from tkjepa.forecast.model import pipeline_of
+
+    record = pipeline_of(checkpoint) if checkpoint is not None else {}
+    chosen = {}
+    for which, given, shipped in (("encoder", args.encoder, paths.ENCODER), ("thinker", args.thinker, paths.THINKER)):
+        chosen[which] = given or (_source(record[which]) if record.get(which) else shipped)
+    backbones = load_backbones(chosen["encoder"], chosen["thinker"])
+    for which in ("encoder", "thinker"):
+        want = record.get(f"{which}_digest")
+        if want and backbones.digest(which) != want:
+            raise UsageError(f"{checkpoint}: trained on the {which} {record[which]} (weights sha256 {want[:12]}…), "
+                             f"but {getattr(backbones, which + '_source')} has other weights "
+                             f"({backbones.digest(which)[:12]}…); give --{which} the one it was trained on")
+    return backbones.to(_device(args))
+
+
+def _pipeline(args, backbones, data_source: str, joints: str) -> dict:
+    """What a checkpoint records so that `evaluate`/`viewer` rebuild the same pipeline from it alone."""
+    from tkjepa.device import world
+
+    def source(s):  # the shipped backbones relative to the repository, so a clone elsewhere finds them
+        p = Path(s).resolve()
+        return str(p.relative_to(paths.REPO)) if p.is_relative_to(paths.REPO) and p.exists() else str(s)
+
+    return {"encoder": source(backbones.encoder_source), "encoder_digest": backbones.digest("encoder"),
+            "thinker": source(backbones.thinker_source), "thinker_digest": backbones.digest("thinker"),
+            "data": data_source, "split": getattr(args, "split", "all"), "joints": joints,
+            "device": str(backbones.device), "precision": args.precision, "processes": world()[1]}
 
 
 def _write_results(out: str | Path, result: dict) -> str:
@@ -110,18 +195,20 @@ def report_skipped(skipped: list[dict]) -> None:
 
 
 def extract(args) -> int:
+    from tkjepa.episode import JOINT_SETS
     from tkjepa.forecast.data import ForecastConfig, folder_data
     from tkjepa.forecast.model import load_forecaster
 
     t0 = time.perf_counter()
-    if args.checkpoint is not None and args.set:
-        raise UsageError("--checkpoint and --set: the checkpoint's config is used as it is; give one of them")
+    if args.checkpoint is not None and (args.set or args.joints != "right7"):
+        raise UsageError("--checkpoint with --set or --joints: the checkpoint's config is used as it is; give one")
     cfg = (load_forecaster(args.checkpoint).cfg.forecast if args.checkpoint
-           else apply_overrides(ForecastConfig(), args.set))
+           else apply_overrides(ForecastConfig(joints=JOINT_SETS[args.joints]), args.set))
     skipped: list[dict] = []
-    data, _, episodes = folder_data(args.data, _backbones(args), cfg, paths.CACHE, args.episodes, not args.quiet,
-                                    skipped, args.strict)
-    result = {"data": str(args.data), "episodes": len(episodes), "skipped": skipped, "cache": str(paths.CACHE),
+    data, _, episodes = folder_data(args.data, _backbones(args, args.checkpoint), cfg, paths.CACHE, args.episodes,
+                                    not args.quiet, skipped, args.strict, args.split, args.precision)
+    result = {"data": str(args.data), "split": args.split, "episodes": len(episodes), "skipped": skipped,
+              "cache": str(paths.CACHE),
               "tensors": {k: " x ".join(map(str, v.shape)) for k, v in data.tensors().items()},
               "seconds": round(time.perf_counter() - t0, 1)}
     if args.json:
@@ -134,17 +221,44 @@ def extract(args) -> int:
 
 
 def train(args) -> int:
-    from tkjepa.forecast.data import world_data
+    from tkjepa.device import rank_zero_first, world
+    from tkjepa.episode import JOINT_SETS
+    from tkjepa.forecast.data import folder_data, for_encoder, world_data
     from tkjepa.forecast.model import save_forecaster, variant_config
     from tkjepa.forecast.train import train as train_model
 
     cfg = apply_overrides(variant_config(args.variant, seed=args.seed), args.set)
-    data, _ = world_data(TRAIN_SEED, args.episodes, _backbones(args), cfg.forecast, paths.CACHE,
-                         progress=not args.quiet)
-    model, history = train_model(cfg, data, out=args.out, resume=args.resume, progress=not args.quiet)
-    save_forecaster(model, args.out, extra={"history": history})
-    (Path(args.out) / "train_state.safetensors").unlink(missing_ok=True)
-    print(f"{args.variant}: final train trajectory error {100 * history[-1]['traj_m']:.2f} cm -> {args.out}")
+    cfg.forecast.joints = JOINT_SETS[args.joints]
+    backbones = _backbones(args)
+    try:
+        cfg.forecast = for_encoder(cfg.forecast, backbones.encoder)
+    except ValueError as e:
+        raise UsageError(f"--encoder {backbones.encoder_source}: {e}") from None
+    progress = not args.quiet and world()[0] == 0
+    with rank_zero_first():  # one process fills the cache, the others read it
+        if args.data is None:
+            if args.split != "all":
+                raise UsageError("--split needs --data (world episodes have their own seeds)")
+            data, _ = world_data(TRAIN_SEED, args.episodes or 1000, backbones, cfg.forecast, paths.CACHE,
+                                 progress=progress, precision=args.precision)
+            source = f"world seed {TRAIN_SEED}"
+        else:
+            skipped: list[dict] = []
+            data, _, _ = folder_data(args.data, backbones, cfg.forecast, paths.CACHE, args.episodes, progress,
+                                     skipped, False, args.split, args.precision)
+            report_skipped(skipped if world()[0] == 0 else [])
+            source = str(args.data)
+    try:
+        model, history = train_model(cfg, data, out=args.out, resume=args.resume, progress=progress,
+                                     device=backbones.device, precision=args.precision)
+    except ValueError as e:
+        raise UsageError(e) from None
+    if world()[0] == 0:
+        save_forecaster(model, args.out, extra={"history": history,
+                                                "pipeline": _pipeline(args, backbones, source, args.joints)})
+        (Path(args.out) / "train_state.safetensors").unlink(missing_ok=True)
+        print(f"{args.variant}: final train trajectory error {100 * history[-1]['traj_m']:.2f} cm on "
+              f"{len(data)} episodes -> {args.out}")
     return 0
 
 
@@ -154,6 +268,9 @@ def bench(args) -> int:
 
     t0 = time.perf_counter()
     cfg, backbones, progress = ForecastConfig(), _backbones(args), not args.quiet
+    if args.precision != "fp32" or backbones.device.type != "cpu":
+        raise UsageError("bench trains its models side by side on CPU threads in fp32; use `tkjepa train "
+                         "--device/--precision` for one model on a GPU")
     train_data, _ = world_data(TRAIN_SEED, args.train_episodes, backbones, cfg, paths.CACHE, progress=progress)
     skipped: list[dict] = []
     if args.data:
@@ -184,12 +301,13 @@ def evaluate(args) -> int:
     if not found:
         raise UsageError(f"{args.checkpoints}: no forecaster checkpoints (sub-folders with a config.json)")
     cfg = load_forecaster(found[0]).cfg.forecast  # the geometry, joints and sampler the checkpoints were trained on
+    backbones = _backbones(args, found[0])
     skipped: list[dict] = []
-    data, _, episodes = folder_data(args.data, _backbones(args), cfg, paths.CACHE, args.episodes, not args.quiet,
-                                    skipped, args.strict)
-    result = evaluate_checkpoints(data, args.checkpoints, cfg)
-    result.update(seconds=round(time.perf_counter() - t0, 1), test={"data": str(args.data), "episodes": len(episodes)},
-                  skipped=skipped)
+    data, _, episodes = folder_data(args.data, backbones, cfg, paths.CACHE, args.episodes, not args.quiet,
+                                    skipped, args.strict, args.split, args.precision)
+    result = evaluate_checkpoints(data, args.checkpoints, cfg, device=backbones.device, precision=args.precision)
+    result.update(seconds=round(time.perf_counter() - t0, 1), skipped=skipped,
+                  test={"data": str(args.data), "split": args.split, "episodes": len(episodes)})
     print(_write_results(args.out, result))
     report_skipped(skipped)
     print(f"{len(episodes)} episodes scored" + (f", {len(skipped)} skipped" if skipped else "")
@@ -211,8 +329,8 @@ def attribute(args) -> int:
     if model.cfg.model != "thinkjepa":
         raise UsageError(f"{args.checkpoint}: a {model.cfg.model} forecaster reads no thinker layers")
     skipped: list[dict] = []
-    data, _, _ = folder_data(args.data, _backbones(args), model.cfg.forecast, paths.CACHE, args.episodes,
-                             not args.quiet, skipped, args.strict)
+    data, _, _ = folder_data(args.data, _backbones(args, args.checkpoint), model.cfg.forecast, paths.CACHE,
+                             args.episodes, not args.quiet, skipped, args.strict, args.split, args.precision)
     torch.manual_seed(0)
     result = attribute_layers(model, data)
     result.update(seconds=round(time.perf_counter() - t0, 1), skipped=skipped)

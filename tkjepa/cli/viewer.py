@@ -13,8 +13,9 @@ HOST, PORT = "127.0.0.1", 7860
 def add_arguments(command: str, p) -> None:
     p.add_argument("--data", default=str(paths.EPISODES), help="EgoDex-format folder to list (default: the samples)")
     p.add_argument("--checkpoints", default=str(paths.FORECASTERS), help="folder of forecaster checkpoints")
-    p.add_argument("--encoder", default=str(paths.ENCODER), help="the encoder the checkpoints were trained on")
-    p.add_argument("--thinker", default=str(paths.THINKER), help="the thinker the checkpoints were trained on")
+    p.add_argument("--encoder", default=None, help="the encoder the checkpoints were trained on (default: the one "
+                   "their thinkjepa checkpoint records, else the shipped tiny encoder)")
+    p.add_argument("--thinker", default=None, help="the thinker the checkpoints were trained on (default: as --encoder)")
     p.add_argument("--port", type=int, default=PORT, help="port on the host")
     p.add_argument("--host", default=HOST, help="address to listen on (default: this machine only)")
 
@@ -23,8 +24,12 @@ def run(command: str, args) -> int:
     from tkjepa.viewer.app import build_demo, launch
     from tkjepa.viewer.compute import ViewerConfig
 
+    from tkjepa.cli.forecast import _backbones
+
     print(f"loading the models and the episodes of {args.data} …", flush=True)
-    config = ViewerConfig(data=Path(args.data), checkpoints=Path(args.checkpoints), encoder=args.encoder,
-                          thinker=args.thinker, cache=paths.CACHE)
-    launch(build_demo(config), args.host, args.port)
+    args.device = "cpu"  # the viewer's models are small; its computations are per request
+    backbones = _backbones(args, Path(args.checkpoints) / "thinkjepa")
+    config = ViewerConfig(data=Path(args.data), checkpoints=Path(args.checkpoints), encoder=backbones.encoder_source,
+                          thinker=backbones.thinker_source, cache=paths.CACHE)
+    launch(build_demo(config, backbones), args.host, args.port)
     return 0

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from tkjepa.backbones import Backbones
+from tkjepa.device import autocast
 from tkjepa.checkpoint import CheckpointError, load_tensors, read_json, save_tensors, write_json
 from tkjepa.egodex import EgoDexFormatError, find_episodes, load_folder
 from tkjepa.encoder import frames_to_video
@@ -137,14 +138,36 @@ class ForecastData:
         return cls(**load_tensors(path)[0])
 
 
+def for_encoder(cfg: ForecastConfig, encoder) -> ForecastConfig:
+    """`cfg` with the token grid the encoder gives: an encoder with one accepted input size (V-JEPA 2: its
+    crop) sets `grid` = size / patch (256 / 16 = 16); one that takes any size keeps `cfg.grid`. Raises
+    ValueError when the data's layout (two frames per tubelet, a grid the pool divides) does not fit it."""
+    if encoder.tubelet_size != 2:
+        raise ValueError(f"the forecasting data takes two frames per tubelet; this encoder's tubelet_size is "
+                         f"{encoder.tubelet_size}")
+    grid = encoder.input_size // encoder.patch_size if encoder.input_size else cfg.grid
+    if grid % cfg.pool:
+        raise ValueError(f"pool={cfg.pool} does not divide the encoder's {grid}×{grid} token grid")
+    if cfg.clip_frames % encoder.tubelet_size:
+        raise ValueError(f"clip_frames={cfg.clip_frames} is not a multiple of the tubelet size {encoder.tubelet_size}")
+    return cfg if grid == cfg.grid else replace(cfg, grid=grid)
+
+
 def pooled_tokens(encoder, frames: np.ndarray, cfg: ForecastConfig, batch: int = 16) -> torch.Tensor:
-    """frames [K·clip, H, W, 3] uint8 -> pooled, layer-normed tokens [K·clip/2, N', D] (N' = N / pool²)."""
+    """frames [K·clip, H, W, 3] uint8 -> pooled, layer-normed tokens [K·clip/2, N', D] (N' = N / pool²).
+    Square frames of another size than the encoder's one input size (V-JEPA 2's crop) are resized to it."""
     clips = rearrange(np.ascontiguousarray(frames), "(k t) h w c -> k t h w c", t=cfg.clip_frames)
     out = []
     device = next(encoder.parameters()).device
+    size = encoder.input_size
     with torch.no_grad():
         for i in range(0, len(clips), batch):
-            z = encoder(frames_to_video(clips[i:i + batch]).to(device))           # [b, T', N, D]
+            video = frames_to_video(clips[i:i + batch]).to(device)               # [b, T, 3, H, W]
+            if size and video.shape[-2:] != (size, size):
+                b, t = video.shape[:2]
+                video = F.interpolate(video.flatten(0, 1), size=(size, size), mode="bilinear",
+                                      align_corners=False, antialias=True).view(b, t, 3, size, size)
+            z = encoder(video)                                                     # [b, T', N, D]
             g = int(round(z.shape[2] ** 0.5))
             z = rearrange(z, "b t (h w) d -> (b t) d h w", h=g)
             z = F.avg_pool2d(z, cfg.pool) if cfg.pool > 1 else z
@@ -194,8 +217,9 @@ def _pad_stack(xs: list[torch.Tensor], dim: int) -> torch.Tensor:
 
 
 def build(episodes, backbones: Backbones, cfg: ForecastConfig | None = None, cache_dir: str | Path | None = None,
-          progress: bool = True) -> tuple[ForecastData, list[str]]:
-    """ForecastData for `episodes` (Episode objects) and the thinker's texts ("" without a thinker).
+          progress: bool = True, precision: str = "fp32") -> tuple[ForecastData, list[str]]:
+    """ForecastData (fp32) for `episodes` (Episode objects) and the thinker's texts ("" without a thinker),
+    the backbones run where they are, at `precision` (`tkjepa.device.autocast`).
 
     Thinker features go through `tkjepa.thinker.cache` when `cache_dir` is given (content-hashed, resumable).
     """
@@ -203,26 +227,32 @@ def build(episodes, backbones: Backbones, cfg: ForecastConfig | None = None, cac
 
     cfg = cfg or ForecastConfig()
     backbones.encoder.eval()
-    rows = [episode_arrays(ep, backbones.encoder, cfg)
-            for ep in tqdm(episodes, desc="encode", unit="ep", disable=not progress)]
+    with autocast(backbones.device, precision):
+        rows = [episode_arrays(ep, backbones.encoder, cfg)
+                for ep in tqdm(episodes, desc="encode", unit="ep", disable=not progress)]
     data = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
     texts = [""] * len(episodes)
     if backbones.has_thinker:
-        feats = thinker_features(episodes, backbones, cfg.sampler, cache_dir=cache_dir, progress=progress)
-        data.update(old=_pad_stack([f.old for f in feats], 1), old_mask=_pad_stack([f.old_mask for f in feats], 0),
-                    new=_pad_stack([f.new for f in feats], 1), new_mask=_pad_stack([f.new_mask for f in feats], 0))
+        with autocast(backbones.device, precision):
+            feats = thinker_features(episodes, backbones, cfg.sampler, cache_dir=cache_dir, progress=progress,
+                                     precision=precision)
+        data.update(old=_pad_stack([f.old.float() for f in feats], 1),
+                    old_mask=_pad_stack([f.old_mask for f in feats], 0),
+                    new=_pad_stack([f.new.float() for f in feats], 1),
+                    new_mask=_pad_stack([f.new_mask for f in feats], 0))
         texts = [f.text for f in feats]
     return ForecastData(**data), texts
 
 
 def thinker_features(episodes, backbones: Backbones, sampler: SamplerConfig, cache_dir=None, progress: bool = True,
-                     batch_size: int = 16):
-    """The thinker's ThinkerFeatures for each episode's clip, through the on-disk cache when `cache_dir` is set."""
+                     batch_size: int = 16, precision: str = "fp32"):
+    """The thinker's ThinkerFeatures for each episode's clip, through the on-disk cache when `cache_dir` is set
+    (features computed at another `precision` than fp32 have keys of their own)."""
     model, tokenizer, sample = backbones.thinker, backbones.tokenizer, DualTemporalSampler(sampler)
     if cache_dir is not None:
         cache = FeatureCache(cache_dir)
         keys = extract_dataset(list(episodes), model, tokenizer, cache, sample, batch_size=batch_size,
-                               progress=progress)
+                               progress=progress, variant="" if precision == "fp32" else precision)
         return [cache.get(k) for k in keys]
     out = []
     for i in range(0, len(episodes), batch_size):
@@ -261,15 +291,18 @@ def cached_data(cache_dir: str | Path | None, prefix: str, key: str, make) -> tu
 
 
 def world_data(seed: int, episodes: int, backbones: Backbones, cfg: ForecastConfig, cache_dir=None,
-               layout: str = "homes", progress: bool = True, workers: int = 2) -> tuple[ForecastData, list[str]]:
+               layout: str = "homes", progress: bool = True, workers: int = 2, precision: str = "fp32"
+               ) -> tuple[ForecastData, list[str]]:
     """ForecastData of world episodes 0..episodes-1 of dataset `seed` (`layout`), from the cache when it is
     there. The key holds both backbones' weight digests, so another encoder or thinker gets its own entry."""
+    cfg = for_encoder(cfg, backbones.encoder)
     key = data_key([f"world:{seed}:{episodes}:v{WORLD_VERSION}:{layout}"], backbones.digest("encoder"),
-                   backbones.digest("thinker"), cfg)
+                   backbones.digest("thinker"), cfg, *([] if precision == "fp32" else [precision]))
 
     def make():
         eps = dataset_episodes(seed, range(episodes), WorldConfig(layout=layout), workers=workers)
-        return build(eps, backbones, cfg, None if cache_dir is None else Path(cache_dir) / "thinker", progress)
+        return build(eps, backbones, cfg, None if cache_dir is None else Path(cache_dir) / "thinker", progress,
+                     precision)
 
     return cached_data(cache_dir, "forecast", key, make)
 
@@ -293,41 +326,66 @@ def episode_check(cfg: ForecastConfig):
     return check
 
 
+SPLIT_SEED, SPLIT_TEST = 42, 0.1  # the official split: 90/10, group-disjoint by task folder, seed 42
+
+
+def split_episodes(folder, split: str | None = None, seed: int = SPLIT_SEED, test: float = SPLIT_TEST) -> list[Path]:
+    """The folder's episodes (`find_episodes` order), or one side of a group-disjoint split: whole task folders
+    go to "test" (a `test` fraction of them, at least one, drawn with `seed`) or "train" (the rest), so no task
+    is seen on both sides."""
+    paths = find_episodes(folder)
+    if split is None or split == "all":
+        return paths
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be all, train or test, got {split!r}")
+    root = Path(folder)
+    groups = sorted({str(p.parent.relative_to(root)) for p in paths})
+    if len(groups) < 2:
+        raise ValueError(f"{folder}: a split by task folder needs at least two task folders, found {groups}")
+    order = np.random.default_rng(seed).permutation(len(groups))
+    held = {groups[i] for i in order[:max(1, int(np.ceil(test * len(groups))))]}
+    return [p for p in paths if (str(p.parent.relative_to(root)) in held) == (split == "test")]
+
+
 def file_identity(path: Path) -> list:
     """What says a file is unchanged without reading it: its resolved path, size and modification time."""
     st = path.stat()
     return [str(path.resolve()), st.st_size, st.st_mtime_ns]
 
 
-def folder_key(folder, size: int, max_episodes, backbones: Backbones, cfg: ForecastConfig) -> str:
+def folder_key(episodes: list[Path], size: int, backbones: Backbones, cfg: ForecastConfig) -> str:
     """The cache key of a folder's ForecastData: each episode file's identity (hdf5 and mp4), the frame size,
     both backbones' weight digests and the config."""
     ids = []
-    for p in find_episodes(folder)[:max_episodes]:
+    for p in episodes:
         mp4 = p.with_suffix(".mp4")
         ids.append([file_identity(p), file_identity(mp4) if mp4.exists() else None])
     return data_key([json.dumps(ids)], size, backbones.digest("encoder"), backbones.digest("thinker"), cfg)
 
 
 def folder_data(folder, backbones: Backbones, cfg: ForecastConfig, cache_dir=None, max_episodes=None,
-                progress: bool = True, skipped: list | None = None, strict: bool = False
-                ) -> tuple[ForecastData, list[str], list[str]]:
+                progress: bool = True, skipped: list | None = None, strict: bool = False, split: str | None = None,
+                precision: str = "fp32") -> tuple[ForecastData, list[str], list[str]]:
     """ForecastData of an EgoDex-format folder, its thinker texts and the episode paths, through the cache
     under `cache_dir` (`tkjepa extract` fills it): a folder whose files, backbones and config are unchanged is
     not decoded again. Frames are decoded at the encoder's input size, or the size that gives `cfg.grid`
     tokens per side (64 px for the tiny encoder's 8-px patches). An episode that cannot be used is left out and
-    recorded in `skipped` ({"path", "error"}), or with `strict` raises (`egodex.load_folder`)."""
+    recorded in `skipped` ({"path", "error"}), or with `strict` raises (`egodex.load_folder`). `split`: "train"
+    or "test" side of the group-disjoint split by task folder (`split_episodes`), or None for all."""
+    cfg = for_encoder(cfg, backbones.encoder)
     size = backbones.encoder.input_size or cfg.grid * backbones.encoder.patch_size
     skipped = [] if skipped is None else skipped
 
     def make():
         left_out: list[dict] = []
-        eps = load_folder(folder, size, max_episodes, episode_check(cfg), left_out, strict)
+        eps = load_folder(files, size, None, episode_check(cfg), left_out, strict)
         data, texts = build(eps, backbones, cfg, None if cache_dir is None else Path(cache_dir) / "thinker",
-                            progress)
+                            progress, precision)
         return data, {"texts": texts, "paths": [ep.path for ep in eps], "skipped": left_out}
 
-    data, info = cached_data(cache_dir, "folder", folder_key(folder, size, max_episodes, backbones, cfg), make)
+    files = split_episodes(folder, split)[:max_episodes]
+    key = folder_key(files, size, backbones, cfg) + ("" if precision == "fp32" else f"-{precision}")
+    data, info = cached_data(cache_dir, "folder", key, make)
     if strict and info["skipped"]:  # a cached entry remembers what the first load refused
         first = info["skipped"][0]
         raise EgoDexFormatError(f"{first['path']}: {first['error']}")

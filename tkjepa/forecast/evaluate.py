@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from tkjepa.device import autocast
 from tkjepa.forecast.data import ForecastConfig, ForecastData
 from tkjepa.forecast.model import HEADLINE, Forecaster, load_forecaster
 from tkjepa.metrics import const_velocity, rollout_scores
@@ -22,13 +23,16 @@ def window_frames(cfg: ForecastConfig) -> int:
 
 
 @torch.no_grad()
-def predict(model: Forecaster, data: ForecastData, windows: int = 4, level_scale=None, batch: int = 256
-            ) -> torch.Tensor:
-    """Joints [E, windows·window_frames, J, 3] of `windows` recursive windows for every episode of `data`."""
+def predict(model: Forecaster, data: ForecastData, windows: int = 4, level_scale=None, batch: int = 256,
+            precision: str = "fp32") -> torch.Tensor:
+    """Joints [E, windows·window_frames, J, 3] (fp32, on the CPU) of `windows` recursive windows for every
+    episode of `data`, computed where the model and data are (`precision`: `tkjepa.device.autocast`)."""
     out = []
+    device = next(model.parameters()).device
     for i in range(0, len(data), batch):
-        idx = torch.arange(i, min(i + batch, len(data)))
-        out.append(model(data, idx, windows, level_scale=level_scale)[1])
+        idx = torch.arange(i, min(i + batch, len(data)), device=device)
+        with autocast(device, precision):
+            out.append(model(data, idx, windows, level_scale=level_scale)[1].float().cpu())
     return torch.cat(out)
 
 
@@ -51,16 +55,20 @@ def checkpoint_folders(folder: str | Path) -> list[Path]:
 
 
 @torch.no_grad()
-def evaluate_checkpoints(data: ForecastData, checkpoints: str | Path, cfg: ForecastConfig) -> dict:
-    """Every checkpoint of the folder on `data`: {"models": {headline name: scores}, "ablations": {…}}, plus the
-    constant-velocity baseline; the `oracle` is skipped (and said so) where the data has no subgoal annotations."""
+def evaluate_checkpoints(data: ForecastData, checkpoints: str | Path, cfg: ForecastConfig,
+                         device: str | torch.device = "cpu", precision: str = "fp32") -> dict:
+    """Every checkpoint of the folder on `data` (run on `device` at `precision`): {"models": {headline name:
+    scores}, "ablations": {…}}, plus the constant-velocity baseline; the `oracle` is skipped (and said so)
+    where the data has no subgoal annotations."""
     result: dict = {"models": {}, "ablations": {}}
+    on_device = data.to(device)
     for ckpt in checkpoint_folders(checkpoints):
         model = load_forecaster(ckpt)
         if model.cfg.model == "oracle" and not bool(data.has_oracle.all()):
             result.setdefault("skipped_models", {})[ckpt.name] = "no subgoal annotations in this data"
             continue
-        m = {**score(predict(model, data, cfg.windows), data, cfg), "seeds": 1}
+        pred = predict(model.to(device), on_device, cfg.windows, precision=precision)
+        m = {**score(pred, data, cfg), "seeds": 1}
         (result["models"] if ckpt.name in HEADLINE else result["ablations"])[ckpt.name] = m
     result["models"]["const_velocity"] = baseline_score(data, cfg)
     return result

@@ -160,6 +160,12 @@ def save_forecaster(model: Forecaster, path: str | Path, extra: dict | None = No
         save_tensors(tmp / "model.safetensors", model.state_dict())
 
 
+def pipeline_of(path: str | Path) -> dict:
+    """What a checkpoint records of the pipeline it was trained in (`tkjepa train`): the backbones' sources and
+    weight digests, the data, split, joints, device and precision; {} for a checkpoint that records none."""
+    return read_json(Path(path) / "config.json").get("pipeline", {})
+
+
 def load_forecaster(path: str | Path) -> Forecaster:
     """A folder written by `save_forecaster`, checked against this code (CheckpointError names the problem)."""
     path = Path(path)

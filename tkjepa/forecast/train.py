@@ -10,12 +10,14 @@ resumed from its training state continues exactly as the uninterrupted one.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from tkjepa.checkpoint import load_state, save_state
+from tkjepa.device import autocast, grad_scaler, init_distributed, world
 from tkjepa.forecast.data import ForecastData
 from tkjepa.forecast.model import Forecaster, ForecasterConfig
 from tkjepa.metrics import trajectory_loss
@@ -35,22 +37,35 @@ def make_optimizer(model: nn.Module, cfg: ForecasterConfig) -> torch.optim.AdamW
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def losses(model: Forecaster, data: ForecastData, idx) -> dict:
-    """{"loss", "traj_m" (trajectory L2, metres), "latent" (L1)} of episodes `idx` over `train_windows`."""
-    cfg = model.cfg
+def losses(model, data: ForecastData, idx, cfg: ForecasterConfig | None = None) -> dict:
+    """{"loss", "traj_m" (trajectory L2, metres), "latent" (L1)} of episodes `idx` over `train_windows`.
+    `model` may be wrapped (DistributedDataParallel); `cfg` is then the wrapped Forecaster's."""
+    cfg = cfg or model.cfg
     w = cfg.train_windows
     Tf = cfg.predictor.future_tubelets
     z, joints = model(data, idx, w)
     T = joints.shape[1]
-    traj = trajectory_loss(joints, data.traj[idx][:, :T], data.valid[idx][:, :T].float())
-    latent = (z - data.future[idx][:, :w * Tf]).abs().mean()
+    traj = trajectory_loss(joints.float(), data.traj[idx][:, :T], data.valid[idx][:, :T].float())
+    latent = (z.float() - data.future[idx][:, :w * Tf]).abs().mean()
     return {"loss": 10.0 * traj + cfg.latent_weight * latent, "traj_m": traj, "latent": latent}
+
+
+def fit_to_data(cfg: ForecasterConfig, data: ForecastData) -> ForecasterConfig:
+    """`cfg` with the sizes `data` fixes: the latent width D (the encoder's), the tokens per tubelet and the
+    head's state (the last observed joints, 3·J); the checkpoint records them, so a loaded model rebuilds."""
+    D, N, J = data.ctx.shape[-1], data.ctx.shape[2], data.past.shape[2]
+    if N != cfg.forecast.tokens or J != len(cfg.forecast.joints):
+        raise ValueError(f"the data has {N} tokens per tubelet and {J} joints; the config expects "
+                         f"{cfg.forecast.tokens} and {len(cfg.forecast.joints)} (its ForecastConfig must be the data's)")
+    return replace(cfg, predictor=replace(cfg.predictor, latent_dim=D),
+                   head=replace(cfg.head, latent_dim=D, state_dim=3 * J))
 
 
 def new_forecaster(cfg: ForecasterConfig, data: ForecastData) -> Forecaster:
     """A freshly initialised forecaster (seed `cfg.seed`) whose head is normalised to `data`'s targets."""
     if cfg.model in ("thinkjepa", "vlm_only") and not data.has_thinker:
         raise ValueError(f"model {cfg.model!r} needs thinker features in the data")
+    cfg = fit_to_data(cfg, data)
     torch.manual_seed(cfg.seed)
     model = Forecaster(cfg, vlm_dim=data.old.shape[-1] if data.has_thinker else 128)
     frames = cfg.predictor.future_tubelets * cfg.head.frames_per_tubelet
@@ -60,40 +75,69 @@ def new_forecaster(cfg: ForecasterConfig, data: ForecastData) -> Forecaster:
 
 
 def train(cfg: ForecasterConfig, data: ForecastData, out: str | Path | None = None, resume: bool = False,
-          progress: bool = True, until: int | None = None, device: str | torch.device = "cpu"
-          ) -> tuple[Forecaster, list[dict]]:
-    """Train one model on `data` (all episodes) on `device`; returns it (on the CPU) and a log (one record per
-    `LOG_EVERY` steps). With `out`, a resumable training state is written there every `ckpt_every` steps;
-    `resume` continues from it. `until`: stop after this many steps (the schedule still spans `cfg.steps`)."""
+          progress: bool = True, until: int | None = None, device: str | torch.device = "cpu",
+          precision: str = "fp32") -> tuple[Forecaster, list[dict]]:
+    """Train one model on `data` (all episodes) on `device` at `precision` (`tkjepa.device`); returns it (on
+    the CPU) and a log (one record per `LOG_EVERY` steps). With `out`, a resumable training state is written
+    there every `ckpt_every` steps; `resume` continues from it. `until`: stop after this many steps (the
+    schedule still spans `cfg.steps`).
+
+    Under torchrun (WORLD_SIZE > 1) each process takes an equal share of every step's batch (the batch drawn
+    from the step's stream is the same everywhere) and DistributedDataParallel averages the gradients, so N
+    processes compute the single-process step to float tolerance; rank 0 writes the states and the log.
+    """
     from tqdm.auto import tqdm
 
-    model = new_forecaster(cfg, data).to(device)
+    device = init_distributed(torch.device(device))
+    rank, size = world()
+    if cfg.batch_size % size:
+        raise ValueError(f"batch_size={cfg.batch_size} does not split over {size} processes")
+    core = new_forecaster(cfg, data).to(device)
+    cfg = core.cfg
+    model = core
+    if size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # a variant leaves some modules unread (e.g. the old stream's projection): their gradients stay None
+        model = DistributedDataParallel(core, device_ids=[device.index] if device.type == "cuda" else None,
+                                        find_unused_parameters=True)
     data = data.to(device)
-    opt = make_optimizer(model, cfg)
+    opt = make_optimizer(core, cfg)
+    scaler = grad_scaler(device, precision)
     start, history = 0, []
     state_path = Path(out) / "train_state.safetensors" if out is not None else None
     if resume and state_path is not None and state_path.exists():
-        start, history = load_state(state_path, model, opt)
+        start, history = load_state(state_path, core, opt)
     model.train()
-    bar = tqdm(range(start, min(cfg.steps, until or cfg.steps)), desc=cfg.model, unit="step", disable=not progress)
+    bar = tqdm(range(start, min(cfg.steps, until or cfg.steps)), desc=cfg.model, unit="step",
+               disable=not progress or rank != 0)
     t0 = time.perf_counter()
     for step in bar:
         idx = torch.randint(0, len(data), (cfg.batch_size,), generator=step_generator(cfg.seed, step))
+        idx = idx[rank * (cfg.batch_size // size):(rank + 1) * (cfg.batch_size // size)]  # this process's share
         set_lr(opt, lr_at(step, cfg.steps, cfg.lr, cfg.min_lr, cfg.warmup))
 
         # forward: recursive windows -> latents and joints
-        out_ = losses(model, data, idx.to(device))
+        with autocast(device, precision):
+            out_ = losses(model, data, idx.to(device), cfg)
 
-        # backward & step
+        # backward & step (the scaler is a pass-through unless fp16)
         opt.zero_grad(set_to_none=True)
-        out_["loss"].backward()
-        opt.step()
+        scaler.scale(out_["loss"]).backward()
+        scaler.step(opt)
+        scaler.update()
 
         if step == 0 or (step + 1) % LOG_EVERY == 0 or step + 1 == cfg.steps:
-            rec = {"step": step + 1, **{k: float(v.detach()) for k, v in out_.items()},
+            values = torch.stack([v.detach().float() for v in out_.values()])
+            if size > 1:  # the log holds the whole batch's means
+                import torch.distributed as dist
+
+                dist.all_reduce(values)
+                values /= size
+            rec = {"step": step + 1, **{k: float(v) for k, v in zip(out_, values)},
                    "time_s": time.perf_counter() - t0}
             history.append(rec)
             bar.set_postfix(traj_cm=f"{100 * rec['traj_m']:.2f}", latent=f"{rec['latent']:.3f}")
-        if state_path is not None and ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps):
-            save_state(state_path, model, opt, step + 1, history)
-    return model.eval().cpu(), history
+        if state_path is not None and rank == 0 and ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps):
+            save_state(state_path, core, opt, step + 1, history)
+    return core.eval().cpu(), history

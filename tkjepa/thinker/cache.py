@@ -109,19 +109,20 @@ def cached_features(model, tokenizer, cache: FeatureCache, ep: Episode, frame_in
 
 def extract_dataset(paths, model, tokenizer, cache: FeatureCache, sampler: DualTemporalSampler, layers=None,
                     batch_size: int = 8, max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True,
-                    load=None) -> list[str]:
+                    load=None, variant: str = "") -> list[str]:
     """Features of every episode's thinker clip (paths or Episode objects; the clip drawn by `sampler`) into
     `cache`; returns their keys.
 
     Entries already cached are skipped, so rerunning after an interruption only does what is missing.
-    `load` turns a path into an Episode (default `tkjepa.egodex.load_episode`).
+    `load` turns a path into an Episode (default `tkjepa.egodex.load_episode`). `variant` (e.g. "bf16": how
+    the features were computed) joins the weights' digest in the key, so such entries are never mixed up.
     """
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     if load is None:
         from tkjepa.egodex import load_episode as load  # noqa: PLC0415
     layers = list(layers) if layers is not None else default_layers(model.config.text_config.num_hidden_layers)
-    weights, proprio = weights_digest(model), video_config_of(model).proprio
+    weights, proprio = weights_digest(model) + (f":{variant}" if variant else ""), video_config_of(model).proprio
     keys, todo = [], []
     bar = tqdm(total=len(paths), desc="thinker features", unit="ep", disable=not progress)
 

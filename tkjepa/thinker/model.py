@@ -140,7 +140,8 @@ def video_config_of(model) -> VideoConfig:
 def generate(model, tokenizer, episodes: list[Episode], frame_indices: list,
              max_new_tokens: int = MAX_NEW_TOKENS):
     """Greedy thinking. Returns (batch inputs, generated ids [B, N_new], texts)."""
-    batch = build_inputs(tokenizer, episodes, frame_indices, video_config_of(model))
+    batch = {k: v.to(model.device) for k, v in build_inputs(tokenizer, episodes, frame_indices,
+                                                            video_config_of(model)).items()}
     # an untrained thinker may emit vision placeholders, which would break the features' forward pass
     vision = ["<|video_pad|>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>"]
     out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
@@ -172,6 +173,7 @@ def extract_features(model, tokenizer, episodes: list[Episode], frame_indices: l
     stack = torch.stack([hs[l + 1] for l in layers], dim=1)       # [B, L_sel, L_tok, D]
     n_old = batch["input_ids"].shape[1]
     old_mask = batch["attention_mask"].bool()
-    return [ThinkerFeatures(old=stack[b, :, :n_old].float().clone(), old_mask=old_mask[b].clone(),
-                            new=stack[b, :, n_old:].float().clone(), new_mask=new_mask[b].clone(),
+    stack, old_mask, new_mask = stack.float().cpu(), old_mask.cpu(), new_mask.cpu()
+    return [ThinkerFeatures(old=stack[b, :, :n_old].clone(), old_mask=old_mask[b].clone(),
+                            new=stack[b, :, n_old:].clone(), new_mask=new_mask[b].clone(),
                             layers=layers, text=texts[b]) for b in range(len(episodes))]

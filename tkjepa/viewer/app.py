@@ -59,9 +59,9 @@ def _scores_table(numbers: dict) -> str:
     return "\n".join(rows) + f"\n\nthinkjepa checkpoint: `{numbers['checkpoint']}`" + note
 
 
-def build_demo(config: ViewerConfig) -> gr.Blocks:
-    """The viewer's page over the folder, checkpoints and backbones of `config`."""
-    v = Viewer(config)
+def build_demo(config: ViewerConfig, backbones=None) -> gr.Blocks:
+    """The viewer's page over the folder, checkpoints and backbones of `config` (or the loaded `backbones`)."""
+    v = Viewer(config, backbones)
     models = v.shown_models()
     layers, used = v.layers()
     first = v.episode_keys[0]

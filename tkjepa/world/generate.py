@@ -37,6 +37,8 @@ class WorldConfig:
                                # the forecasting benchmark's world)
     fumbles: int = 0          # brief slips per episode: the hand dips and, when empty, half-closes on nothing
                               # (`fumble_plan`; pick_place, marked_pick_place, touch_sequence only)
+    recording: tuple[int, int] | None = None  # (H, W): write it as an EgoDex recording (`recording.as_recording`:
+                                              # H×W video, all 68 joints, both hands, no extras)
 
     def __post_init__(self):
         if self.num_frames < 32:
@@ -45,6 +47,10 @@ class WorldConfig:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.fumbles < 0:
             raise ValueError(f"fumbles must be ≥ 0, got {self.fumbles}")
+        if self.recording is not None and (len(self.recording) != 2 or min(self.recording) < 16
+                                           or any(v % 2 for v in self.recording)
+                                           or self.recording[1] < self.recording[0]):
+            raise ValueError(f"recording must be (H, W), even, ≥ 16 and W ≥ H, got {self.recording}")
         if self.size < 16 or self.size % 2:
             raise ValueError(f"size must be an even number ≥ 16 (H.264 stores colour at half resolution), "
                              f"got {self.size}")
@@ -80,6 +86,10 @@ def generate_episode(seed: int, cfg: WorldConfig | None = None, max_attempts: in
         except ValueError:  # the task does not fit in num_frames
             continue
         if ep.extras["success"]:
+            if cfg.recording is not None:
+                from tkjepa.world.recording import as_recording  # noqa: PLC0415
+
+                ep = as_recording(ep, tuple(cfg.recording))
             return ep
     raise RuntimeError(f"no successful episode for seed {seed} in {max_attempts} attempts")
 
@@ -190,12 +200,13 @@ def _rollout(seed: int, attempt: int, family: str, cfg: WorldConfig) -> Episode:
     if slips:  # the expert's timings no longer say when a subgoal is achieved: the env does, frame by frame
         extras["next_subgoal"] = np.array(progress, np.int64)
         extras["fumbles"] = np.array(slips, np.float32)
-    return Episode(
+    ep = Episode(
         frames=np.stack(frames), transforms=transforms,
         confidences={n: np.ones(T, np.float32) for n in names},
         intrinsic=env.camera.intrinsic.astype(np.float32), task=task.family, instruction=task.instruction,
         environment=f"a wooden table with {scene}", fps=cfg.fps, extras=extras,
     )
+    return ep
 
 
 def generate_episodes(seeds, cfg: WorldConfig | None = None) -> list[Episode]:

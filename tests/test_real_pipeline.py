@@ -1,0 +1,125 @@
+"""Your data, your models: extract → train → evaluate → attribute through the command line, on EgoDex-layout
+recordings (144×256 video, all 68 joints, both hands, no world ground truth), for the tiny encoder and for a
+randomly initialised V-JEPA 2 of the real layout (crop 256, patch 16, tubelet 2; narrower and shallower than
+ViT-L), with the 52-joint bimanual head. Nothing is downloaded: the V-JEPA 2 is built from transformers' own
+config class and saved with `save_pretrained`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import VJEPA2Config, VJEPA2Model
+
+from tkjepa.cli import main
+from tkjepa.egodex import find_episodes, load_episode
+from tkjepa.episode import BIMANUAL_JOINTS, EGODEX_JOINTS
+from tkjepa.forecast.data import split_episodes
+from tkjepa.world import WorldConfig
+from tkjepa.world.generate import generate_episode, write_dataset
+
+STEPS = ["--set", "steps=4", "--set", "batch_size=4", "--set", "warmup=1", "--quiet", "--threads", "2"]
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("egodex_layout")
+    write_dataset(root, 14, seed=5, cfg=WorldConfig(layout="homes", recording=(144, 256)), workers=1,
+                  progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def vjepa2(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    cfg = VJEPA2Config(crop_size=256, patch_size=16, tubelet_size=2, frames_per_clip=8, hidden_size=64,
+                       num_attention_heads=4, num_hidden_layers=2, mlp_ratio=2.0, pred_hidden_size=32,
+                       pred_num_attention_heads=2, pred_num_hidden_layers=1, num_pooler_layers=1)
+    path = tmp_path_factory.mktemp("vjepa2_real_layout")
+    VJEPA2Model(cfg).eval().save_pretrained(path)
+    return path
+
+
+def test_a_recording_is_an_egodex_file(recordings):
+    """All 68 joints, both hands moving, a wide video whose centre crop is the rendered scene."""
+    path = find_episodes(recordings)[0]
+    native = load_episode(path, size=None)
+    assert native.frames.shape[1:] == (144, 256, 3) and native.extras == {}
+    assert sorted(native.joint_names) == sorted(EGODEX_JOINTS)
+    left, right = native.positions(["leftHand"])[:, 0], native.positions(["rightHand"])[:, 0]
+    np.testing.assert_allclose(left[:, 0], -right[:, 0], atol=1e-6)  # mirrored about x = 0
+    assert np.ptp(left, axis=0).max() > 0.05                         # and it moves
+    ep = load_episode(path, size=64)
+    seed = int(path.stem)
+    from tkjepa.world.generate import episode_seed
+
+    square = generate_episode(episode_seed(5, seed), WorldConfig(layout="homes"))
+    err = np.abs(ep.frames.astype(int) - square.frames.astype(int)).mean()
+    assert err < 6, err  # the crop recovers the rendered frames (video coding and two resizes apart)
+    np.testing.assert_allclose(ep.intrinsic, square.intrinsic, rtol=0.02, atol=0.3)
+
+
+def test_split_is_disjoint_by_task_folder(recordings):
+    train, test = split_episodes(recordings, "train"), split_episodes(recordings, "test")
+    assert set(train).isdisjoint(test) and len(train) + len(test) == len(find_episodes(recordings))
+    assert {p.parent.name for p in train}.isdisjoint({p.parent.name for p in test})
+    assert split_episodes(recordings, "test") == test  # seeded
+
+
+@pytest.mark.parametrize("backbone", ["tiny", "vjepa2"])
+def test_extract_train_evaluate_attribute(recordings, vjepa2, tmp_path, capsys, backbone):
+    enc = [] if backbone == "tiny" else ["--encoder", str(vjepa2)]
+    data = ["--data", str(recordings)]
+    assert main(["extract", *data, *enc, "--joints", "bimanual52", "--split", "train", "--quiet", "--json"]) == 0
+    ext = json.loads(capsys.readouterr().out)
+    n_train = len(split_episodes(recordings, "train"))
+    grid = 8 if backbone == "vjepa2" else 4  # V-JEPA 2: 256 / 16 = 16 tokens a side, pooled 2×2
+    width = 64 if backbone == "vjepa2" else 96
+    assert ext["episodes"] == n_train and ext["skipped"] == []
+    assert ext["tensors"]["ctx"] == f"{n_train} x 4 x {grid * grid} x {width}"
+    assert ext["tensors"]["traj"] == f"{n_train} x 32 x 52 x 3"
+
+    ck = tmp_path / "ck"
+    for variant in ("thinkjepa", "jepa_only"):
+        assert main(["train", "--variant", variant, *data, "--split", "train", *enc, "--joints", "bimanual52",
+                     "--out", str(ck / variant), *STEPS]) == 0
+    record = json.loads((ck / "thinkjepa" / "config.json").read_text())
+    assert record["pipeline"]["joints"] == "bimanual52" and record["pipeline"]["split"] == "train"
+    assert record["config"]["forecast"]["joints"] == list(BIMANUAL_JOINTS)
+    assert record["config"]["predictor"]["latent_dim"] == width
+    weights = load_file(ck / "thinkjepa" / "model.safetensors")
+    assert weights["head.mlp.3.weight"].shape[0] == 2 * 52 * 3       # two frames per tubelet × 52 joints × xyz
+    assert weights["head.state.weight"].shape[1] == 52 * 3              # reads the last observed 52 joints
+    assert weights["head.embed.weight"].shape[1] == width                 # the encoder's latent width
+    capsys.readouterr()
+
+    out = tmp_path / "r.json"  # no --encoder: the checkpoints say which
+    assert main(["evaluate", *data, "--split", "test", "--checkpoints", str(ck), "--out", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert result["test"]["episodes"] == len(split_episodes(recordings, "test"))
+    assert set(result["models"]) == {"thinkjepa", "jepa_only", "const_velocity"}
+    assert all(np.isfinite(m["ade"]) for m in result["models"].values())
+
+    att = tmp_path / "a.json"
+    assert main(["attribute", *data, "--split", "test", "--checkpoint", str(ck / "thinkjepa"), "--out", str(att),
+                 "--quiet"]) == 0
+    assert len(json.loads(att.read_text())["attribution"]) == len(json.loads(att.read_text())["layers"])
+    capsys.readouterr()
+
+    if backbone == "vjepa2":  # another encoder than the recorded one is refused, in one line
+        from tkjepa import paths
+
+        assert main(["evaluate", *data, "--split", "test", "--checkpoints", str(ck), "--encoder",
+                     str(paths.ENCODER), "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "trained on the encoder" in err and "other weights" in err
+
+
+def test_train_refuses_a_split_without_data(tmp_path, capsys):
+    assert main(["train", "--split", "train", "--out", str(tmp_path / "x"), "--episodes", "8", *STEPS]) == 2
+    assert "--split needs --data" in capsys.readouterr().err
