@@ -1,8 +1,9 @@
 """Your data, your models: extract → train → evaluate → attribute through the command line, on EgoDex-layout
-recordings (144×256 video, all 68 joints, both hands, no world ground truth), for the tiny encoder and for a
+recordings (144×256 video, all 68 joints, both hands, no world ground truth), for the tiny backbones, a
 randomly initialised V-JEPA 2 of the real layout (crop 256, patch 16, tubelet 2; narrower and shallower than
-ViT-L), with the 52-joint bimanual head. Nothing is downloaded: the V-JEPA 2 is built from transformers' own
-config class and saved with `save_pretrained`.
+ViT-L) and a random Qwen3-VL of the real layout with a byte-level BPE tokenizer and a thinking model's chat
+template, with the 52-joint bimanual head. Nothing is downloaded: both are built from transformers' own config
+classes and saved with `save_pretrained` (`tkjepa stand-in`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors.torch import load_file
-from transformers import VJEPA2Config, VJEPA2Model
 
 from tkjepa.cli import main
 from tkjepa.egodex import find_episodes, load_episode
@@ -35,14 +34,44 @@ def recordings(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def vjepa2(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    cfg = VJEPA2Config(crop_size=256, patch_size=16, tubelet_size=2, frames_per_clip=8, hidden_size=64,
-                       num_attention_heads=4, num_hidden_layers=2, mlp_ratio=2.0, pred_hidden_size=32,
-                       pred_num_attention_heads=2, pred_num_hidden_layers=1, num_pooler_layers=1)
-    path = tmp_path_factory.mktemp("vjepa2_real_layout")
-    VJEPA2Model(cfg).eval().save_pretrained(path)
-    return path
+def stand_ins(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("stand_ins")
+    for arch in ("vjepa2", "qwen3vl"):
+        assert main(["stand-in", "--arch", arch, "--out", str(root / arch)]) == 0
+    return {arch: root / arch for arch in ("vjepa2", "qwen3vl")}
+
+
+def test_the_stand_ins_have_the_real_layouts(stand_ins):
+    from transformers import AutoConfig
+
+    v = AutoConfig.from_pretrained(stand_ins["vjepa2"])
+    assert (v.model_type, v.crop_size, v.patch_size, v.tubelet_size) == ("vjepa2", 256, 16, 2)
+    q = AutoConfig.from_pretrained(stand_ins["qwen3vl"])
+    assert q.model_type == "qwen3_vl" and q.vision_config.spatial_merge_size == 2
+    assert (stand_ins["qwen3vl"] / "chat_template.jinja").exists() or "chat_template" in json.loads(
+        (stand_ins["qwen3vl"] / "tokenizer_config.json").read_text())
+
+
+def test_a_real_thinker_reads_its_own_chat_template(stand_ins, recordings):
+    """The prompt is the model's template around the official request, its thinking opener kept, one video
+    placeholder expanded to timestamped groups of 256-px frames; the generated text decodes as BPE."""
+    from tkjepa.thinker.inputs import build_inputs
+    from tkjepa.thinker.model import extract_features, load_thinker, video_config_of
+
+    model, tok = load_thinker(stand_ins["qwen3vl"])
+    video = video_config_of(model)
+    assert (video.size, video.chat_prompt) == (256, "Describe this video.")
+    ep = load_episode(find_episodes(recordings)[0], size=64)
+    idx = np.linspace(0, 31, 8).astype(int)
+    batch = build_inputs(tok, [ep], [idx], video)
+    text = tok.decode(batch["input_ids"][0])
+    assert text.startswith("<|im_start|>user\n<0.1 seconds><|vision_start|>")
+    assert text.endswith("Describe this video.<|im_end|>\n<|im_start|>assistant\n<think>\n")
+    assert text.count("seconds>") == 4 and int((batch["mm_token_type_ids"] == 2).sum()) == 4 * (256 // 32) ** 2
+    assert batch["pixel_values_videos"].shape == (4 * 16 * 16, 3 * 2 * 16 * 16)
+    f = extract_features(model, tok, [ep], [idx])[0]
+    assert f.new.shape[1] == 16 and f.layers == list(range(8))  # 16 greedy tokens, every layer of 8
+    assert "Ġ" not in f.text  # the byte-level decoder, not the tokens' spelling
 
 
 def test_a_recording_is_an_egodex_file(recordings):
@@ -71,9 +100,10 @@ def test_split_is_disjoint_by_task_folder(recordings):
     assert split_episodes(recordings, "test") == test  # seeded
 
 
-@pytest.mark.parametrize("backbone", ["tiny", "vjepa2"])
-def test_extract_train_evaluate_attribute(recordings, vjepa2, tmp_path, capsys, backbone):
-    enc = [] if backbone == "tiny" else ["--encoder", str(vjepa2)]
+@pytest.mark.parametrize("backbone", ["tiny", "vjepa2", "qwen3vl"])
+def test_extract_train_evaluate_attribute(recordings, stand_ins, tmp_path, capsys, backbone):
+    enc = {"tiny": [], "vjepa2": ["--encoder", str(stand_ins["vjepa2"])],
+           "qwen3vl": ["--thinker", str(stand_ins["qwen3vl"])]}[backbone]
     data = ["--data", str(recordings)]
     assert main(["extract", *data, *enc, "--joints", "bimanual52", "--split", "train", "--quiet", "--json"]) == 0
     ext = json.loads(capsys.readouterr().out)
@@ -108,16 +138,20 @@ def test_extract_train_evaluate_attribute(recordings, vjepa2, tmp_path, capsys, 
     att = tmp_path / "a.json"
     assert main(["attribute", *data, "--split", "test", "--checkpoint", str(ck / "thinkjepa"), "--out", str(att),
                  "--quiet"]) == 0
-    assert len(json.loads(att.read_text())["attribution"]) == len(json.loads(att.read_text())["layers"])
+    layers = json.loads(att.read_text())["layers"]
+    assert len(json.loads(att.read_text())["attribution"]) == len(layers)
+    assert len(layers) == (8 if backbone == "qwen3vl" else 6)  # every cached layer of the thinker
     capsys.readouterr()
 
-    if backbone == "vjepa2":  # another encoder than the recorded one is refused, in one line
+    if backbone != "tiny":  # another backbone than the recorded one is refused, in one line
         from tkjepa import paths
 
-        assert main(["evaluate", *data, "--split", "test", "--checkpoints", str(ck), "--encoder",
-                     str(paths.ENCODER), "--out", str(out), "--quiet"]) == 2
+        which = "encoder" if backbone == "vjepa2" else "thinker"
+        shipped = paths.ENCODER if backbone == "vjepa2" else paths.THINKER
+        assert main(["evaluate", *data, "--split", "test", "--checkpoints", str(ck), f"--{which}",
+                     str(shipped), "--out", str(out), "--quiet"]) == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
-        assert "trained on the encoder" in err and "other weights" in err
+        assert f"trained on the {which}" in err and "other weights" in err
 
 
 def test_train_refuses_a_split_without_data(tmp_path, capsys):

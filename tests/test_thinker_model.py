@@ -6,7 +6,7 @@ import torch
 from transformers import Qwen3VLForConditionalGeneration
 
 from tkjepa.thinker import model as thinker_model
-from tkjepa.thinker.inputs import build_inputs
+from tkjepa.thinker.inputs import VideoConfig, build_inputs
 from tkjepa.thinker.model import (ThinkerConfig, build_thinker, default_layers, extract_features,
                                   generated_mask, load_thinker, video_config_of)
 from tkjepa.world import generate_episode
@@ -116,7 +116,7 @@ def test_a_proprio_thinker_keeps_reading_the_hand_after_a_reload(episodes, tmp_p
     assert video_config_of(model2).proprio and not video_config_of(build_thinker(seed=0)[0]).proprio
     ep = generate_episode(1)                                       # its own copy: the hand is edited below
     w = weights_digest(model2)
-    key = episode_key(w, [0], ep, CLIP, proprio=True)
+    key = episode_key(w, [0], ep, CLIP, VideoConfig(proprio=True))
     assert key != episode_key(w, [0], ep, CLIP)
     a = extract_features(model2, tok2, [ep], [CLIP], max_new_tokens=2)[0]
     plain = build_inputs(tok2, [ep], [CLIP], replace(cfg.video, proprio=False))["input_ids"].shape[1]
@@ -124,7 +124,7 @@ def test_a_proprio_thinker_keeps_reading_the_hand_after_a_reload(episodes, tmp_p
     ep.transforms["rightHand"][CLIP[2], 2, 3] += 0.05              # the hand 5 cm higher at one clip frame
     b = extract_features(model2, tok2, [ep], [CLIP], max_new_tokens=2)[0]
     assert not torch.equal(a.old, b.old)
-    assert episode_key(w, [0], ep, CLIP, proprio=True) != key
+    assert episode_key(w, [0], ep, CLIP, VideoConfig(proprio=True)) != key
     assert episode_key(w, [0], ep, CLIP) == episode_key(w, [0], generate_episode(1), CLIP)  # a plain one ignores it
 
 

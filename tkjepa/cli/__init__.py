@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain-encoder": ("tkjepa.cli.encoder", "JEPA-pretrain the tiny video encoder on the tabletop world"),
     "probe": ("tkjepa.cli.encoder", "R² of a linear probe from frozen encoder tokens to the wrist's 3D position"),
     "pretrain-thinker": ("tkjepa.cli.thinker", "pretrain the tiny Qwen3-VL thinker on tabletop episodes"),
+    "stand-in": ("tkjepa.cli.backbones", "write a random V-JEPA 2 or Qwen3-VL of the real architecture (no download)"),
     "think": ("tkjepa.cli.thinker", "print a thinker's thinking text per episode and its next-target accuracy"),
     "extract": ("tkjepa.cli.forecast", "encode a folder's episodes + thinker features into the cache (resumable)"),
     "train": ("tkjepa.cli.forecast", "train one forecaster variant (thinkjepa, jepa_only, …) on world episodes"),

@@ -101,13 +101,13 @@ def variant_config(name: str, **overrides) -> ForecasterConfig:
 class Forecaster(nn.Module):
     """predictor (+ pyramid) + trajectory head (+ the oracle's subgoal embedding)."""
 
-    def __init__(self, cfg: ForecasterConfig, vlm_dim: int = 128):
+    def __init__(self, cfg: ForecasterConfig, vlm_dim: int = 128, vlm_layers: tuple[int, ...] | None = None):
         super().__init__()
         self.cfg = cfg
         pc = cfg.predictor
         injection = "none" if cfg.model == "jepa_only" else cfg.injection
         pyramid = PyramidConfig(vlm_dim=vlm_dim, dim=pc.dim, levels=cfg.levels, streams=cfg.streams,
-                                num_blocks=pc.depth)
+                                num_blocks=pc.depth, **({} if vlm_layers is None else {"layers": tuple(vlm_layers)}))
         n = cfg.forecast.tokens
         self.predictor = GuidedPredictor(replace(pc, injection=injection, pyramid=pyramid, tokens=n))
         self.head = TrajectoryHead(replace(cfg.head, tokens=n, joints=len(cfg.forecast.joints)))
@@ -154,7 +154,8 @@ def save_forecaster(model: Forecaster, path: str | Path, extra: dict | None = No
     cfg = asdict(model.cfg)
     cfg["predictor"].pop("pyramid")  # the Forecaster builds it from levels, streams and vlm_dim
     meta = {"model_type": MODEL_TYPE, "format": FORMAT, "config": cfg,
-            "vlm_dim": model.predictor.config.pyramid.vlm_dim, **(extra or {})}
+            "vlm_dim": model.predictor.config.pyramid.vlm_dim,
+            "vlm_layers": list(model.predictor.config.pyramid.layers), **(extra or {})}
     with atomic_folder(path) as tmp:
         write_json(tmp / "config.json", meta, indent=2)
         save_tensors(tmp / "model.safetensors", model.state_dict())
@@ -177,5 +178,5 @@ def load_forecaster(path: str | Path) -> Forecaster:
         raise CheckpointError(f"{path / 'config.json'}: forecaster format {meta.get('format')!r}, this tkjepa "
                               f"reads format {FORMAT}")
     cfg = config_from_dict(ForecasterConfig, meta["config"], path / "config.json")
-    model = Forecaster(cfg, vlm_dim=meta.get("vlm_dim", 128))
+    model = Forecaster(cfg, vlm_dim=meta.get("vlm_dim", 128), vlm_layers=meta.get("vlm_layers"))
     return load_weights(model, path / "model.safetensors").eval()

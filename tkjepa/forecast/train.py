@@ -67,7 +67,9 @@ def new_forecaster(cfg: ForecasterConfig, data: ForecastData) -> Forecaster:
         raise ValueError(f"model {cfg.model!r} needs thinker features in the data")
     cfg = fit_to_data(cfg, data)
     torch.manual_seed(cfg.seed)
-    model = Forecaster(cfg, vlm_dim=data.old.shape[-1] if data.has_thinker else 128)
+    rows = data.old.shape[1] if data.has_thinker else None  # the thinker's cached layers: one pyramid row each
+    model = Forecaster(cfg, vlm_dim=data.old.shape[-1] if data.has_thinker else 128,
+                       vlm_layers=None if rows in (None, 6) else tuple(range(rows)))
     frames = cfg.predictor.future_tubelets * cfg.head.frames_per_tubelet
     everything = torch.arange(len(data))
     model.head.set_target_stats((data.traj[:, :frames] - model.anchor(data, everything)[:, None])[data.valid[:, :frames]])

@@ -25,9 +25,9 @@ import torch
 from tkjepa.checkpoint import CheckpointError, load_tensors, save_tensors, weights_digest
 from tkjepa.episode import Episode
 from tkjepa.sampling import DualTemporalSampler
-from tkjepa.thinker.inputs import build_prompt
+from tkjepa.thinker.inputs import VideoConfig, thinker_prompt
 from tkjepa.thinker.model import (MAX_NEW_TOKENS, ThinkerFeatures, default_layers, extract_features,
-                                  video_config_of)
+                                  thinking_tokens, video_config_of)
 from tkjepa.thinker.think import thinker_indices
 
 
@@ -85,19 +85,23 @@ class FeatureCache:
         save_tensors(self.path(key), tensors, metadata={"layers": json.dumps(feats.layers), "text": feats.text})
 
 
-def episode_key(weights: str, layers, ep: Episode, frame_indices, proprio: bool = False,
+def episode_key(weights: str, layers, ep: Episode, frame_indices, video: VideoConfig | None = None,
                 max_new_tokens: int = MAX_NEW_TOKENS) -> str:
-    """The key of one episode's clip for a thinker whose prompt carries proprioception (`proprio`) or not."""
-    idx = np.asarray(frame_indices)
-    return feature_key(weights, layers, build_prompt(ep, idx if proprio else None), idx, ep.frames[idx],
-                       max_new_tokens)
+    """The key of one episode's clip for a thinker reading video as `video` says (its prompt and frame size;
+    default: the tiny thinker's)."""
+    idx, video = np.asarray(frame_indices), video or VideoConfig()
+    prompt = thinker_prompt(ep, idx, video)
+    if video.chat_prompt is not None or video.size != 64:  # the tiny thinker's keys stay as they were
+        prompt = f"{prompt}\n[frames {video.size} px, chat template: {video.chat_prompt is not None}]"
+    return feature_key(weights, layers, prompt, idx, ep.frames[idx], max_new_tokens)
 
 
 def cached_features(model, tokenizer, cache: FeatureCache, ep: Episode, frame_indices, layers=None,
-                    weights: str | None = None, max_new_tokens: int = MAX_NEW_TOKENS) -> ThinkerFeatures:
+                    weights: str | None = None, max_new_tokens: int | None = None) -> ThinkerFeatures:
     """Features of one episode from the cache, computed and stored on a miss."""
     layers = list(layers) if layers is not None else default_layers(model.config.text_config.num_hidden_layers)
-    key = episode_key(weights or weights_digest(model), layers, ep, frame_indices, video_config_of(model).proprio,
+    max_new_tokens = max_new_tokens or thinking_tokens(model)
+    key = episode_key(weights or weights_digest(model), layers, ep, frame_indices, video_config_of(model),
                       max_new_tokens)
     hit = cache.get(key)
     if hit is not None:
@@ -108,7 +112,7 @@ def cached_features(model, tokenizer, cache: FeatureCache, ep: Episode, frame_in
 
 
 def extract_dataset(paths, model, tokenizer, cache: FeatureCache, sampler: DualTemporalSampler, layers=None,
-                    batch_size: int = 8, max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True,
+                    batch_size: int = 8, max_new_tokens: int | None = None, progress: bool = True,
                     load=None, variant: str = "") -> list[str]:
     """Features of every episode's thinker clip (paths or Episode objects; the clip drawn by `sampler`) into
     `cache`; returns their keys.
@@ -122,7 +126,8 @@ def extract_dataset(paths, model, tokenizer, cache: FeatureCache, sampler: DualT
     if load is None:
         from tkjepa.egodex import load_episode as load  # noqa: PLC0415
     layers = list(layers) if layers is not None else default_layers(model.config.text_config.num_hidden_layers)
-    weights, proprio = weights_digest(model) + (f":{variant}" if variant else ""), video_config_of(model).proprio
+    weights, video = weights_digest(model) + (f":{variant}" if variant else ""), video_config_of(model)
+    max_new_tokens = max_new_tokens or thinking_tokens(model)
     keys, todo = [], []
     bar = tqdm(total=len(paths), desc="thinker features", unit="ep", disable=not progress)
 
@@ -137,7 +142,7 @@ def extract_dataset(paths, model, tokenizer, cache: FeatureCache, sampler: DualT
     for p in paths:
         ep = p if isinstance(p, Episode) else load(p)
         idx, _ = thinker_indices(ep, sampler)
-        key = episode_key(weights, layers, ep, idx, proprio, max_new_tokens)
+        key = episode_key(weights, layers, ep, idx, video, max_new_tokens)
         keys.append(key)
         if key in cache:
             bar.update()

@@ -33,6 +33,9 @@ class VideoConfig:
     mean: float = 0.5            # pixel normalisation, (x/255 - mean)/std, Qwen3-VL's image_mean/std
     std: float = 0.5
     proprio: bool = False        # the prompt also carries the hand's proprioception over the clip (`proprio_text`)
+    chat_prompt: str | None = None  # a real Qwen3-VL: this request (the official "Describe this video.") through the
+                                    # model's own chat template, frames resized bicubic as its image processor;
+                                    # None: the tiny thinker's word-level prompt from the episode's metadata
 
     @classmethod
     def tiny(cls) -> VideoConfig:
@@ -112,7 +115,9 @@ def pack_video(frames: np.ndarray, cfg: VideoConfig) -> tuple[torch.Tensor, torc
         raise ValueError(f"{T} frames do not split into temporal groups of {tp}")
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()  # [T, 3, H, W]
     if x.shape[-1] != cfg.size or x.shape[-2] != cfg.size:
-        x = F.interpolate(x, size=(cfg.size, cfg.size), mode="bilinear", align_corners=False, antialias=True)
+        mode = "bicubic" if cfg.chat_prompt is not None else "bilinear"  # Qwen's image processor resamples bicubic
+        x = F.interpolate(x, size=(cfg.size, cfg.size), mode=mode, align_corners=False, antialias=True)
+        x = x.clamp(0, 255) if mode == "bicubic" else x
     x = (x / 255.0 - cfg.mean) / cfg.std
     gt, gh, gw = T // tp, cfg.size // p, cfg.size // p
     x = x.reshape(gt, tp, 3, gh // m, m, p, gw // m, m, p)
@@ -140,14 +145,39 @@ def chat_text(prompt: str, layout: str) -> str:
     return f"<|im_start|> user {layout} {prompt} <|im_end|> <|im_start|> assistant"
 
 
+VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"  # what Qwen's chat template writes for a video
+
+
+def template_text(tokenizer, prompt: str, layout: str) -> str:
+    """A real Qwen3-VL's prompt: its own chat template (`apply_chat_template`: the user turn with a video then
+    the request, and the generation prompt with whatever the model opens its answer with, e.g. a thinking
+    model's "<think>"), the one video placeholder expanded to the clip's layout as Qwen's processor does."""
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if text.count(VIDEO_PLACEHOLDER) != 1:
+        raise ValueError(f"the thinker's chat template wrote {text.count(VIDEO_PLACEHOLDER)} video placeholders "
+                         f"({VIDEO_PLACEHOLDER}) for one video; is it a Qwen3-VL template?")
+    return text.replace(VIDEO_PLACEHOLDER, layout)
+
+
+def thinker_prompt(ep: Episode, frame_indices, cfg: VideoConfig) -> str:
+    """The request the thinker reads for this clip: a real model's fixed one, or the tiny one's from metadata."""
+    if cfg.chat_prompt is not None:
+        return cfg.chat_prompt
+    return build_prompt(ep, frame_indices if cfg.proprio else None)
+
+
 def encode(tokenizer, ep: Episode, frame_indices, cfg: VideoConfig, target: str | None = None,
            stamps=None) -> dict:
     """One episode -> unpadded pieces: ids (prompt), target ids, pixels, grid (see `collate`). `stamps`: frame
     indices to write the timestamps from instead of `frame_indices` (training augmentation: a thinker that
     must not read the phase of a task off the clock)."""
     stamps = frame_indices if stamps is None else stamps
-    prompt = build_prompt(ep, frame_indices if cfg.proprio else None)
-    ids = tokenizer(chat_text(prompt, video_layout(stamps, ep.fps, cfg)))["input_ids"]
+    prompt, layout = thinker_prompt(ep, frame_indices, cfg), video_layout(stamps, ep.fps, cfg)
+    if cfg.chat_prompt is not None:
+        ids = tokenizer(template_text(tokenizer, prompt, layout), add_special_tokens=False)["input_ids"]
+    else:
+        ids = tokenizer(chat_text(prompt, layout))["input_ids"]
     tgt = tokenizer(normalize_text(target) + " <|im_end|>")["input_ids"] if target is not None else []
     pixels, grid = pack_video(ep.frames[np.asarray(frame_indices)], cfg)
     return {"ids": ids, "target": tgt, "pixels": pixels, "grid": grid}

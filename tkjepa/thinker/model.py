@@ -21,11 +21,19 @@ from transformers import PreTrainedTokenizerFast, Qwen3VLConfig, Qwen3VLForCondi
 
 from tkjepa.episode import Episode
 from tkjepa.thinker.inputs import VideoConfig, build_inputs
-from tkjepa.thinker.tokenizer import EOS, build_tokenizer, decode_words
+from tkjepa.thinker.tokenizer import build_tokenizer, decode_words
 
 # greedy thinking length: "holding red cube . next blue bowl" is 7 words + eos; a few more for the longer
 # object names and slack
 MAX_NEW_TOKENS = 12
+REAL_PROMPT = "Describe this video."  # the official request to a real Qwen3-VL
+REAL_FRAME_SIZE = 256                 # the official frame side for a real Qwen3-VL (a multiple of patch × merge)
+REAL_NEW_TOKENS = 16                  # the official greedy thinking length for a real Qwen3-VL
+
+
+def thinking_tokens(model) -> int:
+    """How many tokens `model` thinks: the official 16 for a real Qwen3-VL, `MAX_NEW_TOKENS` for the tiny one."""
+    return int(getattr(model.config, "tkjepa_new_tokens", MAX_NEW_TOKENS))
 
 
 @dataclass
@@ -95,14 +103,23 @@ def load_thinker(name_or_path: str | Path, trust_remote_code: bool = False, **kw
     """
     model = Qwen3VLForConditionalGeneration.from_pretrained(
         str(name_or_path), trust_remote_code=trust_remote_code, **kwargs).eval()
-    local = Path(str(name_or_path))
-    if (local / "tokenizer.json").exists() and not (local / "preprocessor_config.json").exists():
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(local), padding_side="left")
-    else:  # a real Qwen3-VL: its processor carries the BPE tokenizer (not testable offline)
-        from transformers import AutoProcessor  # noqa: PLC0415
+    if hasattr(model.config, "tkjepa_frame_size"):  # the tiny thinker: our word-level tokenizer beside it
+        return model, PreTrainedTokenizerFast.from_pretrained(str(name_or_path), padding_side="left")
+    # a real Qwen3-VL: its own BPE tokenizer and chat template (AutoProcessor would also build the video
+    # processor, which needs torchvision; the pixels are packed here, as its image processor would)
+    from transformers import AutoTokenizer  # noqa: PLC0415
 
-        tokenizer = AutoProcessor.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code).tokenizer
-        tokenizer.padding_side = "left"
+    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code,
+                                              padding_side="left")
+    if tokenizer.chat_template is None:
+        raise ValueError(f"{name_or_path}: a Qwen3-VL without a chat template (chat_template.jinja or "
+                         "tokenizer_config.json's chat_template)")
+    factor = model.config.vision_config.patch_size * model.config.vision_config.spatial_merge_size
+    model.config.tkjepa_frame_size = max(factor, REAL_FRAME_SIZE // factor * factor)
+    model.config.tkjepa_chat_prompt = REAL_PROMPT
+    model.config.tkjepa_new_tokens = REAL_NEW_TOKENS
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
 
 
@@ -130,16 +147,21 @@ class ThinkerFeatures:
 
 
 def video_config_of(model) -> VideoConfig:
-    vc = model.config.vision_config
-    size = getattr(model.config, "tkjepa_frame_size", 64)
-    return VideoConfig(size=size, patch=vc.patch_size, temporal_patch=vc.temporal_patch_size,
-                       merge=vc.spatial_merge_size, proprio=bool(getattr(model.config, "tkjepa_proprio", False)))
+    """How `model` reads video: the tiny thinker's settings are in its config.json; a real Qwen3-VL gets the
+    official 256-px frames and "Describe this video." through its chat template (`load_thinker` sets them)."""
+    vc, c = model.config.vision_config, model.config
+    return VideoConfig(size=getattr(c, "tkjepa_frame_size", 64), patch=vc.patch_size,
+                       temporal_patch=vc.temporal_patch_size, merge=vc.spatial_merge_size,
+                       proprio=bool(getattr(c, "tkjepa_proprio", False)),
+                       chat_prompt=getattr(c, "tkjepa_chat_prompt", None))
 
 
 @torch.no_grad()
 def generate(model, tokenizer, episodes: list[Episode], frame_indices: list,
-             max_new_tokens: int = MAX_NEW_TOKENS):
-    """Greedy thinking. Returns (batch inputs, generated ids [B, N_new], texts)."""
+             max_new_tokens: int | None = None):
+    """Greedy thinking (`max_new_tokens`, default `thinking_tokens(model)`). Returns (batch inputs, generated
+    ids [B, N_new], texts)."""
+    max_new_tokens = max_new_tokens or thinking_tokens(model)
     batch = {k: v.to(model.device) for k, v in build_inputs(tokenizer, episodes, frame_indices,
                                                             video_config_of(model)).items()}
     # an untrained thinker may emit vision placeholders, which would break the features' forward pass
@@ -148,7 +170,15 @@ def generate(model, tokenizer, episodes: list[Episode], frame_indices: list,
                          suppress_tokens=tokenizer.convert_tokens_to_ids(vision),
                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     new = out[:, batch["input_ids"].shape[1]:]
-    return batch, new, [decode_words(tokenizer, row) for row in new]
+    return batch, new, [decode_text(tokenizer, row) for row in new]
+
+
+def decode_text(tokenizer, ids) -> str:
+    """Generated ids -> text without special tokens: the real tokenizer's own decoder (byte-level BPE), or the
+    tiny one's space-joined words."""
+    if tokenizer.chat_template is not None:
+        return tokenizer.decode([int(i) for i in ids], skip_special_tokens=True).strip()
+    return decode_words(tokenizer, ids)
 
 
 def generated_mask(new: torch.Tensor, eos: int) -> torch.Tensor:
@@ -160,11 +190,11 @@ def generated_mask(new: torch.Tensor, eos: int) -> torch.Tensor:
 
 @torch.no_grad()
 def extract_features(model, tokenizer, episodes: list[Episode], frame_indices: list,
-                     layers: list[int] | None = None, max_new_tokens: int = MAX_NEW_TOKENS) -> list[ThinkerFeatures]:
+                     layers: list[int] | None = None, max_new_tokens: int | None = None) -> list[ThinkerFeatures]:
     """Generate, then one forward over prompt + generated tokens with output_hidden_states=True."""
     layers = list(layers) if layers is not None else default_layers(model.config.text_config.num_hidden_layers)
     batch, new, texts = generate(model, tokenizer, episodes, frame_indices, max_new_tokens)
-    new_mask = generated_mask(new, tokenizer.convert_tokens_to_ids(EOS))
+    new_mask = generated_mask(new, tokenizer.eos_token_id)
     ids = torch.cat([batch["input_ids"], new], dim=1)
     fwd = dict(batch, input_ids=ids,
                attention_mask=torch.cat([batch["attention_mask"], new_mask.long()], dim=1),
