@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from tkjepa import paths
 from tkjepa.cli import main
@@ -116,7 +117,7 @@ def test_strict_stops_and_nothing_usable_fails(folder, tmp_path, capsys):
 def test_extract_caches_the_good_and_a_later_command_does_not_decode_again(folder, tmp_path, capsys, monkeypatch):
     import os
 
-    import tkjepa.forecast.data as fdata
+    import tkjepa.forecast.store as store
 
     root, bad = folder
     work = tmp_path / "copy"
@@ -126,15 +127,47 @@ def test_extract_caches_the_good_and_a_later_command_does_not_decode_again(folde
     assert result["episodes"] == 4 and len(result["skipped"]) == len(bad)
     assert result["tensors"]["ctx"].startswith("4 x ")
     loads = []
-    real = fdata.load_folder
-    monkeypatch.setattr(fdata, "load_folder", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    real = store.load_episode
+    monkeypatch.setattr(store, "load_episode", lambda p, **k: loads.append(Path(p)) or real(p, **k))
     out = tmp_path / "r.json"
     assert main(["evaluate", "--data", str(work), "--out", str(out), "--quiet"]) == 0
-    assert loads == [] and len(json.loads(out.read_text())["skipped"]) == len(bad)  # served from the cache
+    assert loads == [] and len(json.loads(out.read_text())["skipped"]) == len(bad)  # from the store, bad ones too
     good = sorted((work / "good").glob("*.hdf5"))[0]
     os.utime(good, ns=(good.stat().st_atime_ns, good.stat().st_mtime_ns + 10**9))  # an edited episode: a miss
     assert main(["evaluate", "--data", str(work), "--out", str(out), "--quiet"]) == 0
-    assert len(loads) == 1 and len(loads[0]) == 4 + len(bad)  # decoded again, every file
+    assert loads == [good]  # only that one is decoded again
+
+
+def test_an_interrupted_extraction_resumes_with_whole_entries(folder, tmp_path, monkeypatch):
+    """Killed after its first batch, a rerun computes only what is missing and ends as an uninterrupted run."""
+    import tkjepa.forecast.store as store
+    from tkjepa.backbones import load_backbones
+    from tkjepa.forecast.data import ForecastConfig
+
+    root, _ = folder
+    backbones = load_backbones(paths.ENCODER, paths.THINKER)
+    cfg = ForecastConfig()
+    whole, _ = store.extract_folder(root / "good", backbones, cfg, tmp_path / "a", progress=False)
+    calls = []
+    real = store.episode_arrays
+
+    def dies_on_the_third(ep, *a):
+        calls.append(ep.path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(ep, *a)
+
+    monkeypatch.setattr(store, "episode_arrays", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        store.extract_folder(root / "good", backbones, cfg, tmp_path / "b", progress=False, batch_size=2)
+    assert len(list((tmp_path / "b" / "episodes").glob("*.safetensors"))) == 2  # the first batch, whole
+    calls.clear()
+    monkeypatch.setattr(store, "episode_arrays", lambda ep, *a: calls.append(ep.path) or real(ep, *a))
+    resumed, _ = store.extract_folder(root / "good", backbones, cfg, tmp_path / "b", progress=False, batch_size=2)
+    assert len(calls) == 2  # only the missing half
+    a, b = store.load_all(whole)[0], store.load_all(resumed)[0]
+    for k, v in a.tensors().items():
+        assert torch.equal(v, b.tensors()[k]), k
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):

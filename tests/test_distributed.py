@@ -41,3 +41,30 @@ def test_two_processes_match_one(tmp_path):
     assert losses[0][0] > losses[0][-1]                      # it trained
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-4, atol=1e-6)
     assert not (tmp_path / "two" / "train_state.safetensors").exists()
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun is installed with torch; this environment lacks it")
+def test_extract_shards_episodes_across_ranks(tmp_path, monkeypatch):
+    """Each rank extracts episodes rank::2; afterwards every entry is there and a rerun computes nothing."""
+    from tkjepa import paths
+    from tkjepa.backbones import load_backbones
+    from tkjepa.forecast import store
+    from tkjepa.forecast.data import ForecastConfig
+    from tkjepa.world import WorldConfig
+    from tkjepa.world.generate import write_dataset
+
+    data = tmp_path / "rec"
+    write_dataset(data, 6, seed=11, cfg=WorldConfig(layout="homes", recording=(96, 160)), workers=1, progress=False)
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "tkjepa", "extract", "--data",
+                          str(data), "--quiet", "--json"], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout)  # rank 0 alone prints
+    assert result["episodes"] == 6 and result["processes"] == 2
+    calls = []
+    monkeypatch.setattr(store, "episode_arrays", lambda *a: calls.append(a) or 1 / 0)
+    entries, _ = store.extract_folder(data, load_backbones(paths.ENCODER, paths.THINKER), ForecastConfig(),
+                                      paths.CACHE, progress=False)
+    assert len(entries) == 6 and calls == []

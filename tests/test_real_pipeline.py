@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from tkjepa.cli import main
@@ -157,3 +158,40 @@ def test_extract_train_evaluate_attribute(recordings, stand_ins, tmp_path, capsy
 def test_train_refuses_a_split_without_data(tmp_path, capsys):
     assert main(["train", "--split", "train", "--out", str(tmp_path / "x"), "--episodes", "8", *STEPS]) == 2
     assert "--split needs --data" in capsys.readouterr().err
+
+
+def test_streamed_training_is_in_memory_training(recordings, tmp_path):
+    """Training from the per-episode store through a DataLoader draws the same batches as from memory and
+    ends with the same weights (float tolerance: a streamed batch pads the thinker tokens to its own longest)."""
+    from tkjepa import paths
+    from tkjepa.backbones import load_backbones
+    from tkjepa.forecast.data import ForecastConfig
+    from tkjepa.forecast.model import variant_config
+    from tkjepa.forecast.store import ForecastDataset, extract_folder, load_all
+    from tkjepa.forecast.train import train
+
+    entries, _ = extract_folder(recordings, load_backbones(paths.ENCODER, paths.THINKER), ForecastConfig(),
+                                tmp_path, progress=False)
+    cfg = variant_config("thinkjepa", steps=5, batch_size=4, warmup=1)
+    streamed, h1 = train(cfg, ForecastDataset(entries), progress=False, workers=1)
+    memory, h2 = train(cfg, load_all(entries)[0], progress=False)
+    for (k, a), b in zip(streamed.state_dict().items(), memory.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+    assert h1[-1]["loss"] == pytest.approx(h2[-1]["loss"], rel=1e-4)
+
+
+def test_fp16_store_halves_the_entries_and_keeps_the_numbers_close(recordings, tmp_path):
+    from tkjepa import paths
+    from tkjepa.backbones import load_backbones
+    from tkjepa.forecast.data import ForecastConfig
+    from tkjepa.forecast.store import extract_folder, load_all
+
+    backbones = load_backbones(paths.ENCODER, paths.THINKER)
+    full, _ = extract_folder(recordings, backbones, ForecastConfig(), tmp_path / "a", progress=False)
+    half, _ = extract_folder(recordings, backbones, ForecastConfig(), tmp_path / "b", dtype="fp16", progress=False)
+    size = lambda es: sum(e.stat().st_size for e in es)  # noqa: E731
+    assert 0.45 < size(half) / size(full) < 0.6
+    a, b = load_all(full)[0], load_all(half)[0]
+    assert b.ctx.dtype == torch.float32  # read back as fp32
+    torch.testing.assert_close(b.ctx, a.ctx, rtol=2e-3, atol=2e-3)
+    assert torch.equal(b.traj, a.traj)  # targets are never rounded

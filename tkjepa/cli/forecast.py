@@ -49,6 +49,12 @@ def add_split(p, default: str) -> None:
                         f"code; no task on both sides)")
 
 
+def add_store(p) -> None:
+    p.add_argument("--store", default="fp32", choices=("fp32", "fp16"),
+                   help="dtype of the per-episode cache entries: fp32 (exact) or fp16 (half the disk, as the "
+                        "official cache)")
+
+
 def add_joints(p) -> None:
     from tkjepa.episode import JOINT_SETS
 
@@ -71,6 +77,9 @@ def add_arguments(command: str, p) -> None:
                        help=f"EgoDex-format training folder (default: generated world episodes of seed {TRAIN_SEED})")
         add_split(p, "all")
         add_joints(p)
+        add_store(p)
+        p.add_argument("--loader-workers", type=int, default=0,
+                       help="DataLoader processes reading --data's cache entries (0: in the training process)")
         p.add_argument("--episodes", type=int, default=None,
                        help="training episodes (default: every one of --data, or 1000 world episodes)")
         p.add_argument("--seed", type=int, default=0, help="weights and batch order")
@@ -92,6 +101,7 @@ def add_arguments(command: str, p) -> None:
     elif command == "evaluate":
         p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
         add_split(p, "all")
+        add_store(p)
         p.add_argument("--out", default=str(paths.RUNS / "evaluate" / "results.json"),
                        help="results JSON (+ a .md table beside it)")
         p.add_argument("--checkpoints", default=str(paths.FORECASTERS), help="folder of forecaster checkpoints")
@@ -100,6 +110,7 @@ def add_arguments(command: str, p) -> None:
         p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
         add_split(p, "all")
         add_joints(p)
+        add_store(p)
         p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes")
         p.add_argument("--checkpoint", default=None,
                        help="a forecaster checkpoint whose geometry, joints, sampler and backbones to extract for "
@@ -172,7 +183,8 @@ def _pipeline(args, backbones, data_source: str, joints: str) -> dict:
     return {"encoder": source(backbones.encoder_source), "encoder_digest": backbones.digest("encoder"),
             "thinker": source(backbones.thinker_source), "thinker_digest": backbones.digest("thinker"),
             "data": data_source, "split": getattr(args, "split", "all"), "joints": joints,
-            "device": str(backbones.device), "precision": args.precision, "processes": world()[1]}
+            "device": str(backbones.device), "precision": args.precision, "store": getattr(args, "store", "fp32"),
+            "processes": world()[1]}
 
 
 def _write_results(out: str | Path, result: dict) -> str:
@@ -195,35 +207,50 @@ def report_skipped(skipped: list[dict]) -> None:
 
 
 def extract(args) -> int:
+    from tkjepa.device import barrier, init_distributed, world
     from tkjepa.episode import JOINT_SETS
-    from tkjepa.forecast.data import ForecastConfig, folder_data
+    from tkjepa.forecast.data import ForecastConfig
     from tkjepa.forecast.model import load_forecaster
+    from tkjepa.forecast.store import extract_folder
 
     t0 = time.perf_counter()
     if args.checkpoint is not None and (args.set or args.joints != "right7"):
         raise UsageError("--checkpoint with --set or --joints: the checkpoint's config is used as it is; give one")
     cfg = (load_forecaster(args.checkpoint).cfg.forecast if args.checkpoint
            else apply_overrides(ForecastConfig(joints=JOINT_SETS[args.joints]), args.set))
+    backbones = _backbones(args, args.checkpoint)
+    backbones.to(init_distributed(backbones.device))
+    rank, size = world()
     skipped: list[dict] = []
-    data, _, episodes = folder_data(args.data, _backbones(args, args.checkpoint), cfg, paths.CACHE, args.episodes,
-                                    not args.quiet, skipped, args.strict, args.split, args.precision)
+    kwargs = dict(max_episodes=args.episodes, split=args.split, skipped=skipped, strict=args.strict,
+                  precision=args.precision, dtype=args.store, progress=not args.quiet and rank == 0)
+    entries, episodes = extract_folder(args.data, backbones, cfg, paths.CACHE, rank=rank, world=size,
+                                       **(kwargs if size == 1 else {**kwargs, "skipped": [], "strict": False}))
+    if size > 1:  # every rank has done its share: rank 0 reads the whole list
+        barrier()
+        if rank != 0:
+            return 0
+        entries, episodes = extract_folder(args.data, backbones, cfg, paths.CACHE, **kwargs)
+    from tkjepa.forecast.store import ForecastDataset, collate
+
+    first = collate([ForecastDataset(entries)[0]])
     result = {"data": str(args.data), "split": args.split, "episodes": len(episodes), "skipped": skipped,
-              "cache": str(paths.CACHE),
-              "tensors": {k: " x ".join(map(str, v.shape)) for k, v in data.tensors().items()},
+              "cache": str(paths.CACHE / "episodes"), "store": args.store, "processes": size,
+              "tensors": {k: " x ".join(map(str, [len(entries), *v.shape[1:]])) for k, v in first.tensors().items()},
               "seconds": round(time.perf_counter() - t0, 1)}
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
     report_skipped(skipped)
     print(f"{len(episodes)} episodes extracted" + (f", {len(skipped)} skipped" if skipped else "")
-          + f" in {result['seconds']} s; cache: {paths.CACHE}")
+          + f" in {result['seconds']} s; cache: {result['cache']}")
     return 0
 
 
 def train(args) -> int:
     from tkjepa.device import rank_zero_first, world
     from tkjepa.episode import JOINT_SETS
-    from tkjepa.forecast.data import folder_data, for_encoder, world_data
+    from tkjepa.forecast.data import for_encoder, world_data
     from tkjepa.forecast.model import save_forecaster, variant_config
     from tkjepa.forecast.train import train as train_model
 
@@ -242,15 +269,19 @@ def train(args) -> int:
             data, _ = world_data(TRAIN_SEED, args.episodes or 1000, backbones, cfg.forecast, paths.CACHE,
                                  progress=progress, precision=args.precision)
             source = f"world seed {TRAIN_SEED}"
-        else:
+        else:  # streamed from the per-episode cache: memory does not grow with the folder
+            from tkjepa.forecast.store import ForecastDataset, extract_folder
+
             skipped: list[dict] = []
-            data, _, _ = folder_data(args.data, backbones, cfg.forecast, paths.CACHE, args.episodes, progress,
-                                     skipped, False, args.split, args.precision)
+            entries, _ = extract_folder(args.data, backbones, cfg.forecast, paths.CACHE, args.episodes, args.split,
+                                        skipped, False, args.precision, args.store, progress)
+            data = ForecastDataset(entries)
             report_skipped(skipped if world()[0] == 0 else [])
             source = str(args.data)
     try:
         model, history = train_model(cfg, data, out=args.out, resume=args.resume, progress=progress,
-                                     device=backbones.device, precision=args.precision)
+                                     device=backbones.device, precision=args.precision,
+                                     workers=args.loader_workers)
     except ValueError as e:
         raise UsageError(e) from None
     if world()[0] == 0:
@@ -292,7 +323,7 @@ def bench(args) -> int:
 
 
 def evaluate(args) -> int:
-    from tkjepa.forecast.data import folder_data
+    from tkjepa.forecast.store import ForecastDataset, extract_folder
     from tkjepa.forecast.evaluate import checkpoint_folders, evaluate_checkpoints
     from tkjepa.forecast.model import load_forecaster
 
@@ -303,9 +334,10 @@ def evaluate(args) -> int:
     cfg = load_forecaster(found[0]).cfg.forecast  # the geometry, joints and sampler the checkpoints were trained on
     backbones = _backbones(args, found[0])
     skipped: list[dict] = []
-    data, _, episodes = folder_data(args.data, backbones, cfg, paths.CACHE, args.episodes, not args.quiet,
-                                    skipped, args.strict, args.split, args.precision)
-    result = evaluate_checkpoints(data, args.checkpoints, cfg, device=backbones.device, precision=args.precision)
+    entries, episodes = extract_folder(args.data, backbones, cfg, paths.CACHE, args.episodes, args.split, skipped,
+                                       args.strict, args.precision, args.store, not args.quiet)
+    result = evaluate_checkpoints(ForecastDataset(entries), args.checkpoints, cfg, device=backbones.device,
+                                  precision=args.precision)
     result.update(seconds=round(time.perf_counter() - t0, 1), skipped=skipped,
                   test={"data": str(args.data), "split": args.split, "episodes": len(episodes)})
     print(_write_results(args.out, result))

@@ -36,7 +36,7 @@ from einops import rearrange
 from tkjepa.backbones import Backbones
 from tkjepa.device import autocast
 from tkjepa.checkpoint import CheckpointError, load_tensors, read_json, save_tensors, write_json
-from tkjepa.egodex import EgoDexFormatError, find_episodes, load_folder
+from tkjepa.egodex import EgoDexFormatError, find_episodes
 from tkjepa.encoder import frames_to_video
 from tkjepa.episode import RIGHT_HAND_JOINTS, WRIST, Episode
 from tkjepa.sampling import DualTemporalSampler, SamplerConfig
@@ -353,41 +353,25 @@ def file_identity(path: Path) -> list:
     return [str(path.resolve()), st.st_size, st.st_mtime_ns]
 
 
-def folder_key(episodes: list[Path], size: int, backbones: Backbones, cfg: ForecastConfig) -> str:
-    """The cache key of a folder's ForecastData: each episode file's identity (hdf5 and mp4), the frame size,
-    both backbones' weight digests and the config."""
-    ids = []
-    for p in episodes:
-        mp4 = p.with_suffix(".mp4")
-        ids.append([file_identity(p), file_identity(mp4) if mp4.exists() else None])
-    return data_key([json.dumps(ids)], size, backbones.digest("encoder"), backbones.digest("thinker"), cfg)
-
-
 def folder_data(folder, backbones: Backbones, cfg: ForecastConfig, cache_dir=None, max_episodes=None,
                 progress: bool = True, skipped: list | None = None, strict: bool = False, split: str | None = None,
-                precision: str = "fp32") -> tuple[ForecastData, list[str], list[str]]:
-    """ForecastData of an EgoDex-format folder, its thinker texts and the episode paths, through the cache
-    under `cache_dir` (`tkjepa extract` fills it): a folder whose files, backbones and config are unchanged is
-    not decoded again. Frames are decoded at the encoder's input size, or the size that gives `cfg.grid`
-    tokens per side (64 px for the tiny encoder's 8-px patches). An episode that cannot be used is left out and
-    recorded in `skipped` ({"path", "error"}), or with `strict` raises (`egodex.load_folder`). `split`: "train"
-    or "test" side of the group-disjoint split by task folder (`split_episodes`), or None for all."""
-    cfg = for_encoder(cfg, backbones.encoder)
-    size = backbones.encoder.input_size or cfg.grid * backbones.encoder.patch_size
-    skipped = [] if skipped is None else skipped
+                precision: str = "fp32", dtype: str = "fp32") -> tuple[ForecastData, list[str], list[str]]:
+    """ForecastData of an EgoDex-format folder in memory, its thinker texts and the episode paths, through the
+    per-episode store under `cache_dir` (`forecast.store`; `tkjepa extract` fills it; None: a temporary one):
+    an episode whose files, backbones and config are unchanged is not decoded again. Frames are decoded at the
+    encoder's input size, or the size that gives `cfg.grid` tokens per side (64 px for the tiny encoder's 8-px
+    patches). An episode that cannot be used is left out and recorded in `skipped` ({"path", "error"}), or
+    with `strict` raises EgoDexFormatError. `split`: "train" or "test" side of the group-disjoint split by task
+    folder (`split_episodes`), or None for all. For a folder too large for memory, stream the store instead
+    (`store.extract_folder` + `store.ForecastDataset`)."""
+    import contextlib
+    import tempfile
 
-    def make():
-        left_out: list[dict] = []
-        eps = load_folder(files, size, None, episode_check(cfg), left_out, strict)
-        data, texts = build(eps, backbones, cfg, None if cache_dir is None else Path(cache_dir) / "thinker",
-                            progress, precision)
-        return data, {"texts": texts, "paths": [ep.path for ep in eps], "skipped": left_out}
+    from tkjepa.forecast.store import extract_folder, load_all
 
-    files = split_episodes(folder, split)[:max_episodes]
-    key = folder_key(files, size, backbones, cfg) + ("" if precision == "fp32" else f"-{precision}")
-    data, info = cached_data(cache_dir, "folder", key, make)
-    if strict and info["skipped"]:  # a cached entry remembers what the first load refused
-        first = info["skipped"][0]
-        raise EgoDexFormatError(f"{first['path']}: {first['error']}")
-    skipped.extend(info["skipped"])
-    return data, info["texts"], info["paths"]
+    with (tempfile.TemporaryDirectory(prefix="tkjepa-store-") if cache_dir is None
+          else contextlib.nullcontext(cache_dir)) as root:
+        entries, paths = extract_folder(folder, backbones, cfg, root, max_episodes, split, skipped, strict,
+                                        precision, dtype, progress)
+        data, texts = load_all(entries)
+    return data, texts, paths

@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 
 from tkjepa.device import autocast
 from tkjepa.forecast.data import ForecastConfig, ForecastData
 from tkjepa.forecast.model import HEADLINE, Forecaster, load_forecaster
+from tkjepa.forecast.store import ForecastDataset, collate
 from tkjepa.metrics import const_velocity, rollout_scores
 
 
@@ -55,22 +57,30 @@ def checkpoint_folders(folder: str | Path) -> list[Path]:
 
 
 @torch.no_grad()
-def evaluate_checkpoints(data: ForecastData, checkpoints: str | Path, cfg: ForecastConfig,
-                         device: str | torch.device = "cpu", precision: str = "fp32") -> dict:
-    """Every checkpoint of the folder on `data` (run on `device` at `precision`): {"models": {headline name:
+def evaluate_checkpoints(data, checkpoints: str | Path, cfg: ForecastConfig, device: str | torch.device = "cpu",
+                         precision: str = "fp32", batch: int = 64) -> dict:
+    """Every checkpoint of the folder on `data` (ForecastData, or a `store.ForecastDataset` streamed `batch`
+    episodes at a time), run on `device` at `precision`: {"models": {headline name:
     scores}, "ablations": {…}}, plus the constant-velocity baseline; the `oracle` is skipped (and said so)
     where the data has no subgoal annotations."""
     result: dict = {"models": {}, "ablations": {}}
-    on_device = data.to(device)
+    streamed = isinstance(data, ForecastDataset)
+    light = data.light() if streamed else data  # targets and observed joints: all scoring needs beside predictions
+    on_device = None if streamed else data.to(device)
     for ckpt in checkpoint_folders(checkpoints):
         model = load_forecaster(ckpt)
-        if model.cfg.model == "oracle" and not bool(data.has_oracle.all()):
+        if model.cfg.model == "oracle" and not bool(light.has_oracle.all()):
             result.setdefault("skipped_models", {})[ckpt.name] = "no subgoal annotations in this data"
             continue
-        pred = predict(model.to(device), on_device, cfg.windows, precision=precision)
-        m = {**score(pred, data, cfg), "seeds": 1}
+        model.to(device)
+        if streamed:  # a batch of episodes in memory at a time
+            loader = DataLoader(data, batch_size=batch, collate_fn=collate)
+            pred = torch.cat([predict(model, b.to(device), cfg.windows, precision=precision) for b in loader])
+        else:
+            pred = predict(model, on_device, cfg.windows, precision=precision)
+        m = {**score(pred, light, cfg), "seeds": 1}
         (result["models"] if ckpt.name in HEADLINE else result["ablations"])[ckpt.name] = m
-    result["models"]["const_velocity"] = baseline_score(data, cfg)
+    result["models"]["const_velocity"] = baseline_score(light, cfg)
     return result
 
 

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from torch.utils.data import DataLoader
 
 from tkjepa.checkpoint import load_state, save_state
 from tkjepa.device import autocast, grad_scaler, init_distributed, world
 from tkjepa.forecast.data import ForecastData
 from tkjepa.forecast.model import Forecaster, ForecasterConfig
+from tkjepa.forecast.store import ForecastDataset, collate
 from tkjepa.metrics import trajectory_loss
 from tkjepa.optim import lr_at, set_lr, step_generator
 
@@ -61,8 +63,35 @@ def fit_to_data(cfg: ForecasterConfig, data: ForecastData) -> ForecasterConfig:
                    head=replace(cfg.head, latent_dim=D, state_dim=3 * J))
 
 
-def new_forecaster(cfg: ForecasterConfig, data: ForecastData) -> Forecaster:
-    """A freshly initialised forecaster (seed `cfg.seed`) whose head is normalised to `data`'s targets."""
+def _views(data) -> tuple[ForecastData, ForecastData]:
+    """(one batch that shows the sizes, the targets and observed joints of every episode) of in-memory data
+    or a streamed `ForecastDataset`."""
+    if isinstance(data, ForecastDataset):
+        return collate([data[0]]), data.light()
+    return data, data
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """For a DataLoader: the indices of each step's batch (this process's share), drawn exactly as the
+    in-memory loop draws them (`optim.step_generator`), for steps `start` … `stop` − 1."""
+
+    def __init__(self, cfg: ForecasterConfig, n: int, start: int, stop: int, rank: int = 0, world: int = 1):
+        self.cfg, self.n, self.start, self.stop, self.rank, self.world = cfg, n, start, stop, rank, world
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self):
+        share = self.cfg.batch_size // self.world
+        for step in range(self.start, self.stop):
+            idx = torch.randint(0, self.n, (self.cfg.batch_size,), generator=step_generator(self.cfg.seed, step))
+            yield idx[self.rank * share:(self.rank + 1) * share].tolist()
+
+
+def new_forecaster(cfg: ForecasterConfig, data) -> Forecaster:
+    """A freshly initialised forecaster (seed `cfg.seed`) whose head is normalised to `data`'s targets
+    (in-memory ForecastData or a streamed ForecastDataset)."""
+    data, stats = _views(data)
     if cfg.model in ("thinkjepa", "vlm_only") and not data.has_thinker:
         raise ValueError(f"model {cfg.model!r} needs thinker features in the data")
     cfg = fit_to_data(cfg, data)
@@ -71,18 +100,20 @@ def new_forecaster(cfg: ForecasterConfig, data: ForecastData) -> Forecaster:
     model = Forecaster(cfg, vlm_dim=data.old.shape[-1] if data.has_thinker else 128,
                        vlm_layers=None if rows in (None, 6) else tuple(range(rows)))
     frames = cfg.predictor.future_tubelets * cfg.head.frames_per_tubelet
-    everything = torch.arange(len(data))
-    model.head.set_target_stats((data.traj[:, :frames] - model.anchor(data, everything)[:, None])[data.valid[:, :frames]])
+    everything = torch.arange(len(stats))
+    model.head.set_target_stats((stats.traj[:, :frames] - model.anchor(stats, everything)[:, None])
+                                [stats.valid[:, :frames]])
     return model
 
 
-def train(cfg: ForecasterConfig, data: ForecastData, out: str | Path | None = None, resume: bool = False,
+def train(cfg: ForecasterConfig, data, out: str | Path | None = None, resume: bool = False,
           progress: bool = True, until: int | None = None, device: str | torch.device = "cpu",
-          precision: str = "fp32") -> tuple[Forecaster, list[dict]]:
+          precision: str = "fp32", workers: int = 0) -> tuple[Forecaster, list[dict]]:
     """Train one model on `data` (all episodes) on `device` at `precision` (`tkjepa.device`); returns it (on
     the CPU) and a log (one record per `LOG_EVERY` steps). With `out`, a resumable training state is written
     there every `ckpt_every` steps; `resume` continues from it. `until`: stop after this many steps (the
-    schedule still spans `cfg.steps`).
+    schedule still spans `cfg.steps`). `data`: ForecastData in memory, or a `store.ForecastDataset`, streamed
+    by a DataLoader (`workers` processes) so that only a batch is in memory; both draw the same batches.
 
     Under torchrun (WORLD_SIZE > 1) each process takes an equal share of every step's batch (the batch drawn
     from the step's stream is the same everywhere) and DistributedDataParallel averages the gradients, so N
@@ -103,7 +134,8 @@ def train(cfg: ForecasterConfig, data: ForecastData, out: str | Path | None = No
         # a variant leaves some modules unread (e.g. the old stream's projection): their gradients stay None
         model = DistributedDataParallel(core, device_ids=[device.index] if device.type == "cuda" else None,
                                         find_unused_parameters=True)
-    data = data.to(device)
+    streamed = isinstance(data, ForecastDataset)
+    data = data if streamed else data.to(device)
     opt = make_optimizer(core, cfg)
     scaler = grad_scaler(device, precision)
     start, history = 0, []
@@ -111,17 +143,27 @@ def train(cfg: ForecasterConfig, data: ForecastData, out: str | Path | None = No
     if resume and state_path is not None and state_path.exists():
         start, history = load_state(state_path, core, opt)
     model.train()
-    bar = tqdm(range(start, min(cfg.steps, until or cfg.steps)), desc=cfg.model, unit="step",
+    stop = min(cfg.steps, until or cfg.steps)
+    bar = tqdm(range(start, stop), desc=cfg.model, unit="step",
                disable=not progress or rank != 0)
     t0 = time.perf_counter()
+    batches = None
+    if streamed:
+        batches = iter(DataLoader(data, batch_sampler=StepBatches(cfg, len(data), start, stop, rank, size),
+                                  collate_fn=collate, num_workers=workers, pin_memory=device.type == "cuda"))
     for step in bar:
-        idx = torch.randint(0, len(data), (cfg.batch_size,), generator=step_generator(cfg.seed, step))
-        idx = idx[rank * (cfg.batch_size // size):(rank + 1) * (cfg.batch_size // size)]  # this process's share
+        if streamed:  # this step's batch, read from the store
+            batch = next(batches).to(device)
+            idx = torch.arange(len(batch))
+        else:
+            batch = data
+            idx = torch.randint(0, len(data), (cfg.batch_size,), generator=step_generator(cfg.seed, step))
+            idx = idx[rank * (cfg.batch_size // size):(rank + 1) * (cfg.batch_size // size)]  # this process's share
         set_lr(opt, lr_at(step, cfg.steps, cfg.lr, cfg.min_lr, cfg.warmup))
 
         # forward: recursive windows -> latents and joints
         with autocast(device, precision):
-            out_ = losses(model, data, idx.to(device), cfg)
+            out_ = losses(model, batch, idx.to(device), cfg)
 
         # backward & step (the scaler is a pass-through unless fp16)
         opt.zero_grad(set_to_none=True)

@@ -1,0 +1,202 @@
+"""A folder's forecasting data as one file per episode, streamed: memory does not grow with the folder.
+
+`extract_folder` (what `tkjepa extract` runs) writes, for every usable episode, the tensors of
+`forecast.data.episode_arrays` plus the thinker's features as `<cache>/episodes/<key>.safetensors`; the key
+is a sha256 of the episode files' identities (resolved path, size, modification time), the frame size, both
+backbones' weight digests, the ForecastConfig, the precision, the storage dtype and `STORE_VERSION`. A file
+that cannot be used gets a small `<key>.json` with its error, so a rerun neither decodes it again nor
+forgets it. Entries are written atomically, so an interrupted extraction resumes with whole entries only;
+under torchrun each rank extracts its share (`rank::world`).
+
+`ForecastDataset` reads entries one at a time (float tensors back to fp32) and `collate` pads a batch's
+thinker tokens, so a `DataLoader` feeds training and scoring with only a batch in memory. Storage dtype:
+fp32 (the default, exact) or fp16 (half the disk; the official cache's choice for ViT-L / Qwen3-VL-2B
+features, ≈ 26 MB per EgoDex episode at the paper's sizes instead of 52 MB).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from tkjepa.backbones import Backbones
+from tkjepa.checkpoint import CheckpointError, atomic_write, load_tensors, save_tensors
+from tkjepa.egodex import EgoDexFormatError, load_episode
+from tkjepa.forecast.data import (DATA_VERSION, ForecastConfig, ForecastData, _pad_stack, episode_arrays,
+                                  episode_check, file_identity, for_encoder, split_episodes, thinker_features)
+
+STORE_VERSION = 1
+FLOATS = ("ctx", "future", "old", "new")  # stored in the store's dtype; the rest as they are
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def entry_key(path: Path, size: int, backbones: Backbones, cfg: ForecastConfig, precision: str, dtype: str) -> str:
+    mp4 = path.with_suffix(".mp4")
+    parts = [STORE_VERSION, DATA_VERSION, file_identity(path), file_identity(mp4) if mp4.exists() else None, size,
+             backbones.digest("encoder"), backbones.digest("thinker"), json.dumps(asdict(cfg), default=str),
+             precision, dtype]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
+
+
+class EpisodeStore:
+    """`root/<key>.safetensors` (an episode's tensors + its thinker text) or `root/<key>.json` (why it is refused)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def tensors_path(self, key: str) -> Path:
+        return self.root / f"{key}.safetensors"
+
+    def refusal(self, key: str) -> str | None:
+        p = self.root / f"{key}.json"
+        return json.loads(p.read_text())["error"] if p.exists() else None
+
+    def has(self, key: str) -> bool:
+        return self.tensors_path(key).exists() or (self.root / f"{key}.json").exists()
+
+    def put(self, key: str, arrays: dict[str, torch.Tensor], text: str, source: str, dtype: str) -> None:
+        tensors = {k: (v.to(DTYPES[dtype]) if k in FLOATS else v).contiguous() for k, v in arrays.items()}
+        tensors = {k: (v.to(torch.uint8) if v.dtype == torch.bool else v) for k, v in tensors.items()}
+        save_tensors(self.tensors_path(key), tensors, metadata={"text": text, "source": source,
+                                                                 "bools": json.dumps([k for k, v in arrays.items()
+                                                                                      if v.dtype == torch.bool])})
+
+    def refuse(self, key: str, source: str, error: str) -> None:
+        atomic_write(self.root / f"{key}.json",
+                     lambda p: Path(p).write_text(json.dumps({"path": source, "error": error})))
+
+    def get(self, key: str) -> tuple[dict[str, torch.Tensor], dict] | None:
+        """(fp32 tensors, metadata), or None when there is none or it cannot be read (then removed, and said)."""
+        path = self.tensors_path(key)
+        if not path.exists():
+            return None
+        try:
+            t, meta = load_tensors(path)
+            bools = set(json.loads(meta["bools"]))
+        except (CheckpointError, KeyError, ValueError) as e:
+            warnings.warn(f"{path}: cannot be read ({e}); removed, it will be rebuilt", stacklevel=2)
+            path.unlink(missing_ok=True)
+            return None
+        return ({k: v.bool() if k in bools else (v.float() if k in FLOATS else v) for k, v in t.items()}, meta)
+
+
+def extract_folder(folder, backbones: Backbones, cfg: ForecastConfig, cache_dir, max_episodes=None,
+                   split: str | None = None, skipped: list | None = None, strict: bool = False,
+                   precision: str = "fp32", dtype: str = "fp32", progress: bool = True, batch_size: int = 16,
+                   rank: int = 0, world: int = 1) -> tuple[list[Path], list[str]]:
+    """Every usable episode of the folder (or its `split` side) as a store entry: returns the entries' paths
+    and the episodes' paths, in folder order; refused ones go to `skipped` ({"path", "error"}) or, with
+    `strict`, raise EgoDexFormatError. Entries already there are not computed again. With `world` > 1 this
+    process computes only episodes `rank::world` and returns ([], []): call it again with world=1 after a
+    barrier for the whole list (it then computes nothing)."""
+    from tqdm.auto import tqdm
+
+    if dtype not in DTYPES:
+        raise ValueError(f"storage dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    cfg = for_encoder(cfg, backbones.encoder)
+    size = backbones.encoder.input_size or cfg.grid * backbones.encoder.patch_size
+    store, check = EpisodeStore(Path(cache_dir) / "episodes"), episode_check(cfg)
+    files = split_episodes(folder, split)[:max_episodes]
+    keys = [entry_key(p, size, backbones, cfg, precision, dtype) for p in files]
+    todo = [(p, k) for i, (p, k) in enumerate(zip(files, keys)) if i % world == rank and not store.has(k)]
+    bar = tqdm(total=len(todo), desc="extract", unit="ep", disable=not progress)
+    for start in range(0, len(todo), batch_size):
+        chunk, eps = todo[start:start + batch_size], []
+        for p, k in chunk:
+            try:
+                ep = load_episode(p, size=size)
+                check(ep)
+            except EgoDexFormatError as e:
+                store.refuse(k, str(p), str(e).removeprefix(f"{p}: "))
+                bar.update()
+                continue
+            eps.append((ep, k))
+        from tkjepa.device import autocast
+
+        with autocast(backbones.device, precision):
+            rows = [episode_arrays(ep, backbones.encoder, cfg) for ep, _ in eps]
+        feats = (thinker_features([ep for ep, _ in eps], backbones, cfg.sampler, Path(cache_dir) / "thinker",
+                                  progress=False, precision=precision)
+                 if backbones.has_thinker and eps else [None] * len(eps))
+        for (ep, k), row, f in zip(eps, rows, feats):
+            if f is not None:
+                row.update(old=f.old.float(), old_mask=f.old_mask, new=f.new.float(), new_mask=f.new_mask)
+            store.put(k, row, f.text if f is not None else "", ep.path, dtype)
+            bar.update()
+    bar.close()
+    if world > 1:  # the other ranks' shares may not be there yet: the caller gathers after a barrier
+        return [], []
+    return gather(store, files, keys, skipped, strict, folder)
+
+
+def gather(store: EpisodeStore, files: list[Path], keys: list[str], skipped: list | None, strict: bool, folder
+           ) -> tuple[list[Path], list[str]]:
+    """The entries of `files` (all extracted): (entry paths, episode paths) of the usable ones, in order."""
+    skipped = [] if skipped is None else skipped
+    entries, used = [], []
+    for p, k in zip(files, keys):
+        error = store.refusal(k)
+        if error is not None:
+            if strict:
+                raise EgoDexFormatError(f"{p}: {error}")
+            skipped.append({"path": str(p), "error": error})
+        elif store.tensors_path(k).exists():
+            entries.append(store.tensors_path(k))
+            used.append(str(p))
+        else:
+            raise RuntimeError(f"{p}: no store entry after extraction (was another rank's share extracted?)")
+    if not entries:
+        raise EgoDexFormatError(f"{folder}: none of its {len(files)} episodes can be used (the first: "
+                                f"{skipped[0]['path']}: {skipped[0]['error']})")
+    return entries, used
+
+
+class ForecastDataset(Dataset):
+    """Store entries as a map-style dataset: item i is episode i's tensors (fp32) and thinker text."""
+
+    def __init__(self, entries: list[Path]):
+        self.entries = [Path(e) for e in entries]
+        self.store = EpisodeStore(self.entries[0].parent) if self.entries else None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> dict:
+        got = self.store.get(self.entries[i].stem)
+        if got is None:
+            raise CheckpointError(f"{self.entries[i]}: store entry missing or unreadable; run `tkjepa extract` again")
+        tensors, meta = got
+        return {**tensors, "text": meta.get("text", "")}
+
+    def light(self) -> ForecastData:
+        """Every episode's targets and observed joints only (traj, valid, past, oracle): what scoring needs
+        besides predictions, small enough for any folder."""
+        items = [self[i] for i in range(len(self))]
+        return ForecastData(**{k: torch.stack([it[k] for it in items]) if k in ("traj", "valid", "past", "oracle",
+                                                                                  "has_oracle", "actions")
+                               else torch.zeros(len(items), 0) for k in
+                               ("ctx", "future", "traj", "valid", "past", "actions", "oracle", "has_oracle")})
+
+
+def collate(items: list[dict]) -> ForecastData:
+    """A batch of dataset items -> ForecastData (thinker tokens right-padded to the batch's longest)."""
+    data = {k: torch.stack([it[k] for it in items]) for k in ("ctx", "future", "traj", "valid", "past", "actions",
+                                                               "oracle", "has_oracle")}
+    if "old" in items[0]:
+        data.update(old=_pad_stack([it["old"] for it in items], 1), old_mask=_pad_stack([it["old_mask"] for it in items], 0),
+                    new=_pad_stack([it["new"] for it in items], 1), new_mask=_pad_stack([it["new_mask"] for it in items], 0))
+    return ForecastData(**data)
+
+
+def load_all(entries: list[Path]) -> tuple[ForecastData, list[str]]:
+    """Every entry in memory (for attribution, the viewer and small folders): ForecastData and texts."""
+    ds = ForecastDataset(entries)
+    items = [ds[i] for i in range(len(ds))]
+    return collate(items), [it["text"] for it in items]
