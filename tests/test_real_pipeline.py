@@ -16,6 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tkjepa import paths
 from tkjepa.cli import main
 from tkjepa.egodex import find_episodes, load_episode
 from tkjepa.episode import BIMANUAL_JOINTS, EGODEX_JOINTS
@@ -145,8 +146,6 @@ def test_extract_train_evaluate_attribute(recordings, stand_ins, tmp_path, capsy
     capsys.readouterr()
 
     if backbone != "tiny":  # another backbone than the recorded one is refused, in one line
-        from tkjepa import paths
-
         which = "encoder" if backbone == "vjepa2" else "thinker"
         shipped = paths.ENCODER if backbone == "vjepa2" else paths.THINKER
         assert main(["evaluate", *data, "--split", "test", "--checkpoints", str(ck), f"--{which}",
@@ -163,7 +162,6 @@ def test_train_refuses_a_split_without_data(tmp_path, capsys):
 def test_streamed_training_is_in_memory_training(recordings, tmp_path):
     """Training from the per-episode store through a DataLoader draws the same batches as from memory and
     ends with the same weights (float tolerance: a streamed batch pads the thinker tokens to its own longest)."""
-    from tkjepa import paths
     from tkjepa.backbones import load_backbones
     from tkjepa.forecast.data import ForecastConfig
     from tkjepa.forecast.model import variant_config
@@ -181,7 +179,6 @@ def test_streamed_training_is_in_memory_training(recordings, tmp_path):
 
 
 def test_fp16_store_halves_the_entries_and_keeps_the_numbers_close(recordings, tmp_path):
-    from tkjepa import paths
     from tkjepa.backbones import load_backbones
     from tkjepa.forecast.data import ForecastConfig
     from tkjepa.forecast.store import extract_folder, load_all
@@ -195,3 +192,50 @@ def test_fp16_store_halves_the_entries_and_keeps_the_numbers_close(recordings, t
     assert b.ctx.dtype == torch.float32  # read back as fp32
     torch.testing.assert_close(b.ctx, a.ctx, rtol=2e-3, atol=2e-3)
     assert torch.equal(b.traj, a.traj)  # targets are never rounded
+
+
+def test_paper_layout_frames_and_camera_coordinates(recordings):
+    """The paper preset's data: 32 observed frames spread over [0, T/2), 32 targets over [T/2, T), the thinker
+    on the same 32 frames, and joints in the last observed camera's frame that map back to world exactly."""
+    from tkjepa.backbones import load_backbones
+    from tkjepa.forecast.data import build, episode_frames
+    from tkjepa.forecast.model import variant_config
+    from tkjepa.sampling import DualTemporalSampler
+
+    cfg = variant_config("thinkjepa", "paper").forecast
+    obs, fut, s = episode_frames(64, cfg)
+    np.testing.assert_array_equal(obs, np.arange(32))            # linspace(0, 31, 32)
+    np.testing.assert_array_equal(fut, np.arange(32, 64))
+    obs, fut, s = episode_frames(200, cfg)
+    assert s == 100 and obs[0] == 0 and obs[-1] == 99 and fut[0] == 100 and fut[-1] == 199 and len(fut) == 32
+    np.testing.assert_array_equal(DualTemporalSampler(cfg.sampler).sample(200).thinker, obs)  # the same frames
+    ep = load_episode(find_episodes(recordings)[0], size=128)
+    cfg.pool = 8  # 16 × 16 tokens pooled to 2 × 2: the geometry, not the cost, is under test
+    data, _ = build([ep], load_backbones(paths.ENCODER, None), cfg, progress=False)
+    cam = data.camera[0].double()
+    world = data.traj[0].double() @ cam[:3, :3].T + cam[:3, 3]
+    np.testing.assert_allclose(world.numpy(), ep.positions(cfg.joints)[32:64], atol=1e-5)
+    assert data.traj.shape == (1, 32, 52, 3) and data.ctx.shape[1] == 16
+
+
+def test_paper_preset_trains_and_evaluates(recordings, stand_ins, tmp_path, capsys):
+    """`--preset paper` through the same commands (V-JEPA 2 layout, shrunk predictor for the CPU)."""
+    ck = tmp_path / "ck"
+    small = ["--set", "predictor.depth=2", "--set", "predictor.dim=64", "--set", "predictor.num_heads=2",
+             "--set", "forecast.pool=4"]
+    assert main(["train", "--preset", "paper", "--data", str(recordings), "--split", "train", "--encoder",
+                 str(stand_ins["vjepa2"]), "--thinker", str(paths.THINKER), "--out", str(ck / "thinkjepa"),
+                 *small, *STEPS]) == 0
+    meta = json.loads((ck / "thinkjepa" / "config.json").read_text())
+    assert meta["pipeline"]["preset"] == "paper" and meta["pipeline"]["store"] == "fp16"
+    c = meta["config"]
+    assert (c["injection"], c["streams"], c["traj_loss"], c["latent_loss"]) == ("film", "both", "mse", "mse")
+    assert c["forecast"]["frames"] == "linspace" and c["forecast"]["coords"] == "camera"
+    assert c["predictor"]["context_tubelets"] == 16 and c["predictor"]["future_tubelets"] == 16
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--data", str(recordings), "--split", "test", "--checkpoints", str(ck), "--out",
+                 str(out), "--quiet"]) == 0
+    assert np.isfinite(json.loads(out.read_text())["models"]["thinkjepa"]["ade"])
+    assert main(["train", "--preset", "paper", "--variant", "oracle", "--data", str(recordings), "--out",
+                 str(ck / "o"), *STEPS]) == 2
+    assert "tiny preset only" in capsys.readouterr().err

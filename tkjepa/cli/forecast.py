@@ -50,17 +50,26 @@ def add_split(p, default: str) -> None:
 
 
 def add_store(p) -> None:
-    p.add_argument("--store", default="fp32", choices=("fp32", "fp16"),
-                   help="dtype of the per-episode cache entries: fp32 (exact) or fp16 (half the disk, as the "
-                        "official cache)")
+    p.add_argument("--store", default=None, choices=("fp32", "fp16"),
+                   help="dtype of the per-episode cache entries: fp32 (exact; the tiny preset's) or fp16 (half "
+                        "the disk, as the official cache; the paper preset's)")
+
+
+def add_preset(p) -> None:
+    from tkjepa.forecast.model import PRESETS
+
+    p.add_argument("--preset", default="tiny", choices=list(PRESETS),
+                   help="tiny: the toolkit's recipe (the shipped numbers); paper: the official configuration "
+                        "(V-JEPA 2 ViT-L + Qwen3-VL-2B-Thinking by default, 32/32 linspace frames, 12 × 384 "
+                        "predictor, FiLM on both streams, 52 joints in the camera frame, MSE + MSE)")
 
 
 def add_joints(p) -> None:
     from tkjepa.episode import JOINT_SETS
 
-    p.add_argument("--joints", default="right7", choices=list(JOINT_SETS),
-                   help="joints forecast: right7 (the right hand's wrist, forearm and fingertips) or bimanual52 "
-                        "(both hands' 26 joints, as the paper)")
+    p.add_argument("--joints", default=None, choices=list(JOINT_SETS),
+                   help="joints forecast: right7 (the right hand's wrist, forearm and fingertips; the tiny "
+                        "preset's) or bimanual52 (both hands' 26 joints; the paper preset's)")
 
 
 def add_arguments(command: str, p) -> None:
@@ -76,6 +85,7 @@ def add_arguments(command: str, p) -> None:
         p.add_argument("--data", default=None,
                        help=f"EgoDex-format training folder (default: generated world episodes of seed {TRAIN_SEED})")
         add_split(p, "all")
+        add_preset(p)
         add_joints(p)
         add_store(p)
         p.add_argument("--loader-workers", type=int, default=0,
@@ -109,6 +119,7 @@ def add_arguments(command: str, p) -> None:
     elif command == "extract":
         p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
         add_split(p, "all")
+        add_preset(p)
         add_joints(p)
         add_store(p)
         p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes")
@@ -158,11 +169,18 @@ def _backbones(args, checkpoint: str | Path | None = None):
     from tkjepa.backbones import load_backbones
     from tkjepa.forecast.model import pipeline_of
 
+    from tkjepa.forecast.model import PRESET_BACKBONES
+
     record = pipeline_of(checkpoint) if checkpoint is not None else {}
+    defaults = PRESET_BACKBONES.get(getattr(args, "preset", "tiny"), (paths.ENCODER, paths.THINKER))
     chosen = {}
-    for which, given, shipped in (("encoder", args.encoder, paths.ENCODER), ("thinker", args.thinker, paths.THINKER)):
-        chosen[which] = given or (_source(record[which]) if record.get(which) else shipped)
-    backbones = load_backbones(chosen["encoder"], chosen["thinker"])
+    for which, given, default in (("encoder", args.encoder, defaults[0]), ("thinker", args.thinker, defaults[1])):
+        chosen[which] = given or (_source(record[which]) if record.get(which) else default)
+    try:
+        backbones = load_backbones(chosen["encoder"], chosen["thinker"])
+    except OSError as e:  # a hub name this machine cannot download, a folder without the model's files
+        raise UsageError(f"cannot load the backbones {chosen['encoder']} / {chosen['thinker']}: "
+                         f"{str(e).splitlines()[0]}") from None
     for which in ("encoder", "thinker"):
         want = record.get(f"{which}_digest")
         if want and backbones.digest(which) != want:
@@ -183,6 +201,7 @@ def _pipeline(args, backbones, data_source: str, joints: str) -> dict:
     return {"encoder": source(backbones.encoder_source), "encoder_digest": backbones.digest("encoder"),
             "thinker": source(backbones.thinker_source), "thinker_digest": backbones.digest("thinker"),
             "data": data_source, "split": getattr(args, "split", "all"), "joints": joints,
+            "preset": getattr(args, "preset", "tiny"),
             "device": str(backbones.device), "precision": args.precision, "store": getattr(args, "store", "fp32"),
             "processes": world()[1]}
 
@@ -209,15 +228,20 @@ def report_skipped(skipped: list[dict]) -> None:
 def extract(args) -> int:
     from tkjepa.device import barrier, init_distributed, world
     from tkjepa.episode import JOINT_SETS
-    from tkjepa.forecast.data import ForecastConfig
-    from tkjepa.forecast.model import load_forecaster
+    from tkjepa.forecast.model import load_forecaster, variant_config
     from tkjepa.forecast.store import extract_folder
 
     t0 = time.perf_counter()
-    if args.checkpoint is not None and (args.set or args.joints != "right7"):
-        raise UsageError("--checkpoint with --set or --joints: the checkpoint's config is used as it is; give one")
-    cfg = (load_forecaster(args.checkpoint).cfg.forecast if args.checkpoint
-           else apply_overrides(ForecastConfig(joints=JOINT_SETS[args.joints]), args.set))
+    if args.checkpoint is not None and (args.set or args.joints or args.preset != "tiny"):
+        raise UsageError("--checkpoint with --set, --joints or --preset: the checkpoint's config is used as it is")
+    if args.checkpoint:
+        cfg = load_forecaster(args.checkpoint).cfg.forecast
+    else:
+        cfg = variant_config("thinkjepa", args.preset).forecast
+        if args.joints:
+            cfg.joints = JOINT_SETS[args.joints]
+        cfg = apply_overrides(cfg, args.set)
+    args.store = args.store or ("fp16" if args.preset == "paper" else "fp32")
     backbones = _backbones(args, args.checkpoint)
     backbones.to(init_distributed(backbones.device))
     rank, size = world()
@@ -254,8 +278,17 @@ def train(args) -> int:
     from tkjepa.forecast.model import save_forecaster, variant_config
     from tkjepa.forecast.train import train as train_model
 
-    cfg = apply_overrides(variant_config(args.variant, seed=args.seed), args.set)
-    cfg.forecast.joints = JOINT_SETS[args.joints]
+    try:
+        cfg = variant_config(args.variant, args.preset, seed=args.seed)
+    except ValueError as e:
+        raise UsageError(e) from None
+    if args.joints:
+        cfg.forecast.joints = JOINT_SETS[args.joints]
+    joints = next(name for name, js in JOINT_SETS.items() if tuple(js) == tuple(cfg.forecast.joints))
+    cfg = apply_overrides(cfg, args.set)
+    args.store = args.store or ("fp16" if args.preset == "paper" else "fp32")
+    if args.preset != "tiny" and args.data is None:
+        raise UsageError(f"--preset {args.preset} trains on an EgoDex-format folder: give --data")
     backbones = _backbones(args)
     try:
         cfg.forecast = for_encoder(cfg.forecast, backbones.encoder)
@@ -286,7 +319,7 @@ def train(args) -> int:
         raise UsageError(e) from None
     if world()[0] == 0:
         save_forecaster(model, args.out, extra={"history": history,
-                                                "pipeline": _pipeline(args, backbones, source, args.joints)})
+                                                "pipeline": _pipeline(args, backbones, source, joints)})
         (Path(args.out) / "train_state.safetensors").unlink(missing_ok=True)
         print(f"{args.variant}: final train trajectory error {100 * history[-1]['traj_m']:.2f} cm on "
               f"{len(data)} episodes -> {args.out}")
@@ -333,6 +366,9 @@ def evaluate(args) -> int:
         raise UsageError(f"{args.checkpoints}: no forecaster checkpoints (sub-folders with a config.json)")
     cfg = load_forecaster(found[0]).cfg.forecast  # the geometry, joints and sampler the checkpoints were trained on
     backbones = _backbones(args, found[0])
+    from tkjepa.forecast.model import pipeline_of
+
+    args.store = args.store or pipeline_of(found[0]).get("store", "fp32")  # the entries training read, if cached
     skipped: list[dict] = []
     entries, episodes = extract_folder(args.data, backbones, cfg, paths.CACHE, args.episodes, args.split, skipped,
                                        args.strict, args.precision, args.store, not args.quiet)

@@ -71,6 +71,17 @@ class ForecastConfig:
     grid: int = 8               # encoder tokens per side (64-px frames, 8-px patches)
     joints: tuple[str, ...] = RIGHT_HAND_JOINTS  # the joints forecast, in this order (EgoDex names)
     sampler: SamplerConfig = field(default_factory=SamplerConfig.tiny)  # forecast start and the thinker's clip
+    frames: str = "dense"       # "dense": the encoder sees the last 2·Tc frames before s, targets are the frames
+                                # after s; "linspace" (the official code): 2·Tc frames spread over [0, s) and
+                                # 2·Tf·windows targets spread over [s, T)
+    coords: str = "world"       # joints in the "world" frame, or the "camera" frame of the last observed frame
+                                # (the official head's; `camera` holds that pose, to map predictions back)
+
+    def __post_init__(self):
+        if self.frames not in ("dense", "linspace"):
+            raise ValueError(f"frames must be dense or linspace, got {self.frames!r}")
+        if self.coords not in ("world", "camera"):
+            raise ValueError(f"coords must be world or camera, got {self.coords!r}")
 
     @property
     def tokens(self) -> int:
@@ -101,6 +112,7 @@ class ForecastData:
     old_mask: torch.Tensor | None = None
     new: torch.Tensor | None = None
     new_mask: torch.Tensor | None = None
+    camera: torch.Tensor | None = None  # [E, 4, 4] camera-to-world at the last observed frame (camera coords)
 
     def __len__(self) -> int:
         return len(self.ctx)
@@ -176,18 +188,40 @@ def pooled_tokens(encoder, frames: np.ndarray, cfg: ForecastConfig, batch: int =
     return torch.cat(out)
 
 
+def spread(a: int, b: int, n: int) -> np.ndarray:
+    """n frame indices spread evenly over [a, b] (round half up), as the official code's linspace."""
+    return np.floor(np.linspace(float(a), float(b), n) + 0.5).astype(np.int64)
+
+
+def episode_frames(T: int, cfg: ForecastConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """(observed frames [2·Tc], target frames [2·Tr], forecast start s) of a T-frame episode (`cfg.frames`)."""
+    s = DualTemporalSampler(cfg.sampler).sample(T).forecast_start
+    Tc, Tr = cfg.context_tubelets, cfg.future_tubelets
+    if cfg.frames == "linspace":
+        if s < 2 * Tc or T - s < 2 * Tr:
+            raise ValueError(f"{T} frames split at {s} hold fewer than {2 * Tc} observed or {2 * Tr} target frames")
+        return spread(0, s - 1, 2 * Tc), spread(s, T - 1, 2 * Tr), s
+    if s - 2 * Tc < 0:
+        raise ValueError(f"forecast start {s} leaves fewer than {2 * Tc} observed frames")
+    return np.arange(s - 2 * Tc, s), np.arange(s, s + 2 * Tr), s
+
+
 def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig) -> dict:
     """One episode's tensors (no thinker features): see the module docstring."""
-    s = DualTemporalSampler(cfg.sampler).sample(ep.num_frames).forecast_start
-    Tc, Tr = cfg.context_tubelets, cfg.future_tubelets
-    first, n = s - 2 * Tc, 2 * (Tc + Tr)
-    if first < 0:
-        raise ValueError(f"{ep.path or 'episode'}: forecast start {s} leaves fewer than {2 * Tc} observed frames")
     T = ep.num_frames
-    t = np.minimum(np.arange(first, first + n), T - 1)         # frames past the end repeat the last one
+    try:
+        obs, fut, s = episode_frames(T, cfg)
+    except ValueError as e:
+        raise ValueError(f"{ep.path or 'episode'}: {e}") from None
+    t = np.minimum(np.concatenate([obs, fut]), T - 1)          # frames past the end repeat the last one
     z = pooled_tokens(encoder, ep.frames[t], cfg)               # [Tc + Tr, N', D]
-    pos = torch.from_numpy(ep.positions(cfg.joints)).float()   # [T, J, 3]
-    fut = np.arange(s, s + 2 * Tr)
+    Tc, Tr = cfg.context_tubelets, cfg.future_tubelets
+    pos = ep.positions(cfg.joints)                              # [T, J, 3]
+    camera = None
+    if cfg.coords == "camera":  # x_cam = Rᵀ (x_world − t), with the camera-to-world pose at the last observed frame
+        camera = ep.transforms["camera"][obs[-1]].astype(np.float64)
+        pos = (pos - camera[:3, 3]) @ camera[:3, :3]
+    pos = torch.from_numpy(np.ascontiguousarray(pos)).float()
     acts = np.zeros((2 * Tr, 4), np.float32)
     a = ep.extras.get("actions")
     if a is not None:
@@ -201,9 +235,12 @@ def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig) -> dict:
         name = ep.extras["object_names"][target]
         oracle = subgoal_onehot(kind, name.decode() if isinstance(name, bytes) else str(name))
         has_oracle = True
-    return {"ctx": z[:Tc], "future": z[Tc:], "traj": pos[np.minimum(fut, T - 1)], "valid": torch.from_numpy(fut < T),
-            "past": pos[[s - 2, s - 1]], "actions": torch.from_numpy(rearrange(acts, "(t two) a -> t (two a)", two=2)),
-            "oracle": oracle, "has_oracle": torch.tensor(has_oracle)}
+    out = {"ctx": z[:Tc], "future": z[Tc:], "traj": pos[np.minimum(fut, T - 1)], "valid": torch.from_numpy(fut < T),
+           "past": pos[obs[-2:]], "actions": torch.from_numpy(rearrange(acts, "(t two) a -> t (two a)", two=2)),
+           "oracle": oracle, "has_oracle": torch.tensor(has_oracle)}
+    if camera is not None:
+        out["camera"] = torch.from_numpy(camera).float()
+    return out
 
 
 def _pad_stack(xs: list[torch.Tensor], dim: int) -> torch.Tensor:
@@ -316,13 +353,16 @@ def episode_check(cfg: ForecastConfig):
         missing = [j for j in cfg.joints if j not in ep.transforms]
         if missing:
             raise EgoDexFormatError(f"{ep.path}: no transforms for the forecast joints {missing}")
+        if cfg.coords == "camera" and "camera" not in ep.transforms:
+            raise EgoDexFormatError(f"{ep.path}: no /transforms/camera, which camera coordinates need")
         try:
-            s = sampler.sample(ep.num_frames).forecast_start
+            sampler.sample(ep.num_frames)
+            episode_frames(ep.num_frames, cfg)
         except ValueError:
-            s = -1
-        if s < 2 * cfg.context_tubelets:
+            need = (max(sampler.min_frames, 4 * cfg.context_tubelets) if cfg.frames == "dense"
+                    else 2 * max(2 * cfg.context_tubelets, 2 * cfg.future_tubelets))
             raise EgoDexFormatError(f"{ep.path}: {ep.num_frames} frames are too few: the sampler needs at least "
-                                    f"{max(sampler.min_frames, 4 * cfg.context_tubelets)}")
+                                    f"{need}") from None
     return check
 
 

@@ -58,7 +58,10 @@ class ForecasterConfig:
                                     # open by ~lr per step and stay near 0 for a run this short
     train_windows: int = 1          # recursive windows the loss sees: 1 = the 8-frame trained horizon; longer
                                     # horizons are recursive rollouts (4 windows = 32 frames), as the paper evaluates
-    latent_weight: float = 1.0      # λ of the latent L1 term
+    latent_weight: float = 1.0      # λ of the latent term
+    traj_loss: str = "l2"           # "l2": mean L2 distance (metres); "mse": mean squared error (the official code)
+    latent_loss: str = "l1"         # "l1" | "mse" (the official code) between predicted and target latents
+    traj_weight: float = 10.0       # weight of the trajectory term
     seed: int = 0                   # weights and batch order
     ckpt_every: int = 200           # steps between resumable training states
     # one cross-attention head: a step costs ~1.2× jepa_only's instead of ~1.35× with four
@@ -70,6 +73,9 @@ class ForecasterConfig:
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
+        if self.traj_loss not in ("l2", "mse") or self.latent_loss not in ("l1", "mse"):
+            raise ValueError(f"traj_loss must be l2 or mse and latent_loss l1 or mse, got {self.traj_loss!r}, "
+                             f"{self.latent_loss!r}")
 
 
 # name -> ForecasterConfig changes. The oracle's message is one vector per block, which FiLM reads
@@ -91,11 +97,45 @@ ABLATIONS = tuple(v for v in VARIANTS if v not in HEADLINE)  # thinkjepa read an
 SHIPPED_ABLATIONS = ("thinkjepa_film", "thinkjepa_adaln", "thinkjepa_levels_mid", "thinkjepa_levels_last")
 
 
-def variant_config(name: str, **overrides) -> ForecasterConfig:
-    """The ForecasterConfig of variant `name` (`VARIANTS`), with `overrides` (e.g. seed=1, steps=60) on top."""
+def paper_forecast() -> ForecastConfig:
+    """The official data layout: 32 observed frames spread over [0, T/2), 32 targets over [T/2, T), every one of
+    V-JEPA 2's 16 × 16 tokens per tubelet (no pooling; 32 frames per encoder call), both hands' 52 joints in the
+    camera frame of the last observed frame, and the thinker reading the same 32 frames."""
+    from tkjepa.episode import BIMANUAL_JOINTS
+    from tkjepa.sampling import SamplerConfig
+
+    return ForecastConfig(context_tubelets=16, window_tubelets=16, windows=1, pool=1, clip_frames=32, grid=16,
+                          joints=BIMANUAL_JOINTS, frames="linspace", coords="camera",
+                          sampler=SamplerConfig(dense_frames=32, thinker_frames=32, horizon=32, split=0.5))
+
+
+# `--preset NAME`: ForecasterConfig changes (on top of a variant) and the backbones a preset runs on by default.
+PRESETS: dict[str, dict] = {
+    "tiny": {},
+    # the official configuration (../paper notes): FiLM on both streams over every cached layer into a 12 × 384
+    # predictor, MSE + MSE, batch 16 per GPU; 11,250 steps ≈ 200 epochs of 1,800 training episodes on 2 GPUs
+    "paper": {"injection": "film", "streams": "both", "levels": "all", "steps": 11250, "batch_size": 16, "lr": 1e-4,
+              "min_lr": 1e-6, "warmup": 500, "traj_loss": "mse", "latent_loss": "mse", "traj_weight": 1.0,
+              "gate_lr_scale": 10.0, "ckpt_every": 1000,
+              "predictor": GuidedPredictorConfig(latent_dim=1024, dim=384, depth=12, num_heads=6),
+              "head": TrajectoryHeadConfig(latent_dim=1024, dim=384, hidden=768, state_dim=156, tokens=256),
+              "forecast": paper_forecast()},
+}
+PRESET_BACKBONES = {"paper": ("facebook/vjepa2-vitl-fpc64-256", "Qwen/Qwen3-VL-2B-Thinking")}
+
+
+def variant_config(name: str, preset: str = "tiny", **overrides) -> ForecasterConfig:
+    """The ForecasterConfig of variant `name` (`VARIANTS`) in `preset` (`PRESETS`), with `overrides` (e.g.
+    seed=1, steps=60) on top."""
     if name not in VARIANTS:
         raise ValueError(f"unknown forecaster variant {name!r}; known: {', '.join(VARIANTS)}")
-    return ForecasterConfig(**{**VARIANTS[name], **overrides})
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    if preset != "tiny" and name == "oracle":
+        raise ValueError("the oracle reads the tabletop's subgoal annotations, which EgoDex has not: it exists "
+                         "in the tiny preset only")
+    settings = {k: (replace(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in PRESETS[preset].items()}
+    return ForecasterConfig(**{**settings, **VARIANTS[name], **overrides})
 
 
 class Forecaster(nn.Module):

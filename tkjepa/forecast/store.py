@@ -178,17 +178,16 @@ class ForecastDataset(Dataset):
     def light(self) -> ForecastData:
         """Every episode's targets and observed joints only (traj, valid, past, oracle): what scoring needs
         besides predictions, small enough for any folder."""
-        items = [self[i] for i in range(len(self))]
-        return ForecastData(**{k: torch.stack([it[k] for it in items]) if k in ("traj", "valid", "past", "oracle",
-                                                                                  "has_oracle", "actions")
-                               else torch.zeros(len(items), 0) for k in
-                               ("ctx", "future", "traj", "valid", "past", "actions", "oracle", "has_oracle")})
+        small = ("traj", "valid", "past", "actions", "oracle", "has_oracle", "camera")
+        rows = [{k: v for k, v in self[i].items() if k in small} for i in range(len(self))]
+        data = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+        return ForecastData(ctx=torch.zeros(len(rows), 0), future=torch.zeros(len(rows), 0), **data)
 
 
 def collate(items: list[dict]) -> ForecastData:
     """A batch of dataset items -> ForecastData (thinker tokens right-padded to the batch's longest)."""
     data = {k: torch.stack([it[k] for it in items]) for k in ("ctx", "future", "traj", "valid", "past", "actions",
-                                                               "oracle", "has_oracle")}
+                                                               "oracle", "has_oracle", "camera") if k in items[0]}
     if "old" in items[0]:
         data.update(old=_pad_stack([it["old"] for it in items], 1), old_mask=_pad_stack([it["old_mask"] for it in items], 0),
                     new=_pad_stack([it["new"] for it in items], 1), new_mask=_pad_stack([it["new_mask"] for it in items], 0))

@@ -40,26 +40,35 @@ def make_optimizer(model: nn.Module, cfg: ForecasterConfig) -> torch.optim.AdamW
 
 
 def losses(model, data: ForecastData, idx, cfg: ForecasterConfig | None = None) -> dict:
-    """{"loss", "traj_m" (trajectory L2, metres), "latent" (L1)} of episodes `idx` over `train_windows`.
+    """{"loss", "traj_m" (trajectory L2, metres), "latent"} of episodes `idx` over `train_windows`.
     `model` may be wrapped (DistributedDataParallel); `cfg` is then the wrapped Forecaster's."""
     cfg = cfg or model.cfg
     w = cfg.train_windows
     Tf = cfg.predictor.future_tubelets
     z, joints = model(data, idx, w)
     T = joints.shape[1]
-    traj = trajectory_loss(joints.float(), data.traj[idx][:, :T], data.valid[idx][:, :T].float())
-    latent = (z.float() - data.future[idx][:, :w * Tf]).abs().mean()
-    return {"loss": 10.0 * traj + cfg.latent_weight * latent, "traj_m": traj, "latent": latent}
+    valid = data.valid[idx][:, :T].float()
+    traj = trajectory_loss(joints.float(), data.traj[idx][:, :T], valid)
+    dz = z.float() - data.future[idx][:, :w * Tf]
+    latent = dz.abs().mean() if cfg.latent_loss == "l1" else dz.square().mean()
+    fit = traj
+    if cfg.traj_loss == "mse":  # over the valid frames' joints and coordinates
+        sq = (joints.float() - data.traj[idx][:, :T]).square().mean((-1, -2))
+        fit = (sq * valid).sum() / valid.sum().clamp_min(1)
+    return {"loss": cfg.traj_weight * fit + cfg.latent_weight * latent, "traj_m": traj, "latent": latent}
 
 
 def fit_to_data(cfg: ForecasterConfig, data: ForecastData) -> ForecasterConfig:
-    """`cfg` with the sizes `data` fixes: the latent width D (the encoder's), the tokens per tubelet and the
-    head's state (the last observed joints, 3·J); the checkpoint records them, so a loaded model rebuilds."""
+    """`cfg` with the sizes `data` fixes: the latent width D (the encoder's), the tokens per tubelet, the
+    observed and forecast tubelets (the ForecastConfig's) and the head's state (the last observed joints, 3·J);
+    the checkpoint records them, so a loaded model rebuilds."""
     D, N, J = data.ctx.shape[-1], data.ctx.shape[2], data.past.shape[2]
     if N != cfg.forecast.tokens or J != len(cfg.forecast.joints):
         raise ValueError(f"the data has {N} tokens per tubelet and {J} joints; the config expects "
                          f"{cfg.forecast.tokens} and {len(cfg.forecast.joints)} (its ForecastConfig must be the data's)")
-    return replace(cfg, predictor=replace(cfg.predictor, latent_dim=D),
+    f = cfg.forecast
+    return replace(cfg, predictor=replace(cfg.predictor, latent_dim=D, context_tubelets=f.context_tubelets,
+                                          future_tubelets=f.window_tubelets),
                    head=replace(cfg.head, latent_dim=D, state_dim=3 * J))
 
 

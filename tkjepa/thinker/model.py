@@ -8,7 +8,9 @@ Features follow the official code: greedy generation of a few tokens, then the h
 decoder layers for the prompt + visual tokens ("old") and for the generated tokens ("new").
 Caveat: transformers' `hidden_states` holds the embeddings then one entry per layer, and its *last* entry
 is after the final RMSNorm (a forward hook on the last decoder layer, as the official code uses, sees the
-un-normed state). Layer l here is `hidden_states[l + 1]`, so the deepest layer comes final-normed.
+un-normed state). Layer l here is `hidden_states[l + 1]`; for a real Qwen3-VL the last layer's entry is
+replaced by what a forward hook on that layer sees, so every layer is raw as in the official cache (the tiny
+thinker keeps the final-normed last layer it was trained and attributed with).
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ def load_thinker(name_or_path: str | Path, trust_remote_code: bool = False, **kw
     model.config.tkjepa_frame_size = max(factor, REAL_FRAME_SIZE // factor * factor)
     model.config.tkjepa_chat_prompt = REAL_PROMPT
     model.config.tkjepa_new_tokens = REAL_NEW_TOKENS
+    model.config.tkjepa_raw_layers = True  # every hooked layer raw, as the official forward hooks see them
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -199,7 +202,18 @@ def extract_features(model, tokenizer, episodes: list[Episode], frame_indices: l
     fwd = dict(batch, input_ids=ids,
                attention_mask=torch.cat([batch["attention_mask"], new_mask.long()], dim=1),
                mm_token_type_ids=torch.cat([batch["mm_token_type_ids"], torch.zeros_like(new)], dim=1))
-    hs = model(**fwd, output_hidden_states=True).hidden_states  # (1 + num_layers) × [B, L, D]
+    raw = {}
+    hook = None
+    if getattr(model.config, "tkjepa_raw_layers", False):  # the official forward hooks' view of the last layer
+        last = model.model.language_model.layers[-1]
+        hook = last.register_forward_hook(lambda m, i, o: raw.__setitem__("last", o[0] if isinstance(o, tuple) else o))
+    try:
+        hs = list(model(**fwd, output_hidden_states=True).hidden_states)  # (1 + num_layers) × [B, L, D]
+    finally:
+        if hook is not None:
+            hook.remove()
+    if "last" in raw:
+        hs[-1] = raw["last"]  # un-normed, as a forward hook sees it (hidden_states' last entry is final-normed)
     stack = torch.stack([hs[l + 1] for l in layers], dim=1)       # [B, L_sel, L_tok, D]
     n_old = batch["input_ids"].shape[1]
     old_mask = batch["attention_mask"].bool()
