@@ -24,7 +24,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from tkjepa import paths
 from tkjepa.backbones import load_backbones
 from tkjepa.episode import JOINT_SETS
-from tkjepa.forecast.data import ForecastConfig, folder_data, for_encoder
+from tkjepa.forecast.data import ForecastConfig, for_encoder
+from tkjepa.forecast.store import folder_data
 from tkjepa.forecast.model import variant_config
 from tkjepa.forecast.train import losses, new_forecaster, train
 from tkjepa.stand_in import qwen3vl_stand_in, vjepa2_stand_in

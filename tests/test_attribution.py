@@ -11,7 +11,8 @@ import torch
 from tkjepa import attribution as A
 from tkjepa import paths
 from tkjepa.backbones import load_backbones
-from tkjepa.forecast.data import ForecastConfig, folder_data
+from tkjepa.forecast.data import ForecastConfig
+from tkjepa.forecast.store import folder_data
 from tkjepa.forecast.model import load_forecaster
 from tkjepa.metrics import trajectory_scores
 

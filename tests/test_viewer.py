@@ -25,7 +25,8 @@ from PIL import Image
 
 from tkjepa.backbones import load_backbones
 from tkjepa.egodex import find_episodes, load_episode
-from tkjepa.forecast.data import ForecastConfig, folder_data
+from tkjepa.forecast.data import ForecastConfig
+from tkjepa.forecast.store import folder_data
 from tkjepa.forecast.evaluate import predict
 from tkjepa.forecast.model import load_forecaster
 from tkjepa.metrics import trajectory_scores

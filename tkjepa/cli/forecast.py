@@ -163,7 +163,7 @@ def _source(recorded: str) -> str:
     return str(inside) if inside.exists() else recorded
 
 
-def _backbones(args, checkpoint: str | Path | None = None):
+def backbones_for(args, checkpoint: str | Path | None = None):
     """The backbones a command runs on: --encoder/--thinker, else those `checkpoint` records, else the shipped
     tiny ones; moved to --device. A given backbone whose weights are not the recorded ones is refused."""
     from tkjepa.backbones import load_backbones
@@ -242,7 +242,7 @@ def extract(args) -> int:
             cfg.joints = JOINT_SETS[args.joints]
         cfg = apply_overrides(cfg, args.set)
     args.store = args.store or ("fp16" if args.preset == "paper" else "fp32")
-    backbones = _backbones(args, args.checkpoint)
+    backbones = backbones_for(args, args.checkpoint)
     backbones.to(init_distributed(backbones.device))
     rank, size = world()
     skipped: list[dict] = []
@@ -289,7 +289,7 @@ def train(args) -> int:
     args.store = args.store or ("fp16" if args.preset == "paper" else "fp32")
     if args.preset != "tiny" and args.data is None:
         raise UsageError(f"--preset {args.preset} trains on an EgoDex-format folder: give --data")
-    backbones = _backbones(args)
+    backbones = backbones_for(args)
     try:
         cfg.forecast = for_encoder(cfg.forecast, backbones.encoder)
     except ValueError as e:
@@ -328,10 +328,11 @@ def train(args) -> int:
 
 def bench(args) -> int:
     from tkjepa.forecast.bench import run_bench, targets
-    from tkjepa.forecast.data import ForecastConfig, folder_data, world_data
+    from tkjepa.forecast.data import ForecastConfig, world_data
+    from tkjepa.forecast.store import folder_data
 
     t0 = time.perf_counter()
-    cfg, backbones, progress = ForecastConfig(), _backbones(args), not args.quiet
+    cfg, backbones, progress = ForecastConfig(), backbones_for(args), not args.quiet
     if args.precision != "fp32" or backbones.device.type != "cpu":
         raise UsageError("bench trains its models side by side on CPU threads in fp32; use `tkjepa train "
                          "--device/--precision` for one model on a GPU")
@@ -365,7 +366,7 @@ def evaluate(args) -> int:
     if not found:
         raise UsageError(f"{args.checkpoints}: no forecaster checkpoints (sub-folders with a config.json)")
     cfg = load_forecaster(found[0]).cfg.forecast  # the geometry, joints and sampler the checkpoints were trained on
-    backbones = _backbones(args, found[0])
+    backbones = backbones_for(args, found[0])
     from tkjepa.forecast.model import pipeline_of
 
     args.store = args.store or pipeline_of(found[0]).get("store", "fp32")  # the entries training read, if cached
@@ -389,7 +390,7 @@ def attribute(args) -> int:
     from tkjepa.attribution import attribute as attribute_layers
     from tkjepa.attribution import figure
     from tkjepa.checkpoint import write_json, write_text
-    from tkjepa.forecast.data import folder_data
+    from tkjepa.forecast.store import folder_data
     from tkjepa.forecast.model import load_forecaster
 
     t0 = time.perf_counter()
@@ -397,7 +398,7 @@ def attribute(args) -> int:
     if model.cfg.model != "thinkjepa":
         raise UsageError(f"{args.checkpoint}: a {model.cfg.model} forecaster reads no thinker layers")
     skipped: list[dict] = []
-    data, _, _ = folder_data(args.data, _backbones(args, args.checkpoint), model.cfg.forecast, paths.CACHE,
+    data, _, _ = folder_data(args.data, backbones_for(args, args.checkpoint), model.cfg.forecast, paths.CACHE,
                              args.episodes, not args.quiet, skipped, args.strict, args.split, args.precision)
     torch.manual_seed(0)
     result = attribute_layers(model, data)

@@ -24,11 +24,11 @@ def run(command: str, args) -> int:
     from tkjepa.viewer.app import build_demo, launch
     from tkjepa.viewer.compute import ViewerConfig
 
-    from tkjepa.cli.forecast import _backbones
+    from tkjepa.cli.forecast import backbones_for
 
     print(f"loading the models and the episodes of {args.data} …", flush=True)
     args.device = "cpu"  # the viewer's models are small; its computations are per request
-    backbones = _backbones(args, Path(args.checkpoints) / "thinkjepa")
+    backbones = backbones_for(args, Path(args.checkpoints) / "thinkjepa")
     config = ViewerConfig(data=Path(args.data), checkpoints=Path(args.checkpoints), encoder=backbones.encoder_source,
                           thinker=backbones.thinker_source, cache=paths.CACHE)
     launch(build_demo(config, backbones), args.host, args.port)

@@ -16,7 +16,7 @@ tiny one):
 Encoder tokens are average-pooled 2×2 (8×8 → 4×4 per tubelet) and layer-normed per token, so the
 predictor works on 16 tokens per tubelet: the hand stays locatable, and a training step costs ~4× less.
 Neither input sees a frame at or after s (the sampler guarantees it); the targets are the only thing that
-does. `world_data` and `folder_data` build it for world episodes or an EgoDex-format folder, through a cache
+does. `world_data` and `store.folder_data` build it for world episodes or an EgoDex-format folder, through a cache
 keyed by the episodes, both backbones' weights and the config.
 """
 
@@ -243,7 +243,7 @@ def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig) -> dict:
     return out
 
 
-def _pad_stack(xs: list[torch.Tensor], dim: int) -> torch.Tensor:
+def pad_stack(xs: list[torch.Tensor], dim: int) -> torch.Tensor:
     """Right-pad along `dim` to the longest, then stack (masks pad with False, states with 0)."""
     n = max(x.shape[dim] for x in xs)
     out = []
@@ -273,10 +273,10 @@ def build(episodes, backbones: Backbones, cfg: ForecastConfig | None = None, cac
         with autocast(backbones.device, precision):
             feats = thinker_features(episodes, backbones, cfg.sampler, cache_dir=cache_dir, progress=progress,
                                      precision=precision)
-        data.update(old=_pad_stack([f.old.float() for f in feats], 1),
-                    old_mask=_pad_stack([f.old_mask for f in feats], 0),
-                    new=_pad_stack([f.new.float() for f in feats], 1),
-                    new_mask=_pad_stack([f.new_mask for f in feats], 0))
+        data.update(old=pad_stack([f.old.float() for f in feats], 1),
+                    old_mask=pad_stack([f.old_mask for f in feats], 0),
+                    new=pad_stack([f.new.float() for f in feats], 1),
+                    new_mask=pad_stack([f.new_mask for f in feats], 0))
         texts = [f.text for f in feats]
     return ForecastData(**data), texts
 
@@ -391,27 +391,3 @@ def file_identity(path: Path) -> list:
     """What says a file is unchanged without reading it: its resolved path, size and modification time."""
     st = path.stat()
     return [str(path.resolve()), st.st_size, st.st_mtime_ns]
-
-
-def folder_data(folder, backbones: Backbones, cfg: ForecastConfig, cache_dir=None, max_episodes=None,
-                progress: bool = True, skipped: list | None = None, strict: bool = False, split: str | None = None,
-                precision: str = "fp32", dtype: str = "fp32") -> tuple[ForecastData, list[str], list[str]]:
-    """ForecastData of an EgoDex-format folder in memory, its thinker texts and the episode paths, through the
-    per-episode store under `cache_dir` (`forecast.store`; `tkjepa extract` fills it; None: a temporary one):
-    an episode whose files, backbones and config are unchanged is not decoded again. Frames are decoded at the
-    encoder's input size, or the size that gives `cfg.grid` tokens per side (64 px for the tiny encoder's 8-px
-    patches). An episode that cannot be used is left out and recorded in `skipped` ({"path", "error"}), or
-    with `strict` raises EgoDexFormatError. `split`: "train" or "test" side of the group-disjoint split by task
-    folder (`split_episodes`), or None for all. For a folder too large for memory, stream the store instead
-    (`store.extract_folder` + `store.ForecastDataset`)."""
-    import contextlib
-    import tempfile
-
-    from tkjepa.forecast.store import extract_folder, load_all
-
-    with (tempfile.TemporaryDirectory(prefix="tkjepa-store-") if cache_dir is None
-          else contextlib.nullcontext(cache_dir)) as root:
-        entries, paths = extract_folder(folder, backbones, cfg, root, max_episodes, split, skipped, strict,
-                                        precision, dtype, progress)
-        data, texts = load_all(entries)
-    return data, texts, paths

@@ -27,8 +27,9 @@ from torch.utils.data import Dataset
 
 from tkjepa.backbones import Backbones
 from tkjepa.checkpoint import CheckpointError, atomic_write, load_tensors, save_tensors
+from tkjepa.device import autocast
 from tkjepa.egodex import EgoDexFormatError, load_episode
-from tkjepa.forecast.data import (DATA_VERSION, ForecastConfig, ForecastData, _pad_stack, episode_arrays,
+from tkjepa.forecast.data import (DATA_VERSION, ForecastConfig, ForecastData, pad_stack, episode_arrays,
                                   episode_check, file_identity, for_encoder, split_episodes, thinker_features)
 
 STORE_VERSION = 1
@@ -118,8 +119,6 @@ def extract_folder(folder, backbones: Backbones, cfg: ForecastConfig, cache_dir,
                 bar.update()
                 continue
             eps.append((ep, k))
-        from tkjepa.device import autocast
-
         with autocast(backbones.device, precision):
             rows = [episode_arrays(ep, backbones.encoder, cfg) for ep, _ in eps]
         feats = (thinker_features([ep for ep, _ in eps], backbones, cfg.sampler, Path(cache_dir) / "thinker",
@@ -189,8 +188,8 @@ def collate(items: list[dict]) -> ForecastData:
     data = {k: torch.stack([it[k] for it in items]) for k in ("ctx", "future", "traj", "valid", "past", "actions",
                                                                "oracle", "has_oracle", "camera") if k in items[0]}
     if "old" in items[0]:
-        data.update(old=_pad_stack([it["old"] for it in items], 1), old_mask=_pad_stack([it["old_mask"] for it in items], 0),
-                    new=_pad_stack([it["new"] for it in items], 1), new_mask=_pad_stack([it["new_mask"] for it in items], 0))
+        data.update(old=pad_stack([it["old"] for it in items], 1), old_mask=pad_stack([it["old_mask"] for it in items], 0),
+                    new=pad_stack([it["new"] for it in items], 1), new_mask=pad_stack([it["new_mask"] for it in items], 0))
     return ForecastData(**data)
 
 
@@ -199,3 +198,25 @@ def load_all(entries: list[Path]) -> tuple[ForecastData, list[str]]:
     ds = ForecastDataset(entries)
     items = [ds[i] for i in range(len(ds))]
     return collate(items), [it["text"] for it in items]
+
+
+def folder_data(folder, backbones: Backbones, cfg: ForecastConfig, cache_dir=None, max_episodes=None,
+                progress: bool = True, skipped: list | None = None, strict: bool = False, split: str | None = None,
+                precision: str = "fp32", dtype: str = "fp32") -> tuple[ForecastData, list[str], list[str]]:
+    """ForecastData of an EgoDex-format folder in memory, its thinker texts and the episode paths, through the
+    per-episode store under `cache_dir` (`forecast.store`; `tkjepa extract` fills it; None: a temporary one):
+    an episode whose files, backbones and config are unchanged is not decoded again. Frames are decoded at the
+    encoder's input size, or the size that gives `cfg.grid` tokens per side (64 px for the tiny encoder's 8-px
+    patches). An episode that cannot be used is left out and recorded in `skipped` ({"path", "error"}), or
+    with `strict` raises EgoDexFormatError. `split`: "train" or "test" side of the group-disjoint split by task
+    folder (`split_episodes`), or None for all. For a folder too large for memory, stream the store instead
+    (`store.extract_folder` + `store.ForecastDataset`)."""
+    import contextlib
+    import tempfile
+
+    with (tempfile.TemporaryDirectory(prefix="tkjepa-store-") if cache_dir is None
+          else contextlib.nullcontext(cache_dir)) as root:
+        entries, paths = extract_folder(folder, backbones, cfg, root, max_episodes, split, skipped, strict,
+                                        precision, dtype, progress)
+        data, texts = load_all(entries)
+    return data, texts, paths

@@ -38,9 +38,10 @@ from tkjepa.backbones import Backbones, load_backbones
 from tkjepa.checkpoint import CheckpointError
 from tkjepa.egodex import EgoDexFormatError, find_episodes, load_episode
 from tkjepa.episode import WRIST
-from tkjepa.forecast.data import ForecastConfig, ForecastData, build, folder_data
+from tkjepa.forecast.data import ForecastConfig, ForecastData, build
 from tkjepa.forecast.evaluate import checkpoint_folders
 from tkjepa.forecast.model import MODELS, ForecasterConfig, load_forecaster
+from tkjepa.forecast.store import folder_data
 from tkjepa.metrics import const_velocity, trajectory_scores
 from tkjepa.sampling import DualTemporalSampler, SampleIndices
 from tkjepa.viz import truth_figure
