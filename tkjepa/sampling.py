@@ -32,8 +32,12 @@ class SamplerConfig:
     horizon: int = 16          # future target frames to forecast, starting at s
     future_stride: int = 1     # gap between future targets; >1 forecasts further ahead for the same count
     split: float = 0.5         # default forecast start s = floor(split·T); 0.5 is the official T//2
+    rounding: str = "half_up"  # thinker indices from linspace(0, s-1, n): "half_up" (floor(x + 0.5)) or
+                               # "floor" (numpy's integer linspace, the official code's)
 
     def __post_init__(self) -> None:
+        if self.rounding not in ("half_up", "floor"):
+            raise ValueError(f"SamplerConfig.rounding must be half_up or floor, got {self.rounding!r}")
         for name in ("dense_frames", "dense_stride", "thinker_frames", "horizon", "future_stride"):
             value = getattr(self, name)
             # bool is an int subclass; True frames is always a typo
@@ -162,8 +166,9 @@ class DualTemporalSampler:
         """Indices for an episode of `num_frames` frames, forecasting from `forecast_start` (default: split).
 
         Thinker rounding rule: t_i = floor(x_i + 0.5) with x = linspace(0, s-1, n), i.e. round half up
-        (not numpy's round-half-to-even). Since n ≤ s, consecutive x differ by ≥ 1, so the rounded
-        indices are already strictly increasing: no de-duplication is ever needed. n = 1 gives [0].
+        (not numpy's round-half-to-even), or t_i = floor(x_i) with `rounding="floor"`. Since n ≤ s,
+        consecutive x differ by ≥ 1, so the indices are already strictly increasing: no de-duplication is
+        ever needed. n = 1 gives [0].
         """
         c = self.config
         T = int(num_frames)
@@ -171,7 +176,7 @@ class DualTemporalSampler:
         self._check_request(T, s)
         # the dense window always ends at s-1: the JEPA branch sees the most recent observation
         dense = s - c.dense_span + c.dense_stride * np.arange(c.dense_frames)
-        thinker = np.floor(np.linspace(0.0, s - 1.0, c.thinker_frames) + 0.5)
+        thinker = np.floor(np.linspace(0.0, s - 1.0, c.thinker_frames) + (0.5 if c.rounding == "half_up" else 0.0))
         future = s + c.future_stride * np.arange(c.horizon)
         return SampleIndices(dense, thinker, future, s, T)
 

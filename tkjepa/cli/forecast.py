@@ -83,7 +83,9 @@ def add_arguments(command: str, p) -> None:
         p.add_argument("--variant", default="thinkjepa", choices=list(VARIANTS), help="what to train")
         p.add_argument("--out", required=True, help="checkpoint folder (config.json + model.safetensors)")
         p.add_argument("--data", default=None,
-                       help=f"EgoDex-format training folder (default: generated world episodes of seed {TRAIN_SEED})")
+                       help=f"EgoDex-format training folder, or an official ThinkJEPA bundle (cache/ + "
+                            f"supervision_hdf5/; its manifests give --split) (default: generated world episodes "
+                            f"of seed {TRAIN_SEED})")
         add_split(p, "all")
         add_preset(p)
         add_joints(p)
@@ -109,7 +111,8 @@ def add_arguments(command: str, p) -> None:
                        help="write the seed-0 models here (e.g. data_samples/forecasters)")
         p.add_argument("--workers", type=int, default=2, help="models trained side by side (one thread each)")
     elif command == "evaluate":
-        p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
+        p.add_argument("--data", required=True,
+                       help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4), or an official ThinkJEPA bundle")
         add_split(p, "all")
         add_store(p)
         p.add_argument("--out", default=str(paths.RUNS / "evaluate" / "results.json"),
@@ -117,7 +120,8 @@ def add_arguments(command: str, p) -> None:
         p.add_argument("--checkpoints", default=str(paths.FORECASTERS), help="folder of forecaster checkpoints")
         p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes")
     elif command == "extract":
-        p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
+        p.add_argument("--data", required=True,
+                       help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4), or an official ThinkJEPA bundle")
         add_split(p, "all")
         add_preset(p)
         add_joints(p)
@@ -129,7 +133,8 @@ def add_arguments(command: str, p) -> None:
         add_set(p, "ForecastConfig (e.g. pool=1, sampler.thinker_frames=16)")
         p.add_argument("--json", action="store_true", help="print one JSON object")
     else:  # attribute
-        p.add_argument("--data", required=True, help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4)")
+        p.add_argument("--data", required=True,
+                       help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4), or an official ThinkJEPA bundle")
         add_split(p, "all")
         p.add_argument("--episodes", type=int, default=None, help="use only the first N episodes")
         p.add_argument("--checkpoint", default=str(paths.FORECASTERS / "thinkjepa"),
@@ -190,6 +195,46 @@ def backbones_for(args, checkpoint: str | Path | None = None):
     return backbones.to(_device(args))
 
 
+def _bundle(args) -> bool:
+    """Whether --data is an official ThinkJEPA bundle (features precomputed: no backbone is loaded)."""
+    from tkjepa.forecast.official import is_bundle
+
+    if getattr(args, "data", None) is None or not is_bundle(args.data):
+        return False
+    if args.encoder or args.thinker:
+        raise UsageError(f"{args.data} is an official ThinkJEPA bundle: its features are made already, so "
+                         f"--encoder/--thinker do not apply")
+    return True
+
+
+def _bundle_pipeline(args, joints: str) -> dict:
+    """What a checkpoint trained on an official bundle records: the models named by the bundle's provenance."""
+    from tkjepa.device import world
+    from tkjepa.forecast.model import PRESET_BACKBONES
+    from tkjepa.forecast.official import bundle_archives, provenance
+
+    got = provenance(bundle_archives(args.data)[0])
+    return {"encoder": PRESET_BACKBONES["paper"][0], "encoder_digest": None, "thinker": PRESET_BACKBONES["paper"][1],
+            "thinker_digest": None, "features": {"bundle": str(args.data), **got}, "data": str(args.data),
+            "split": args.split, "joints": joints, "preset": args.preset, "device": str(_device(args)),
+            "precision": args.precision, "store": args.store, "processes": world()[1]}
+
+
+def _check_bundle_features(args, checkpoint) -> None:
+    """Refuse to score a checkpoint on a bundle whose features come from another configuration than its own."""
+    from tkjepa.forecast.model import pipeline_of
+    from tkjepa.forecast.official import bundle_archives, provenance
+
+    trained = pipeline_of(checkpoint).get("features")
+    if trained is None:
+        raise UsageError(f"{checkpoint}: trained on features tkjepa extracted, not on an official bundle's; "
+                         f"score it on the EgoDex folder itself")
+    got = provenance(bundle_archives(args.data)[0])["configuration"]
+    if got != trained.get("configuration"):
+        raise UsageError(f"{checkpoint}: trained on bundle features of configuration {trained.get('configuration', '')[:12]}…, "
+                         f"but {args.data} holds {got[:12]}…")
+
+
 def _pipeline(args, backbones, data_source: str, joints: str) -> dict:
     """What a checkpoint records so that `evaluate`/`viewer` rebuild the same pipeline from it alone."""
     from tkjepa.device import world
@@ -242,8 +287,12 @@ def extract(args) -> int:
             cfg.joints = JOINT_SETS[args.joints]
         cfg = apply_overrides(cfg, args.set)
     args.store = args.store or ("fp16" if args.preset == "paper" else "fp32")
-    backbones = backbones_for(args, args.checkpoint)
-    backbones.to(init_distributed(backbones.device))
+    if _bundle(args):
+        backbones = None
+        init_distributed(_device(args))
+    else:
+        backbones = backbones_for(args, args.checkpoint)
+        backbones.to(init_distributed(backbones.device))
     rank, size = world()
     skipped: list[dict] = []
     kwargs = dict(max_episodes=args.episodes, split=args.split, skipped=skipped, strict=args.strict,
@@ -289,11 +338,19 @@ def train(args) -> int:
     args.store = args.store or ("fp16" if args.preset == "paper" else "fp32")
     if args.preset != "tiny" and args.data is None:
         raise UsageError(f"--preset {args.preset} trains on an EgoDex-format folder: give --data")
-    backbones = backbones_for(args)
-    try:
-        cfg.forecast = for_encoder(cfg.forecast, backbones.encoder)
-    except ValueError as e:
-        raise UsageError(f"--encoder {backbones.encoder_source}: {e}") from None
+    bundle = _bundle(args)
+    if bundle:  # the official release's features: nothing to load, the bundle fixes the token grid
+        from tkjepa.forecast.official import bundle_config
+
+        backbones, device = None, _device(args)
+        cfg.forecast = bundle_config(cfg.forecast, args.data)
+    else:
+        backbones = backbones_for(args)
+        device = backbones.device
+        try:
+            cfg.forecast = for_encoder(cfg.forecast, backbones.encoder)
+        except ValueError as e:
+            raise UsageError(f"--encoder {backbones.encoder_source}: {e}") from None
     progress = not args.quiet and world()[0] == 0
     with rank_zero_first():  # one process fills the cache, the others read it
         if args.data is None:
@@ -313,13 +370,12 @@ def train(args) -> int:
             source = str(args.data)
     try:
         model, history = train_model(cfg, data, out=args.out, resume=args.resume, progress=progress,
-                                     device=backbones.device, precision=args.precision,
-                                     workers=args.loader_workers)
+                                     device=device, precision=args.precision, workers=args.loader_workers)
     except ValueError as e:
         raise UsageError(e) from None
     if world()[0] == 0:
-        save_forecaster(model, args.out, extra={"history": history,
-                                                "pipeline": _pipeline(args, backbones, source, joints)})
+        pipeline = _bundle_pipeline(args, joints) if bundle else _pipeline(args, backbones, source, joints)
+        save_forecaster(model, args.out, extra={"history": history, "pipeline": pipeline})
         (Path(args.out) / "train_state.safetensors").unlink(missing_ok=True)
         print(f"{args.variant}: final train trajectory error {100 * history[-1]['traj_m']:.2f} cm on "
               f"{len(data)} episodes -> {args.out}")
@@ -366,14 +422,19 @@ def evaluate(args) -> int:
     if not found:
         raise UsageError(f"{args.checkpoints}: no forecaster checkpoints (sub-folders with a config.json)")
     cfg = load_forecaster(found[0]).cfg.forecast  # the geometry, joints and sampler the checkpoints were trained on
-    backbones = backbones_for(args, found[0])
+    if _bundle(args):
+        _check_bundle_features(args, found[0])
+        backbones, device = None, _device(args)
+    else:
+        backbones = backbones_for(args, found[0])
+        device = backbones.device
     from tkjepa.forecast.model import pipeline_of
 
     args.store = args.store or pipeline_of(found[0]).get("store", "fp32")  # the entries training read, if cached
     skipped: list[dict] = []
     entries, episodes = extract_folder(args.data, backbones, cfg, paths.CACHE, args.episodes, args.split, skipped,
                                        args.strict, args.precision, args.store, not args.quiet)
-    result = evaluate_checkpoints(ForecastDataset(entries), args.checkpoints, cfg, device=backbones.device,
+    result = evaluate_checkpoints(ForecastDataset(entries), args.checkpoints, cfg, device=device,
                                   precision=args.precision)
     result.update(seconds=round(time.perf_counter() - t0, 1), skipped=skipped,
                   test={"data": str(args.data), "split": args.split, "episodes": len(episodes)})
@@ -398,7 +459,10 @@ def attribute(args) -> int:
     if model.cfg.model != "thinkjepa":
         raise UsageError(f"{args.checkpoint}: a {model.cfg.model} forecaster reads no thinker layers")
     skipped: list[dict] = []
-    data, _, _ = folder_data(args.data, backbones_for(args, args.checkpoint), model.cfg.forecast, paths.CACHE,
+    if _bundle(args):
+        _check_bundle_features(args, args.checkpoint)
+    backbones = None if _bundle(args) else backbones_for(args, args.checkpoint)
+    data, _, _ = folder_data(args.data, backbones, model.cfg.forecast, paths.CACHE,
                              args.episodes, not args.quiet, skipped, args.strict, args.split, args.precision)
     torch.manual_seed(0)
     result = attribute_layers(model, data)

@@ -180,17 +180,27 @@ def pooled_tokens(encoder, frames: np.ndarray, cfg: ForecastConfig, batch: int =
                 video = F.interpolate(video.flatten(0, 1), size=(size, size), mode="bilinear",
                                       align_corners=False, antialias=True).view(b, t, 3, size, size)
             z = encoder(video)                                                     # [b, T', N, D]
-            g = int(round(z.shape[2] ** 0.5))
-            z = rearrange(z, "b t (h w) d -> (b t) d h w", h=g)
-            z = F.avg_pool2d(z, cfg.pool) if cfg.pool > 1 else z
-            z = rearrange(z, "bt d h w -> bt (h w) d")
-            out.append(F.layer_norm(z, (z.shape[-1],)).cpu())
+            out.append(finish_tokens(z.flatten(0, 1), cfg).cpu())
     return torch.cat(out)
 
 
-def spread(a: int, b: int, n: int) -> np.ndarray:
-    """n frame indices spread evenly over [a, b] (round half up), as the official code's linspace."""
-    return np.floor(np.linspace(float(a), float(b), n) + 0.5).astype(np.int64)
+def finish_tokens(z: torch.Tensor, cfg: ForecastConfig) -> torch.Tensor:
+    """An encoder's tokens [n, N, D] of a square grid -> average-pooled by `cfg.pool`, layer-normed per token
+    [n, N / pool², D] (fp32): what the forecaster reads, whoever ran the encoder."""
+    g = int(round(z.shape[1] ** 0.5))
+    if g * g != z.shape[1]:
+        raise ValueError(f"{z.shape[1]} tokens per tubelet are not a square grid")
+    z = rearrange(z.float(), "n (h w) d -> n d h w", h=g)
+    z = F.avg_pool2d(z, cfg.pool) if cfg.pool > 1 else z
+    z = rearrange(z, "n d h w -> n (h w) d")
+    return F.layer_norm(z, (z.shape[-1],))
+
+
+def spread(a: int, b: int, n: int, rounding: str = "floor") -> np.ndarray:
+    """n frame indices spread evenly over [a, b]: `floor` is numpy's integer linspace (the official code's
+    `np.linspace(a, b, n, dtype=np.int64)`), `half_up` rounds floor(x + 0.5)."""
+    x = np.linspace(float(a), float(b), n)
+    return np.floor(x + (0.5 if rounding == "half_up" else 0.0)).astype(np.int64)
 
 
 def episode_frames(T: int, cfg: ForecastConfig) -> tuple[np.ndarray, np.ndarray, int]:
@@ -200,7 +210,8 @@ def episode_frames(T: int, cfg: ForecastConfig) -> tuple[np.ndarray, np.ndarray,
     if cfg.frames == "linspace":
         if s < 2 * Tc or T - s < 2 * Tr:
             raise ValueError(f"{T} frames split at {s} hold fewer than {2 * Tc} observed or {2 * Tr} target frames")
-        return spread(0, s - 1, 2 * Tc), spread(s, T - 1, 2 * Tr), s
+        r = cfg.sampler.rounding
+        return spread(0, s - 1, 2 * Tc, r), spread(s, T - 1, 2 * Tr, r), s
     if s - 2 * Tc < 0:
         raise ValueError(f"forecast start {s} leaves fewer than {2 * Tc} observed frames")
     return np.arange(s - 2 * Tc, s), np.arange(s, s + 2 * Tr), s
@@ -215,7 +226,15 @@ def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig) -> dict:
         raise ValueError(f"{ep.path or 'episode'}: {e}") from None
     t = np.minimum(np.concatenate([obs, fut]), T - 1)          # frames past the end repeat the last one
     z = pooled_tokens(encoder, ep.frames[t], cfg)               # [Tc + Tr, N', D]
-    Tc, Tr = cfg.context_tubelets, cfg.future_tubelets
+    Tc = cfg.context_tubelets
+    return {"ctx": z[:Tc], "future": z[Tc:], **episode_targets(ep, cfg, obs, fut, s)}
+
+
+def episode_targets(ep: Episode, cfg: ForecastConfig, obs: np.ndarray, fut: np.ndarray, s: int) -> dict:
+    """Everything of an episode's row but the encoder's tokens (targets, observed joints, actions, oracle,
+    camera), for observed frames `obs`, target frames `fut` and forecast start `s`: needs no video."""
+    T = ep.num_frames
+    Tr = cfg.future_tubelets
     pos = ep.positions(cfg.joints)                              # [T, J, 3]
     camera = None
     if cfg.coords == "camera":  # x_cam = Rᵀ (x_world − t), with the camera-to-world pose at the last observed frame
@@ -235,7 +254,7 @@ def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig) -> dict:
         name = ep.extras["object_names"][target]
         oracle = subgoal_onehot(kind, name.decode() if isinstance(name, bytes) else str(name))
         has_oracle = True
-    out = {"ctx": z[:Tc], "future": z[Tc:], "traj": pos[np.minimum(fut, T - 1)], "valid": torch.from_numpy(fut < T),
+    out = {"traj": pos[np.minimum(fut, T - 1)], "valid": torch.from_numpy(fut < T),
            "past": pos[obs[-2:]], "actions": torch.from_numpy(rearrange(acts, "(t two) a -> t (two a)", two=2)),
            "oracle": oracle, "has_oracle": torch.tensor(has_oracle)}
     if camera is not None:

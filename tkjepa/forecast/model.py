@@ -106,7 +106,8 @@ def paper_forecast() -> ForecastConfig:
 
     return ForecastConfig(context_tubelets=16, window_tubelets=16, windows=1, pool=1, clip_frames=32, grid=16,
                           joints=BIMANUAL_JOINTS, frames="linspace", coords="camera",
-                          sampler=SamplerConfig(dense_frames=32, thinker_frames=32, horizon=32, split=0.5))
+                          sampler=SamplerConfig(dense_frames=32, thinker_frames=32, horizon=32, split=0.5,
+                                                rounding="floor"))
 
 
 # `--preset NAME`: ForecasterConfig changes (on top of a variant) and the backbones a preset runs on by default.

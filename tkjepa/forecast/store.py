@@ -29,6 +29,7 @@ from tkjepa.backbones import Backbones
 from tkjepa.checkpoint import CheckpointError, atomic_write, load_tensors, save_tensors
 from tkjepa.device import autocast
 from tkjepa.egodex import EgoDexFormatError, load_episode
+from tkjepa.forecast import official
 from tkjepa.forecast.data import (DATA_VERSION, ForecastConfig, ForecastData, pad_stack, episode_arrays,
                                   episode_check, file_identity, for_encoder, split_episodes, thinker_features)
 
@@ -96,11 +97,15 @@ def extract_folder(folder, backbones: Backbones, cfg: ForecastConfig, cache_dir,
     and the episodes' paths, in folder order; refused ones go to `skipped` ({"path", "error"}) or, with
     `strict`, raise EgoDexFormatError. Entries already there are not computed again. With `world` > 1 this
     process computes only episodes `rank::world` and returns ([], []): call it again with world=1 after a
-    barrier for the whole list (it then computes nothing)."""
+    barrier for the whole list (it then computes nothing). An official ThinkJEPA bundle (`official.is_bundle`)
+    is converted instead, and `backbones` may be None."""
     from tqdm.auto import tqdm
 
     if dtype not in DTYPES:
         raise ValueError(f"storage dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if official.is_bundle(folder):  # the official release's features: converted, no backbone runs
+        return official.bundle_entries(folder, cfg, cache_dir, max_episodes, split, skipped, strict, dtype, progress,
+                                       rank, world)
     cfg = for_encoder(cfg, backbones.encoder)
     size = backbones.encoder.input_size or cfg.grid * backbones.encoder.patch_size
     store, check = EpisodeStore(Path(cache_dir) / "episodes"), episode_check(cfg)
