@@ -245,3 +245,21 @@ def test_summarize(tmp_path: Path) -> None:
         "pick_place", 12, 12, (64, 64), 30.0)
     assert one["joints"] == list(JOINTS) and "object_names" in one["extras"]
     assert "64x64" in format_summary(one)
+
+
+def test_only_the_needed_frames_are_converted(tmp_path):
+    """`needed` converts the sampled frames only (the same pixels as a full decode), leaves the rest black and
+    keeps every slot, so indices mean what they mean in the file."""
+    from tkjepa.forecast.data import ForecastConfig, frames_needed
+    from tkjepa.world import WorldConfig
+    from tkjepa.world.generate import write_dataset
+
+    write_dataset(tmp_path, 1, seed=2, cfg=WorldConfig(num_frames=90, recording=(72, 128)), workers=1, progress=False)
+    h5 = find_episodes(tmp_path)[0]
+    full = load_episode(h5, size=64)
+    part = load_episode(h5, size=64, needed=frames_needed(ForecastConfig()))
+    idx = frames_needed(ForecastConfig())(90)
+    assert part.frames.shape == full.frames.shape == (90, 64, 64, 3)
+    np.testing.assert_array_equal(part.frames[idx], full.frames[idx])
+    rest = np.setdiff1d(np.arange(90), idx)
+    assert len(rest) > 40 and not part.frames[rest].any() and full.frames[rest].any()

@@ -217,6 +217,21 @@ def episode_frames(T: int, cfg: ForecastConfig) -> tuple[np.ndarray, np.ndarray,
     return np.arange(s - 2 * Tc, s), np.arange(s, s + 2 * Tr), s
 
 
+def frames_needed(cfg: ForecastConfig):
+    """T -> every frame index the forecasting data of a T-frame episode reads (encoder and thinker), for
+    `egodex.load_episode(needed=...)`; an episode too short for `cfg` gets every frame (the check refuses it)."""
+    sampler = DualTemporalSampler(cfg.sampler)
+
+    def needed(T: int) -> np.ndarray:
+        try:
+            obs, fut, _ = episode_frames(T, cfg)
+            thinker = sampler.sample(T).thinker
+        except ValueError:
+            return np.arange(T)
+        return np.unique(np.minimum(np.concatenate([obs, fut, thinker]), T - 1))
+    return needed
+
+
 def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig) -> dict:
     """One episode's tensors (no thinker features): see the module docstring."""
     T = ep.num_frames

@@ -31,7 +31,8 @@ from tkjepa.device import autocast
 from tkjepa.egodex import EgoDexFormatError, load_episode
 from tkjepa.forecast import official
 from tkjepa.forecast.data import (DATA_VERSION, ForecastConfig, ForecastData, pad_stack, episode_arrays,
-                                  episode_check, file_identity, for_encoder, split_episodes, thinker_features)
+                                  episode_check, file_identity, for_encoder, frames_needed, split_episodes,
+                                  thinker_features)
 
 STORE_VERSION = 1
 FLOATS = ("ctx", "future", "old", "new")  # stored in the store's dtype; the rest as they are
@@ -108,7 +109,7 @@ def extract_folder(folder, backbones: Backbones, cfg: ForecastConfig, cache_dir,
                                        rank, world)
     cfg = for_encoder(cfg, backbones.encoder)
     size = backbones.encoder.input_size or cfg.grid * backbones.encoder.patch_size
-    store, check = EpisodeStore(Path(cache_dir) / "episodes"), episode_check(cfg)
+    store, check, needed = EpisodeStore(Path(cache_dir) / "episodes"), episode_check(cfg), frames_needed(cfg)
     files = split_episodes(folder, split)[:max_episodes]
     keys = [entry_key(p, size, backbones, cfg, precision, dtype) for p in files]
     todo = [(p, k) for i, (p, k) in enumerate(zip(files, keys)) if i % world == rank and not store.has(k)]
@@ -117,7 +118,7 @@ def extract_folder(folder, backbones: Backbones, cfg: ForecastConfig, cache_dir,
         chunk, eps = todo[start:start + batch_size], []
         for p, k in chunk:
             try:
-                ep = load_episode(p, size=size)
+                ep = load_episode(p, size=size, needed=needed)
                 check(ep)
             except EgoDexFormatError as e:
                 store.refuse(k, str(p), str(e).removeprefix(f"{p}: "))
