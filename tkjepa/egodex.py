@@ -8,14 +8,14 @@ An EgoDex episode is a pair `<root>/<task>/<n>.hdf5` + `<n>.mp4` (real ones: 192
     root attributes         llm_description, llm_description2, which_llm_description, task, environment
                             (real files may lack some)
 
-Files written here add what EgoDex lacks: a root attribute `fps` and a group `/tkjepa` holding
-`Episode.extras` (numpy arrays as datasets, list[str] as UTF-8 string datasets, int/float/str/bool
-scalars as attributes of the group). Real EgoDex files load with `extras == {}`.
+Files written here add what EgoDex lacks: a root attribute `fps` and a group `/tkjepa` holding `Episode.extras` (numpy
+arrays as datasets, list[str] as UTF-8 string datasets, int/float/str/bool scalars as attributes of the group). Real
+EgoDex files load with `extras == {}`.
 
-Writing is deterministic (no HDF5 timestamps, single-threaded C-only x264, bit-exact mp4 muxing), so
-with the same h5py/PyAV builds the same episode gives byte-identical files; and atomic (temp file +
-`os.replace`), .mp4 before .hdf5, so an interrupted run never leaves a half file under a final name.
-Intrinsics follow the pixel-index convention: u = column index of a pixel's centre.
+Writing is deterministic (no HDF5 timestamps, single-threaded C-only x264, bit-exact mp4 muxing), so with the same
+h5py/PyAV builds the same episode gives byte-identical files; and atomic (temp file + `os.replace`), .mp4 before
+.hdf5, so an interrupted run never leaves a half file under a final name. Intrinsics follow the pixel-index
+convention: u = column index of a pixel's centre.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from tkjepa.checkpoint import atomic_write
-from tkjepa.episode import Episode
+from tkjepa.episode import Episode, square_intrinsic
 
 __all__ = ["EgoDexFormatError", "write_episode", "load_episode", "find_episodes", "summarize",
            "format_summary"]
@@ -121,20 +121,6 @@ def write_episode(ep: Episode, root: str | os.PathLike, index: int) -> Path:
     return h5_path
 
 
-def _square_intrinsic(K: np.ndarray, W: int, H: int, size: int) -> np.ndarray:
-    """Intrinsics after a centre crop to min(W, H)² and a resize to size² (pixel-centre convention)."""
-    S = min(W, H)
-    x0, y0, s = (W - S) // 2, (H - S) // 2, size / S
-    K = K.astype(np.float64).copy()
-    K[0, 2] -= x0
-    K[1, 2] -= y0
-    K[0, 0] *= s
-    K[1, 1] *= s
-    # Pixel centres sit at (i + 0.5) in continuous coordinates, so centres scale about -0.5.
-    K[:2, 2] = (K[:2, 2] + 0.5) * s - 0.5
-    return K.astype(np.float32)
-
-
 def _open_video(h5: Path) -> tuple[Path, Any]:
     mp4 = h5.with_suffix(".mp4")
     if not mp4.exists():
@@ -161,50 +147,36 @@ def _probe_video(h5: Path) -> tuple[int, int, int, float]:
         raise EgoDexFormatError(f"{mp4}: cannot decode video (truncated or corrupt?): {e}") from e
 
 
-def _decode(h5: Path, size: int | None, needed: Sequence[int] | None = None
-            ) -> tuple[np.ndarray, int, int, float]:
-    """frames [T, size, size, 3] (or native [T, H, W, 3]) uint8, native H, W, and fps.
-
-    needed: convert only these frame indices (the rest of the array stays black, zero pages the OS never
-    allocates) and decode no further than the last of them. Converting and resizing a 1080p frame costs
-    ~15× its decode, so a 64-of-300-frame sample loads several times faster.
-    """
+def _decode(h5: Path, size: int | None, needed: Sequence[int] | None = None) -> tuple[np.ndarray, int, int, float]:
+    """frames [T, size, size, 3] (or native [T, H, W, 3]) uint8, native H, W, and fps. `needed`: convert only
+    these indices (the others stay black, zero pages never allocated) and, when the header gives the frame
+    count, decode nothing after the last: converting a 1080p frame costs ~15× decoding it."""
     mp4, c = _open_video(h5)
+    want = None if needed is None else {int(i) for i in needed}
     out: list[np.ndarray | None] = []
-    want = None if needed is None else set(int(i) for i in needed)
-    last = None if want is None else max(want, default=-1)
     try:
         with c:
             s = c.streams.video[0]
             s.thread_type = "AUTO"
-            W, H, fps = s.codec_context.width, s.codec_context.height, float(s.average_rate or 30.0)
+            W, H, fps, total = s.codec_context.width, s.codec_context.height, float(s.average_rate or 30.0), s.frames
             S = min(W, H)
             x0, y0 = (W - S) // 2, (H - S) // 2
-            total = s.frames
             for i, frame in enumerate(c.decode(s)):
-                if want is not None and i not in want:
-                    out.append(None)
-                    if i >= last and total:  # the header says how many there are: no need to count them
-                        break
-                    continue
-                img = frame.to_image()
-                if size is not None and (W, H) != (size, size):
+                img = None if want is not None and i not in want else frame.to_image()
+                if img is not None and size is not None and (W, H) != (size, size):
                     img = img.crop((x0, y0, x0 + S, y0 + S)).resize((size, size), Image.BILINEAR)
-                out.append(np.asarray(img, dtype=np.uint8))
-                if want is not None and i >= last and total:
+                out.append(None if img is None else np.asarray(img, dtype=np.uint8))
+                if want is not None and total and i >= max(want, default=-1):
                     break
     except (av.error.FFmpegError, AttributeError, ValueError) as e:  # a damaged stream's header or packets
         raise EgoDexFormatError(f"{mp4}: cannot decode video (truncated or corrupt?): {e}") from e
     first = next((f for f in out if f is not None), None)
-    if first is None:
-        raise EgoDexFormatError(f"{mp4}: video has no decodable frames (truncated or corrupt?)")
-    n = total if (want is not None and total and len(out) <= total) else len(out)
-    if want is not None and max(want) >= n:
-        raise EgoDexFormatError(f"{mp4}: frame {max(want)} is needed but the video has {n} frames")
+    n = total if want is not None and total and len(out) <= total else len(out)
+    if first is None or (want and max(want) >= n):
+        raise EgoDexFormatError(f"{mp4}: video has no decodable frames (truncated or corrupt?)" if first is None
+                                else f"{mp4}: frame {max(want)} is needed but the video has {n} frames")
     frames = np.zeros((n, *first.shape), np.uint8)
-    for i, f in enumerate(out):
-        if f is not None:
-            frames[i] = f
+    frames[[i for i, f in enumerate(out) if f is not None]] = [f for f in out if f is not None]
     return frames, H, W, fps
 
 
@@ -336,8 +308,7 @@ def load_episode(hdf5_path: str | os.PathLike, size: int | None = 64, joints: Se
     joints: subset of transforms/confidences to keep ("camera" is always kept when present).
     load_frames: False skips video decoding; `frames` is then an empty (0, 0, 0, 3) uint8 array
         (intrinsic is still adjusted for `size`, from the video header).
-    needed: T -> the frame indices a stage will read (e.g. the sampler's); only those are converted
-        (`frames` keeps all T slots, the others black): a 64-frame sample of a long 1080p video loads fast.
+    needed: T -> the frame indices a stage reads; only those are converted (`frames` keeps all T slots).
     """
     path = Path(hdf5_path)
     if not path.exists():
@@ -362,7 +333,7 @@ def load_episode(hdf5_path: str | os.PathLike, size: int | None = 64, joints: Se
         if size is not None:
             _, H, W, video_fps = _probe_video(path)
     if size is not None and (W, H) != (size, size):
-        K = _square_intrinsic(K, W, H, size)
+        K = square_intrinsic(K, W, H, size)
 
     which = attrs.get("which_llm_description")
     key = "llm_description2" if str(which) == "2" and "llm_description2" in attrs else "llm_description"

@@ -118,3 +118,17 @@ class Episode:
         cam = self.positions_camera(joints).astype(np.float64)
         uvw = cam @ self.intrinsic.astype(np.float64).T
         return (uvw[..., :2] / uvw[..., 2:3]).astype(np.float32)
+
+
+def square_intrinsic(K: np.ndarray, W: int, H: int, size: int) -> np.ndarray:
+    """Intrinsics after a centre crop to min(W, H)² and a resize to size² (pixel-centre convention)."""
+    S = min(W, H)
+    x0, y0, s = (W - S) // 2, (H - S) // 2, size / S
+    K = K.astype(np.float64).copy()
+    K[0, 2] -= x0
+    K[1, 2] -= y0
+    K[0, 0] *= s
+    K[1, 1] *= s
+    # Pixel centres sit at (i + 0.5) in continuous coordinates, so centres scale about -0.5.
+    K[:2, 2] = (K[:2, 2] + 0.5) * s - 0.5
+    return K.astype(np.float32)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tkjepa import paths
 from tkjepa.cli import UsageError, add_common, add_set, apply_overrides, set_threads
+from tkjepa.cli.bundle import _bundle, _bundle_pipeline, _check_bundle_features
 
 TRAIN_SEED = 1000  # world seed of the forecasters' training episodes (1001: validation, where used)
 TEST_SEED = 2000   # world seed of the held-out test episodes
@@ -193,46 +194,6 @@ def backbones_for(args, checkpoint: str | Path | None = None):
                              f"but {getattr(backbones, which + '_source')} has other weights "
                              f"({backbones.digest(which)[:12]}…); give --{which} the one it was trained on")
     return backbones.to(_device(args))
-
-
-def _bundle(args) -> bool:
-    """Whether --data is an official ThinkJEPA bundle (features precomputed: no backbone is loaded)."""
-    from tkjepa.forecast.official import is_bundle
-
-    if getattr(args, "data", None) is None or not is_bundle(args.data):
-        return False
-    if args.encoder or args.thinker:
-        raise UsageError(f"{args.data} is an official ThinkJEPA bundle: its features are made already, so "
-                         f"--encoder/--thinker do not apply")
-    return True
-
-
-def _bundle_pipeline(args, joints: str) -> dict:
-    """What a checkpoint trained on an official bundle records: the models named by the bundle's provenance."""
-    from tkjepa.device import world
-    from tkjepa.forecast.model import PRESET_BACKBONES
-    from tkjepa.forecast.official import bundle_archives, provenance
-
-    got = provenance(bundle_archives(args.data)[0])
-    return {"encoder": PRESET_BACKBONES["paper"][0], "encoder_digest": None, "thinker": PRESET_BACKBONES["paper"][1],
-            "thinker_digest": None, "features": {"bundle": str(args.data), **got}, "data": str(args.data),
-            "split": args.split, "joints": joints, "preset": args.preset, "device": str(_device(args)),
-            "precision": args.precision, "store": args.store, "processes": world()[1]}
-
-
-def _check_bundle_features(args, checkpoint) -> None:
-    """Refuse to score a checkpoint on a bundle whose features come from another configuration than its own."""
-    from tkjepa.forecast.model import pipeline_of
-    from tkjepa.forecast.official import bundle_archives, provenance
-
-    trained = pipeline_of(checkpoint).get("features")
-    if trained is None:
-        raise UsageError(f"{checkpoint}: trained on features tkjepa extracted, not on an official bundle's; "
-                         f"score it on the EgoDex folder itself")
-    got = provenance(bundle_archives(args.data)[0])["configuration"]
-    if got != trained.get("configuration"):
-        raise UsageError(f"{checkpoint}: trained on bundle features of configuration {trained.get('configuration', '')[:12]}…, "
-                         f"but {args.data} holds {got[:12]}…")
 
 
 def _pipeline(args, backbones, data_source: str, joints: str) -> dict:
