@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from tkjepa import paths
+from tkjepa.device import flop_counter
 from tkjepa.backbones import load_backbones
 from tkjepa.episode import JOINT_SETS
 from tkjepa.forecast.data import ForecastConfig, for_encoder
@@ -45,7 +45,7 @@ def peak_matmul_flops(n: int = 2048, repeats: int = 10) -> float:
 def step_flops(cfg, data) -> float:
     model = new_forecaster(cfg, data).train()
     idx = torch.arange(min(cfg.batch_size, len(data)))
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         losses(model, data, idx)["loss"].backward()
     return float(counter.get_total_flops())
 

@@ -99,3 +99,25 @@ def rank_zero_first():
     yield
     if size > 1 and rank == 0:
         barrier()
+
+
+def flop_counter():
+    """torch's `FlopCounterMode` (display off) that also counts the CPU's fused attention kernels.
+
+    On CPU, `scaled_dot_product_attention` runs `_scaled_dot_product_flash_attention_for_cpu` (and its
+    backward), which torch's counter does not know: a counted step would leave out every attention product —
+    most of a step over thousands of tokens. They are counted here as the generic attention they compute.
+    """
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+    aten = torch.ops.aten
+
+    def forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_backward_flop_count(grad_out, query, key, value)
+
+    return FlopCounterMode(display=False, custom_mapping={
+        aten._scaled_dot_product_flash_attention_for_cpu: forward,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: backward})
