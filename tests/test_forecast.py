@@ -258,3 +258,22 @@ def test_an_interrupted_train_command_resumes_to_the_same_weights(tmp_path, monk
     whole, cut = (load_forecaster(tmp_path / n).state_dict() for n in ("whole", "cut"))
     assert all(torch.equal(whole[k], cut[k]) for k in whole)
     assert not (tmp_path / "cut" / "train_state.safetensors").exists()
+
+
+def test_scores_per_family_are_the_scores_of_each_familys_episodes(data):
+    """`score(..., families)` scores each family's episodes alone; `by_family` regroups them by family."""
+    from tkjepa.forecast.evaluate import by_family
+
+    cfg = ForecastConfig()
+    pred = const_velocity(data.past, data.traj.shape[1])
+    fams = ["a" if i % 3 else "b" for i in range(len(data))]
+    got = score(pred, data, cfg, fams)
+    b = torch.tensor([i for i, f in enumerate(fams) if f == "b"])
+    alone = score(pred[b], data.subset(b), cfg)
+    assert got["families"]["b"]["ade"] == alone["ade"] and got["families"]["b"]["episodes"] == len(b)
+    assert got["families"]["b"]["rollout"] == alone["rollout"]
+    assert got["families"]["a"]["ade"] != got["families"]["b"]["ade"]
+    grouped = by_family({"cv": got, "again": got})
+    assert set(grouped) == {"a", "b"} and grouped["a"]["cv"] == got["families"]["a"]
+    with pytest.raises(ValueError, match="family names"):
+        score(pred, data, cfg, fams[:-1])

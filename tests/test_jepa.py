@@ -213,6 +213,11 @@ def test_train_and_export_then_probe_cli(tmp_path):
                           "--encoder", "random", "--json"], capture_output=True, text=True, check=True)
     world = json.loads(out.stdout)
     assert world["episodes"] == 2 and world["fit_episodes"] == 3 and world["encoder"] == "random"
+    # --baseline: the random initialisation on the same split; for the random encoder itself, the same number
+    out = subprocess.run([sys.executable, "-m", "tkjepa", "probe", "--world", "5", "--heldout", "2",
+                          "--encoder", "random", "--baseline", "--json"], capture_output=True, text=True, check=True)
+    based = json.loads(out.stdout)
+    assert based["random_r2"] == based["r2"] == world["r2"]
     # --fit: fewer fit episodes, the same held-out ones (the same rows are scored: same sample count)
     out = subprocess.run([sys.executable, "-m", "tkjepa", "probe", "--world", "5", "--heldout", "2", "--fit", "2",
                           "--encoder", "random", "--json"], capture_output=True, text=True, check=True)

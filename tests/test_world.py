@@ -298,3 +298,11 @@ def test_generate_rejects_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:  # not one of the choices: argparse's own usage error
         main(["generate", "--out", str(tmp_path), "--episodes", "2", "--family", "juggle"])
     assert info.value.code == 2 and "invalid choice: 'juggle'" in capsys.readouterr().err
+
+
+def test_episode_family_is_the_generated_episodes_task():
+    from tkjepa.world.generate import episode_family
+
+    for s in range(6):
+        assert episode_family(s) == generate_episode(s).task
+    assert episode_family(3, WorldConfig(family="push")) == "push"

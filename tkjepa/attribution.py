@@ -18,10 +18,17 @@ layers sum to s(input) − s(baseline), up to the convergence delta.
 
 Causal check. For each layer l, row l of old and new is replaced by the baseline for every episode (the other
 rows kept), one window is predicted, and ΔADE = ADE(ablated) − ADE(full) over the 8 trained frames
-(`tkjepa.metrics.trajectory_scores`). Note the difference: IG moves all layers to the baseline together, the ablation one
-layer at a time. The Spearman rank correlation (average ranks for ties) is taken between the per-layer mean
-*absolute* attribution and ΔADE: a layer can matter in either direction of s, while removing it should only
-hurt ADE. The signed means are reported too.
+(`tkjepa.metrics.trajectory_scores`), and Δs = s(full) − s(ablated), the same ablation on IG's own scalar.
+The Spearman rank correlation (average ranks for ties) is taken two ways: per-layer mean *absolute*
+attribution against ΔADE (a layer can matter in either direction of s, while removing it should only hurt
+ADE), and signed attribution against Δs. The two methods differ in two measured ways: ADE is not s (all joints
+and frames, unsigned, against wrist progress at frame 8), and IG moves all layers to the baseline together
+where the ablation moves one (their gap is the layers' interaction). Δs separates the two: if IG agrees with
+Δs but not with ΔADE, the scalars differ; if it disagrees with Δs too, the layers interact.
+
+Uncertainty. Every per-layer mean and both correlations come with a 95 % bootstrap interval over episodes
+(`AttributionConfig.bootstrap` resamples, seeded): which layer "matters" is only a finding where the
+intervals separate; across retrained forecasters (training seeds) the spread is larger again.
 
 Unused layers. The pyramid reads only `PyramidExtractor.block_rows` (6 rows into 4 blocks: rows [0, 2, 3, 5]),
 so rows 1 and 4 get exactly zero attribution and zero ΔADE. `spearman` is over all layers, `spearman_used`
@@ -46,6 +53,8 @@ class AttributionConfig:
     internal_batch_size: int = 256  # rows per forward pass inside captum (bounds memory)
     min_disp: float = 1e-3       # metres: true displacements below this leave u undefined (episode skipped)
     method: str = "gausslegendre"  # captum's integration rule
+    bootstrap: int = 1000        # resamples of the episodes for the 95 % intervals
+    seed: int = 0                # of the bootstrap's resampling
 
 
 def scalar_terms(data, wrist: int, cfg: AttributionConfig | None = None) -> tuple[torch.Tensor, ...]:
@@ -174,6 +183,41 @@ def ablation_delta_ade(model, data, cfg: AttributionConfig | None = None, base=N
     return full, [ade(ablate_layers(data, [l], base)) - full for l in range(data.old.shape[1])]
 
 
+@torch.no_grad()
+def ablation_per_episode(model, data, cfg: AttributionConfig | None = None, base=None) -> dict:
+    """Per-episode effects of ablating each layer l (its old and new rows -> `base`): {"ade_full" [E],
+    "delta_ade" [E, L] (ablated − full, over the trained horizon), "s_full" [E], "delta_s" [E, L] (full −
+    ablated wrist progress, IG's scalar: `ProgressScalar`)}. Call on the kept episodes (`scalar_terms`)."""
+    from tkjepa.metrics import episode_ade, joint_errors
+
+    cfg = cfg or AttributionConfig()
+    model.eval()
+    base = base or baseline_states(data)
+    idx = torch.arange(len(data))
+    f = ProgressScalar(model, data, cfg)
+
+    def run(d):
+        j = model(d, idx, 1)[1][:, :cfg.frame]
+        return episode_ade(joint_errors(j, d.traj[:, :cfg.frame]), d.valid[:, :cfg.frame]), f(d.old, d.new, idx)
+
+    ade, s = run(data)
+    rows = [run(ablate_layers(data, [l], base)) for l in range(data.old.shape[1])]
+    return {"ade_full": ade, "delta_ade": torch.stack([a - ade for a, _ in rows], 1), "s_full": s,
+            "delta_s": torch.stack([s - b for _, b in rows], 1)}
+
+
+def bootstrap_ci(per_episode: torch.Tensor, stat=None, n: int = 1000, seed: int = 0) -> list:
+    """95 % percentile interval of `stat` (default: the mean over episodes, per column) of [E, …] values,
+    resampling episodes with replacement `n` times -> [low, high] (lists for vectors)."""
+    g = torch.Generator().manual_seed(seed)
+    x = per_episode.double()
+    stat = stat or (lambda v: v.mean(0))
+    draws = torch.stack([torch.as_tensor(stat(x[torch.randint(0, len(x), (len(x),), generator=g)]),
+                                         dtype=torch.float64) for _ in range(n)])
+    lo, hi = torch.nanquantile(draws, 0.025, dim=0), torch.nanquantile(draws, 0.975, dim=0)
+    return [lo.tolist(), hi.tolist()]
+
+
 def ablate_layers(data, layers, base: tuple[torch.Tensor, torch.Tensor]):
     """`data` with thinker rows `layers` of both streams replaced by `base` = (old, new) states [1, L, 1 or S, Dv]
     (broadcast over episodes and tokens); no layers: `data` itself."""
@@ -212,27 +256,47 @@ def attribute(model, data, cfg: AttributionConfig | None = None) -> dict:
     kept = data.subset(torch.nonzero(keep).flatten())
     ig = integrated_gradients(model, kept, cfg)
     per = layer_attribution(ig)                                              # [E, L]
-    full, delta_ade = ablation_delta_ade(model, kept, cfg)
+    abl = ablation_per_episode(model, kept, cfg)
+    full = float(abl["ade_full"].mean())
+    delta_ade = abl["delta_ade"].mean(0).tolist()
     used = sorted(set(model.predictor.pyramid.block_rows))
     mean_abs = per.abs().mean(0).tolist()
     nan = lambda v: None if v != v else round(v, 4)  # noqa: E731  (JSON has no NaN)
+    ci = lambda x, stat=None: bootstrap_ci(x, stat, cfg.bootstrap, cfg.seed)  # noqa: E731
+    u = torch.tensor(used)
+
+    def rho_abs(rows):   # per-layer mean |attribution| vs mean ΔADE over the read layers, on resampled rows
+        return spearman(rows[:, 0].abs().mean(0)[u], rows[:, 1].mean(0)[u])
+
+    def rho_signed(rows):
+        return spearman(rows[:, 0].mean(0)[u], rows[:, 2].mean(0)[u])
+
+    stacked = torch.stack([per.double(), abl["delta_ade"].double(), abl["delta_s"].double()], 1)  # [E, 3, L]
+    unread = [l for l in range(len(mean_abs)) if l not in used]
     return {
         "layers": list(model.predictor.pyramid.config.layers), "used": used,
-        "attribution": per.mean(0).tolist(), "attribution_abs": mean_abs, "ablation_delta_ade": delta_ade,
+        "attribution": per.mean(0).tolist(), "attribution_ci": ci(per),
+        "attribution_abs": mean_abs, "attribution_abs_ci": ci(per.abs()),
+        "ablation_delta_ade": delta_ade, "ablation_delta_ade_ci": ci(abl["delta_ade"]),
+        "ablation_delta_s": abl["delta_s"].mean(0).tolist(), "ablation_delta_s_ci": ci(abl["delta_s"]),
         "block_rows": model.predictor.pyramid.block_rows,  # the row each predictor block reads
         "block_gates": torch.tanh(model.predictor.gates).tolist(),  # each block's guidance gate tanh(α)
         "spearman": nan(spearman(mean_abs, delta_ade)),
         "spearman_used": nan(spearman([mean_abs[l] for l in used], [delta_ade[l] for l in used])),
-        "spearman_of": "per-layer mean |attribution| vs ΔADE (average ranks)",
+        "spearman_used_ci": ci(stacked, rho_abs),
+        "spearman_signed_delta_s": nan(rho_signed(stacked)), "spearman_signed_delta_s_ci": ci(stacked, rho_signed),
+        "spearman_of": "spearman*: per-layer mean |attribution| vs ΔADE (average ranks); spearman_signed_delta_s: "
+                       "signed attribution vs Δs (the same scalar, one layer ablated at a time), read layers",
         "convergence_delta": float(ig["delta"].abs().mean()),
         "s_mean": float(ig["s"].mean()), "s_baseline_mean": float(ig["s_base"].mean()), "ade_full": full,
         "episodes": len(kept), "scalar_undefined": int((~keep).sum()),
         "scalar": f"wrist progress <y_hat_{cfg.frame} - p0, u> (m), u = unit true displacement of the wrist "
                   f"(rightHand) from the last observed frame to frame {cfg.frame}",
         "baseline": "per-layer mean thinker state over the evaluated episodes' unmasked tokens (old and new streams)",
-        "method": f"captum IntegratedGradients, {cfg.n_steps} steps ({cfg.method})",
-        "note": f"rows {[l for l in range(len(mean_abs)) if l not in used]} feed no predictor block "
-                "(PyramidExtractor.block_rows): their attribution and ΔADE are exactly 0",
+        "method": f"captum IntegratedGradients, {cfg.n_steps} steps ({cfg.method}); 95 % bootstrap intervals over "
+                  f"episodes ({cfg.bootstrap} resamples, seed {cfg.seed})",
+        **({"note": f"rows {unread} feed no predictor block (PyramidExtractor.block_rows): their attribution "
+                    "and ΔADE are exactly 0"} if unread else {}),
     }
 
 

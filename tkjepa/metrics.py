@@ -24,6 +24,12 @@ def joint_errors(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return (pred - true).norm(dim=-1)
 
 
+def episode_ade(err: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-episode ADE [E] from L2 errors [E, T, J] and valid [E, T]: the mean over valid frames and joints."""
+    v = valid.float()
+    return (err.mean(-1) * v).sum(1) / v.sum(1).clamp_min(1)
+
+
 def trajectory_scores(pred: torch.Tensor, true: torch.Tensor, valid: torch.Tensor, frames: int | None = None,
                       joints=None) -> dict:
     """{"ade", "fde", "acc5", "ade_per_frame" [frames], "acc5_per_frame" [frames]} over the first `frames`
@@ -35,7 +41,7 @@ def trajectory_scores(pred: torch.Tensor, true: torch.Tensor, valid: torch.Tenso
         pred, true = pred.index_select(-2, idx), true.index_select(-2, idx)
     err = joint_errors(pred, true)                                     # [E, frames, J]
     v = valid[:, :frames].float()
-    per_ep = (err.mean(-1) * v).sum(1) / v.sum(1).clamp_min(1)        # [E]
+    per_ep = episode_ade(err, v)                                        # [E]
     last = v.sum(1).long().clamp_min(1) - 1
     fde = err[torch.arange(len(err)), last].mean(-1)                    # [E]
     hit = (err < ACC_THRESHOLD).float() * v[..., None]
@@ -65,6 +71,12 @@ def mean_over_seeds(runs: list[dict]) -> dict:
                       for h in runs[0]["rollout"]}
     out["ade_per_frame"] = list(np.mean([r["ade_per_frame"] for r in runs], axis=0).round(5))
     out["seeds"] = len(runs)
+    if "families" in runs[0]:
+        out["families"] = {f: {**{k: float(np.mean([r["families"][f][k] for r in runs])) for k in ("ade", "fde", "acc5")},
+                               "rollout": {h: {k: float(np.mean([r["families"][f]["rollout"][h][k] for r in runs]))
+                                               for k in ("ade", "fde")} for h in fm["rollout"]},
+                               "episodes": fm["episodes"]}
+                           for f, fm in runs[0]["families"].items()}
     return out
 
 

@@ -39,6 +39,8 @@ def add_arguments(command: str, p) -> None:
                    help="fit on only the first F of the episodes before the held-out ones (a learning curve on "
                         "one fixed held-out set)")
     p.add_argument("--raw", action="store_true", help="ridge on the raw features (no per-feature standardising)")
+    p.add_argument("--baseline", action="store_true",
+                   help="also probe the random initialisation of the tiny encoder on the same split (\"random_r2\")")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
     add_common(p, progress=False)
 
@@ -92,6 +94,12 @@ def probe(args) -> int:
             raise UsageError(f"--fit {args.fit}: choose 1 … {n_fit} (the episodes before the held-out ones)")
         n_fit = args.fit
     result = probe_r2(encoder, episodes[:n_fit], heldout, cfg)
+    if args.baseline:
+        if size != 64:
+            raise UsageError(f"--baseline probes the tiny encoder's random initialisation, which reads 64x64 "
+                             f"frames; this encoder reads {size}x{size}")
+        base = probe_r2(random_encoder(), episodes[:n_fit], heldout, cfg)
+        result.update(random_r2=base["r2"], random_r2_xyz=base["r2_xyz"])
     result.update(encoder=str(args.encoder), seconds=round(time.perf_counter() - t0, 2))
     if args.json:
         print(json.dumps(result))
@@ -99,5 +107,6 @@ def probe(args) -> int:
         xyz = ", ".join(f"{a} {v:.3f}" for a, v in zip("xyz", result["r2_xyz"]))
         lam = ", ".join(f"{v:g}" for v in result["lambda"])
         print(f"probe R² {result['r2']:.3f} ({xyz}) on {result['episodes']} held-out episodes "
-              f"(fit on {result['fit_episodes']}, λ = {lam}) in {result['seconds']} s")
+              f"(fit on {result['fit_episodes']}, λ = {lam}) in {result['seconds']} s"
+              + (f"; random initialisation {result['random_r2']:.3f}" if args.baseline else ""))
     return 0

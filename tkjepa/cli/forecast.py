@@ -356,13 +356,19 @@ def bench(args) -> int:
     train_data, _ = world_data(TRAIN_SEED, args.train_episodes, backbones, cfg, paths.CACHE, progress=progress)
     skipped: list[dict] = []
     if args.data:
-        test, _, _ = folder_data(args.data, backbones, cfg, paths.CACHE, progress=progress, skipped=skipped,
-                                 strict=args.strict)
+        test, _, files = folder_data(args.data, backbones, cfg, paths.CACHE, progress=progress, skipped=skipped,
+                                     strict=args.strict)
+        families = [Path(f).parent.name for f in files]  # the task folder
     else:
+        from tkjepa.world import WorldConfig
+        from tkjepa.world.generate import episode_family, episode_seed
+
         test, _ = world_data(TEST_SEED, args.test_episodes, backbones, cfg, paths.CACHE, progress=progress)
+        families = [episode_family(episode_seed(TEST_SEED, i), WorldConfig(layout="homes"))
+                    for i in range(args.test_episodes)]
     t_data = time.perf_counter() - t0
     result = run_bench(train_data, test, seeds=args.seeds, steps=args.steps, ablations=not args.no_ablations,
-                       save_dir=args.save_checkpoints, progress=progress, workers=args.workers)
+                       save_dir=args.save_checkpoints, progress=progress, workers=args.workers, families=families)
     result.update(seconds=round(time.perf_counter() - t0, 1), data_seconds=round(t_data, 1), targets=targets(result),
                   test={"data": args.data or f"world seed {TEST_SEED}", "episodes": len(test)},
                   train={"data": f"world seed {TRAIN_SEED}", "episodes": len(train_data)}, skipped=skipped)
@@ -396,7 +402,7 @@ def evaluate(args) -> int:
     entries, episodes = extract_folder(args.data, backbones, cfg, paths.CACHE, args.episodes, args.split, skipped,
                                        args.strict, args.precision, args.store, not args.quiet)
     result = evaluate_checkpoints(ForecastDataset(entries), args.checkpoints, cfg, device=device,
-                                  precision=args.precision)
+                                  precision=args.precision, families=[Path(e).parent.name for e in episodes])
     result.update(seconds=round(time.perf_counter() - t0, 1), skipped=skipped,
                   test={"data": str(args.data), "split": args.split, "episodes": len(episodes)})
     print(_write_results(args.out, result))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from tkjepa.forecast.data import ForecastData
-from tkjepa.forecast.evaluate import baseline_score, predict, score
+from tkjepa.forecast.evaluate import baseline_score, by_family, predict, score
 from tkjepa.forecast.model import ABLATIONS, HEADLINE, SHIPPED_ABLATIONS, Forecaster, save_forecaster, variant_config
 from tkjepa.forecast.train import losses, make_optimizer, train
 from tkjepa.metrics import mean_over_seeds
@@ -64,13 +64,14 @@ def _train_job(job: tuple) -> tuple[str, dict]:
     if save is not None:
         save_forecaster(model, save)
     test = _JOB_DATA["test"]
-    return label, score(predict(model, test), test, cfg.forecast)
+    return label, score(predict(model, test), test, cfg.forecast, _JOB_DATA["families"])
 
 
 def run_bench(train_data: ForecastData, test: ForecastData, seeds: int = 3, steps: int | None = None,
               ablations: bool = True, save_dir: Path | None = None, progress: bool = True,
-              workers: int = 2) -> dict:
-    """Train every headline model for `seeds` seeds (+ the ablations, seed 0) and score them on `test`.
+              workers: int = 2, families: list[str] | None = None) -> dict:
+    """Train every headline model for `seeds` seeds (+ the ablations, seed 0) and score them on `test` (and,
+    with `families`, each test episode's task family, per family: "families" {family: {model: scores}}).
 
     With `save_dir`, the seed-0 headline models and the shipped ablations (`SHIPPED_ABLATIONS`: the viewer's
     injection and layer-subset selectors) are written there, one folder each.
@@ -84,7 +85,7 @@ def run_bench(train_data: ForecastData, test: ForecastData, seeds: int = 3, step
     if ablations:
         jobs += [(f"ablation/{name}", name, 0, steps, save(name) if name in SHIPPED_ABLATIONS else None)
                  for name in ABLATIONS]
-    _JOB_DATA.update(train=train_data, test=test, threads=1)
+    _JOB_DATA.update(train=train_data, test=test, threads=1, families=families)
     bar = tqdm(total=len(jobs), desc="train models", unit="model", disable=not progress)
     scores = {}
     if workers > 1:
@@ -105,10 +106,12 @@ def run_bench(train_data: ForecastData, test: ForecastData, seeds: int = 3, step
         runs = [scores[f"{name}/{seed}"] for seed in range(seeds)]
         result["ade_per_seed"][name] = [r["ade"] for r in runs]
         result["models"][name] = mean_over_seeds(runs)
-    result["models"]["const_velocity"] = {**baseline_score(test, _config("thinkjepa", 0, steps).forecast),
+    result["models"]["const_velocity"] = {**baseline_score(test, _config("thinkjepa", 0, steps).forecast, families),
                                           "ade_std": 0.0, "fde_std": 0.0}
     if ablations:
         result["ablations"] = {name: scores[f"ablation/{name}"] for name in ABLATIONS}
+    if families is not None:
+        result["families"] = by_family({**result["models"], **result["ablations"]})
     result["train_step_ms"] = step_ms({name: _config(name, 0, steps) for name in ("thinkjepa", "jepa_only")},
                                       train_data)
     result["seconds"] = round(time.perf_counter() - t0, 1)

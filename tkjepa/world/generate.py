@@ -71,6 +71,12 @@ def joint_transforms(joints: list[dict[str, np.ndarray]]) -> dict[str, np.ndarra
     return transforms
 
 
+def episode_family(seed: int, cfg: WorldConfig | None = None) -> str:
+    """The task family of `generate_episode(seed, cfg)`, without generating it."""
+    cfg = cfg or WorldConfig()
+    return cfg.family or FAMILIES[int(np.random.default_rng([seed, 7]).integers(len(FAMILIES)))]
+
+
 def generate_episode(seed: int, cfg: WorldConfig | None = None, max_attempts: int = 20) -> Episode:
     """Run the expert on a sampled scene and task; frames [T, S, S, 3], poses for every frame.
 
@@ -79,7 +85,7 @@ def generate_episode(seed: int, cfg: WorldConfig | None = None, max_attempts: in
     `extras["attempt"]` records how many were needed.
     """
     cfg = cfg or WorldConfig()
-    family = cfg.family or FAMILIES[int(np.random.default_rng([seed, 7]).integers(len(FAMILIES)))]
+    family = episode_family(seed, cfg)
     for attempt in range(max_attempts):
         try:
             ep = _rollout(seed, attempt, family, cfg)
