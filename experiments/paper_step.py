@@ -21,22 +21,13 @@ from pathlib import Path
 import torch
 
 from tkjepa import paths
-from tkjepa.device import flop_counter
+from tkjepa.device import flop_counter, peak_matmul_flops
 from tkjepa.forecast.data import ForecastData
 from tkjepa.forecast.model import variant_config
 from tkjepa.forecast.train import losses, make_optimizer, new_forecaster
 
 H200_BF16_DENSE = 989e12  # FLOP/s, NVIDIA's dense bf16 tensor-core figure
 OFFICIAL_HOURS = 7.0  # the official run on 2 × H200 (../shared/paper/NOTES.md)
-
-
-def peak_matmul_flops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n ** 3 * repeats / (time.perf_counter() - t0)
 
 
 def paper_batch(n: int, g: torch.Generator) -> ForecastData:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from tkjepa import paths
-from tkjepa.device import flop_counter
+from tkjepa.device import flop_counter, peak_matmul_flops
 from tkjepa.backbones import load_backbones
 from tkjepa.episode import JOINT_SETS
 from tkjepa.forecast.data import ForecastConfig, for_encoder
@@ -31,15 +31,6 @@ from tkjepa.forecast.train import losses, new_forecaster, train
 from tkjepa.stand_in import qwen3vl_stand_in, vjepa2_stand_in
 from tkjepa.world import WorldConfig
 from tkjepa.world.generate import write_dataset
-
-
-def peak_matmul_flops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n ** 3 * repeats / (time.perf_counter() - t0)
 
 
 def step_flops(cfg, data) -> float:
