@@ -171,7 +171,7 @@ def archive_row(npz: Path, hdf5: Path, cfg: ForecastConfig) -> dict:
 
 
 def _key(npz: Path, hdf5: Path, cfg: ForecastConfig, dtype: str) -> str:
-    from tkjepa.forecast.store import STORE_VERSION
+    from tkjepa.forecast.entries import STORE_VERSION
 
     parts = ["official", VERSION, STORE_VERSION, file_identity(npz), file_identity(hdf5) if hdf5.exists() else None,
              json.dumps(asdict(cfg), default=str), dtype]
@@ -186,7 +186,7 @@ def bundle_entries(folder, cfg: ForecastConfig, cache_dir, max_episodes=None, sp
     `skipped`, `strict`, `rank`/`world` is extract_folder's."""
     from tqdm.auto import tqdm
 
-    from tkjepa.forecast.store import EpisodeStore, gather
+    from tkjepa.forecast.entries import EpisodeStore, gather
 
     root = Path(folder)
     cfg = bundle_config(cfg, root)
