@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from tkjepa.forecast import bench
 from tkjepa.forecast.data import ForecastConfig, build, world_data
 from tkjepa.forecast.evaluate import evaluate_checkpoints, predict, score
 from tkjepa.forecast.model import Forecaster, load_forecaster, save_forecaster, variant_config
-from tkjepa.forecast.train import train
+from tkjepa.forecast.train import fit_to_data, losses, train
 from tkjepa.metrics import const_velocity, trajectory_scores
 from tkjepa.world import WorldConfig, dataset_episodes
 
@@ -137,17 +138,64 @@ def test_checkpoint_round_trip_and_evaluate(data, tmp_path):
     assert set(m["rollout"]) == {"8", "16", "24", "32"} and 0 < m["ade"] < 1
 
 
-def test_vlm_only_windows_are_absolute(data):
-    """vlm_only predicts absolute positions: a later window must not be shifted by the previous one's end."""
+def test_vlm_only_keeps_the_observed_joints(data):
+    """Like-for-like: vlm_only lacks only the JEPA latents; it starts from the last observed joints as every
+    learned model does, and moving them moves its forecast by the same offset."""
+    torch.manual_seed(0)
     m = Forecaster(_tiny("vlm_only"))
     m.head.set_target_stats(data.traj.reshape(-1, 7, 3))
     idx = torch.arange(2)
+    assert torch.equal(m.anchor(data, idx), data.past[idx][:, -1])
+    assert torch.equal(m.anchor(data, idx), Forecaster(_tiny("thinkjepa")).anchor(data, idx))
     _, joints = m(data, idx, 2)
-    seq = torch.cat([torch.zeros_like(data.ctx[idx]), m.predictor.rollout(torch.zeros_like(data.ctx[idx]),
-                     guide=data.guide(idx), windows=2)], dim=1)
-    Tc, Tf = 4, 4
-    second = m.head(seq[:, Tf:Tf + Tc], seq[:, Tc + Tf:Tc + 2 * Tf], torch.zeros(2, 21))
-    torch.testing.assert_close(joints[:, 8:], second)
+    d2 = data.subset(torch.arange(len(data)))
+    d2.past = data.past + torch.tensor([0.1, 0.0, 0.0])
+    with torch.no_grad():
+        m.head.normalize = lambda anchor: torch.zeros_like(anchor)  # isolate the anchor's own effect
+        a, b = m(data, idx, 2)[1], m(d2, idx, 2)[1]
+    torch.testing.assert_close(b - a, torch.tensor([0.1, 0.0, 0.0]).expand_as(a))
+    assert joints.shape == (2, 16, 7, 3)
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_stop_gradient_on_what_a_window_hands_the_next(data, detach):
+    """With detach_feedback the second window's joints get no gradient through the first window's output
+    (latents and end point): here Tc = Tf, so its context is the first window's prediction alone and the
+    observed latents reach it only through that. The forecast's values do not change."""
+    torch.manual_seed(0)
+    m = Forecaster(_tiny("jepa_only", detach_feedback=detach))
+    m.head.set_target_stats(data.traj.reshape(-1, 7, 3))
+    idx = torch.arange(2)
+    d = data.subset(torch.arange(len(data)))
+    d.ctx = data.ctx.clone().requires_grad_(True)
+    z, joints = m(d, idx, 2)
+    joints[:, 8:].sum().backward()
+    reached = d.ctx.grad[idx].abs().sum()
+    assert (reached == 0) if detach else (reached > 0)
+    with torch.no_grad():
+        other = Forecaster(_tiny("jepa_only", detach_feedback=not detach))
+        other.load_state_dict(m.state_dict())
+        torch.testing.assert_close(other(data, idx, 2)[1], joints.detach())
+
+
+def test_the_first_window_is_weighted(data):
+    """The trajectory term weights the first window's frames first_window_weight× (a weighted mean)."""
+    torch.manual_seed(0)
+    cfg = fit_to_data(_tiny("jepa_only", train_windows=2), data)
+    m = Forecaster(cfg)
+    m.head.set_target_stats(data.traj.reshape(-1, 7, 3))
+    idx = torch.arange(4)
+    with torch.no_grad():
+        _, joints = m(data, idx, 2)
+        err = (joints - data.traj[idx][:, :16]).norm(dim=-1).mean(-1) * data.valid[idx][:, :16]
+        v = data.valid[idx][:, :16].float()
+        for w in (1.0, 6.0):
+            m.cfg = replace(cfg, first_window_weight=w)
+            k = torch.tensor([w] * 8 + [1.0] * 8)
+            want = (err * k).sum() / (v * k).sum()
+            torch.testing.assert_close(losses(m, data, idx)["traj_m"], want)
+    with pytest.raises(ValueError, match="first_window_weight"):
+        _tiny("jepa_only", first_window_weight=0.0)
 
 
 def test_step_ms_times_every_config_in_turn(data):
@@ -156,18 +204,19 @@ def test_step_ms_times_every_config_in_turn(data):
 
 
 def test_run_bench_schema_saves_and_does_not_depend_on_workers(data, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "ABLATIONS", ("thinkjepa_adaln", "thinkjepa_stream_old"))
+    monkeypatch.setattr(bench, "ABLATIONS", ("thinkjepa_adaln", "thinkjepa_official"))
     monkeypatch.setattr(bench, "step_ms", lambda cfgs, d, steps=20, rounds=3: {n: 1.0 for n in cfgs})
     kw = dict(seeds=2, steps=3, progress=False)
     one = bench.run_bench(data, data, workers=1, save_dir=tmp_path, **kw)
     two = bench.run_bench(data, data, workers=2, **kw)
     assert set(one["models"]) == {"thinkjepa", "jepa_only", "vlm_only", "oracle", "const_velocity"}
-    assert set(one["ablations"]) == {"thinkjepa_adaln", "thinkjepa_stream_old"}
+    assert set(one["ablations"]) == {"thinkjepa_adaln", "thinkjepa_official"}
     for name in bench.HEADLINE:
         assert one["models"][name]["seeds"] == 2 and set(one["models"][name]["rollout"]) == {"8", "16", "24", "32"}
         assert one["ade_per_seed"][name] == two["ade_per_seed"][name]
         assert one["ade_per_seed"][name][0] != one["ade_per_seed"][name][1]  # the seeds differ
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*bench.HEADLINE, "thinkjepa_adaln"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*bench.HEADLINE, "thinkjepa_adaln",
+                                                                "thinkjepa_official"])
     assert load_forecaster(tmp_path / "thinkjepa_adaln").cfg.injection == "adaln"
 
 

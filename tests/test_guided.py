@@ -8,8 +8,8 @@ import torch
 from tkjepa.head import TrajectoryHead, TrajectoryHeadConfig
 from tkjepa.metrics import trajectory_scores
 from tkjepa.predictor import GuidedPredictor, GuidedPredictorConfig
-from tkjepa.pyramid import (PyramidConfig, PyramidExtractor, block_levels, collate_features, level_rows, masked_mean,
-                            pooled_projection)
+from tkjepa.pyramid import (PyramidConfig, PyramidExtractor, block_groups, block_levels, collate_features, level_rows,
+                            masked_mean, pooled_projection)
 
 L, DV, NO, NN = 6, 24, 7, 3  # cached rows, VLM width, old / new tokens
 
@@ -79,24 +79,41 @@ def test_level_selection():
         with pytest.raises(ValueError):
             level_rows(bad, 6)
     assert block_levels(6, 6) == list(range(6))
-    assert block_levels(6, 4) == [0, 2, 3, 5]    # round(0, 5/3, 10/3, 5), halves up
     assert block_levels(2, 4) == [0, 0, 1, 1]    # round(0, 1/3, 2/3, 1)
     assert block_levels(1, 4) == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="block_groups"):
+        block_levels(6, 4)
+    assert block_groups(8, 12) == [[lv] for lv in block_levels(8, 12)]  # the paper: 8 rows, 12 blocks
+    assert block_groups(6, 4) == [[0], [1, 2], [3], [4, 5]]              # ⌊i·6/4⌋ = 0, 1, 3, 4, 6
+    assert block_groups(6, 3) == [[0, 1], [2, 3], [4, 5]]
+    assert block_groups(5, 1) == [[0, 1, 2, 3, 4]]
+    for n in range(1, 13):  # every level reaches a block, in order, whatever the counts
+        for b in range(1, 13):
+            flat = [lv for g in block_groups(n, b) for lv in g]
+            assert sorted(set(flat)) == list(range(n)) and flat == sorted(flat) and len(block_groups(n, b)) == b
     p = PyramidExtractor(pyr_cfg(levels="mid", num_blocks=4))
-    assert p.rows == [2, 3] and p.block_rows == [2, 2, 3, 3]
-    assert PyramidExtractor(pyr_cfg(levels="last")).block_rows == [5, 5, 5]
+    assert p.rows == [2, 3] and p.block_rows == [[2], [2], [3], [3]]
+    assert PyramidExtractor(pyr_cfg(levels="last")).block_rows == [[5]] * 3
 
 
-def test_block_reads_its_level():
-    """Block i's vector changes only when the row it reads changes."""
-    p = PyramidExtractor(pyr_cfg(levels="all", num_blocks=3))  # rows 0, 2(.5 -> 3), 5
-    assert p.block_rows == [0, 3, 5]
+@pytest.mark.parametrize("tokens", [False, True])
+def test_block_reads_its_levels(tokens):
+    """6 rows into 3 blocks: block i reads the mean of rows 2i and 2i+1, and changes only when they change."""
+    p = PyramidExtractor(pyr_cfg(levels="all", num_blocks=3))
+    assert p.block_rows == [[0, 1], [2, 3], [4, 5]]
+    out = (lambda g: p.tokens(**g)[0]) if tokens else (lambda g: p(**g))
     g = guide(2)
-    base = p(**g)
+    base = out(g)
     g["old"] = g["old"].clone()
     g["old"][:, 3] += 1.0
-    moved = p(**g)
+    moved = out(g)
     assert torch.equal(base[:, [0, 2]], moved[:, [0, 2]]) and not torch.allclose(base[:, 1], moved[:, 1])
+    # the block's value is the mean of its two levels' own values
+    if tokens:
+        lv = [torch.cat([p.old_proj[i](g["old"][:, i]), p.new_proj[i](g["new"][:, i])], 1) for i in (2, 3)]
+    else:
+        lv = list(p.level_vectors(**g)[:, [2, 3]].unbind(1))
+    assert torch.allclose(moved[:, 1], (lv[0] + lv[1]) / 2, atol=1e-6)
 
 
 def test_masked_pooling_ignores_padding():

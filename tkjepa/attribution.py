@@ -30,9 +30,10 @@ Uncertainty. Every per-layer mean and both correlations come with a 95 % bootstr
 (`AttributionConfig.bootstrap` resamples, seeded): which layer "matters" is only a finding where the
 intervals separate; across retrained forecasters (training seeds) the spread is larger again.
 
-Unused layers. The pyramid reads only `PyramidExtractor.block_rows` (6 rows into 4 blocks: rows [0, 2, 3, 5]),
-so rows 1 and 4 get exactly zero attribution and zero ΔADE. `spearman` is over all layers, `spearman_used`
-over the used ones only. Deterministic: no sampling, no training.
+Read layers. Every cached row reaches a predictor block (`PyramidExtractor.block_rows`: 6 rows into 4 blocks
+as [0], [1, 2], [3], [4, 5]) unless a forecaster picks a subset (`levels`); the rows it does not read get exactly
+zero attribution and zero ΔADE. `spearman` is over all layers, `spearman_used` over the read ones only.
+Deterministic: no sampling, no training.
 """
 
 from __future__ import annotations
@@ -259,7 +260,7 @@ def attribute(model, data, cfg: AttributionConfig | None = None) -> dict:
     abl = ablation_per_episode(model, kept, cfg)
     full = float(abl["ade_full"].mean())
     delta_ade = abl["delta_ade"].mean(0).tolist()
-    used = sorted(set(model.predictor.pyramid.block_rows))
+    used = sorted({r for rows in model.predictor.pyramid.block_rows for r in rows})
     mean_abs = per.abs().mean(0).tolist()
     nan = lambda v: None if v != v else round(v, 4)  # noqa: E731  (JSON has no NaN)
     ci = lambda x, stat=None: bootstrap_ci(x, stat, cfg.bootstrap, cfg.seed)  # noqa: E731
@@ -279,7 +280,7 @@ def attribute(model, data, cfg: AttributionConfig | None = None) -> dict:
         "attribution_abs": mean_abs, "attribution_abs_ci": ci(per.abs()),
         "ablation_delta_ade": delta_ade, "ablation_delta_ade_ci": ci(abl["delta_ade"]),
         "ablation_delta_s": abl["delta_s"].mean(0).tolist(), "ablation_delta_s_ci": ci(abl["delta_s"]),
-        "block_rows": model.predictor.pyramid.block_rows,  # the row each predictor block reads
+        "block_rows": model.predictor.pyramid.block_rows,  # the rows each predictor block reads
         "block_gates": torch.tanh(model.predictor.gates).tolist(),  # each block's guidance gate tanh(α)
         "spearman": nan(spearman(mean_abs, delta_ade)),
         "spearman_used": nan(spearman([mean_abs[l] for l in used], [delta_ade[l] for l in used])),

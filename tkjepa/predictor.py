@@ -240,11 +240,13 @@ class GuidedPredictor(nn.Module):
         return self._predict(ctx, *self._guidance(guide, guidance), actions, level_scale)
 
     def rollout(self, ctx, guide=None, windows: int = 1, actions=None, *, guidance=None,
-                level_scale=None) -> torch.Tensor:
+                level_scale=None, detach_feedback: bool = False) -> torch.Tensor:
         """Predict `windows` windows recursively -> [B, windows·Tf, N, D]; actions: [B, windows·Tf, A].
 
         Each window's context is the last Tc tubelets of [ctx ∥ predictions so far]; the guidance (from the
-        observed clip) is computed once and reused.
+        observed clip) is computed once and reused. `detach_feedback`: the predictions fed back as context carry
+        no gradient (stop-gradient), so a later window's loss trains the predictor to continue from what it was
+        given, not to bend the earlier window's prediction toward an easier continuation.
         """
         c = self.config
         g, kv, kv_mask = self._guidance(guide, guidance)
@@ -252,5 +254,6 @@ class GuidedPredictor(nn.Module):
         for k in range(windows):
             act = None if actions is None else actions[:, k * c.future_tubelets:(k + 1) * c.future_tubelets]
             preds.append(self._predict(context, g, kv, kv_mask, act, level_scale))
-            context = torch.cat([ctx, *preds], dim=1)[:, -c.context_tubelets:]
+            fed = [p.detach() for p in preds] if detach_feedback else preds
+            context = torch.cat([ctx, *fed], dim=1)[:, -c.context_tubelets:]
         return torch.cat(preds, dim=1)

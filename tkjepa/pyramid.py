@@ -13,9 +13,13 @@ ones the plan (`level_vectors` shows what each level holds).
 
 Levels and blocks. `levels` picks rows: "all" = 0..L−1; "last" = [L−1]; "mid" = rows k..L−1−k with
 k = max(1, L // 3), i.e. the middle third or so, never the first or last row (L=6: [2, 3]; L=8: [2..5]; L=3:
-[1]); or an explicit list of row indices. With n levels and `num_blocks` blocks, block i takes level
-round(i·(n−1)/(num_blocks−1)) (halves round up; one block takes level 0): equal counts map one to one, fewer
-levels are spread evenly, first block on the first level and last block on the last.
+[1]); or an explicit list of row indices. `block_groups(n, num_blocks)` gives each predictor block the levels
+it reads, and every level reaches at least one block: with n ≤ num_blocks, block i reads the one level
+round(i·(n−1)/(num_blocks−1)) (halves up; `block_levels`), so equal counts map one to one and fewer levels are
+spread evenly; with more levels than blocks, the levels are cut into num_blocks contiguous groups, block i
+reading levels ⌊i·n/B⌋ … ⌊(i+1)·n/B⌋ − 1 (6 levels, 4 blocks: [0], [1, 2], [3], [4, 5]). A block that reads
+several levels reads their mean: the mean fused vector (FiLM, AdaLN) or the token-wise mean of the projected
+token sets (cross-attention), so no cached layer is left unread by construction.
 
 Streams. `streams="old"` replaces the new stream's pooled vector by zeros in the fusion (so the fusion
 MLP keeps its shape and the ablation changes only what it is fed) and drops the new tokens from `tokens`;
@@ -74,10 +78,24 @@ def level_rows(levels: str | Sequence[int], num_rows: int) -> list[int]:
 
 
 def block_levels(num_levels: int, num_blocks: int) -> list[int]:
-    """Level index of each predictor block: round(i·(n−1)/(blocks−1)), halves up."""
+    """Level index of each predictor block when there are no more levels than blocks:
+    round(i·(n−1)/(blocks−1)), halves up."""
+    if num_levels > num_blocks:
+        raise ValueError(f"{num_levels} levels over {num_blocks} blocks: some blocks read several (block_groups)")
     if num_blocks == 1:
         return [0]
     return [int(i * (num_levels - 1) / (num_blocks - 1) + 0.5) for i in range(num_blocks)]
+
+
+def block_groups(num_levels: int, num_blocks: int) -> list[list[int]]:
+    """The levels each predictor block reads (module docstring): one each with n ≤ blocks (`block_levels`),
+    else n levels cut into `num_blocks` contiguous groups, so that every level reaches a block."""
+    if num_levels < 1 or num_blocks < 1:
+        raise ValueError(f"need at least one level and one block, got {num_levels} and {num_blocks}")
+    if num_levels <= num_blocks:
+        return [[lv] for lv in block_levels(num_levels, num_blocks)]
+    cut = [i * num_levels // num_blocks for i in range(num_blocks + 1)]
+    return [list(range(cut[i], cut[i + 1])) for i in range(num_blocks)]
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -127,7 +145,7 @@ class PyramidExtractor(nn.Module):
         if c.streams not in ("both", "old", "new"):
             raise ValueError(f"streams must be 'both', 'old' or 'new', got {c.streams!r}")
         self.rows = level_rows(c.levels, len(c.layers))            # cached row of each level
-        self.block_levels = block_levels(len(self.rows), c.num_blocks)  # level of each predictor block
+        self.block_groups = block_groups(len(self.rows), c.num_blocks)  # levels read by each predictor block
         n, d = len(self.rows), c.dim
         # PyTorch's default fan-in init, not the ViT's std 0.02: that would leave g ~0.01, and a gate that
         # opens would have next to nothing to pass on. Only the streams in use get projections.
@@ -138,9 +156,9 @@ class PyramidExtractor(nn.Module):
             for _ in range(n))
 
     @property
-    def block_rows(self) -> list[int]:
-        """Cached row read by each predictor block."""
-        return [self.rows[lv] for lv in self.block_levels]
+    def block_rows(self) -> list[list[int]]:
+        """The cached rows each predictor block reads."""
+        return [[self.rows[lv] for lv in group] for group in self.block_groups]
 
     def _check(self, old: torch.Tensor, new: torch.Tensor) -> None:
         L = len(self.config.layers)
@@ -163,15 +181,16 @@ class PyramidExtractor(nn.Module):
         return torch.stack([self._level(lv, old, old_mask, new, new_mask) for lv in range(len(self.rows))], 1)
 
     def forward(self, old, old_mask, new, new_mask) -> torch.Tensor:
-        """-> g [B, num_blocks, dim], block i's vector from level self.block_levels[i]."""
+        """-> g [B, num_blocks, dim], block i's vector the mean over its levels (self.block_groups[i])."""
         self._check(old, new)
-        vec = {lv: self._level(lv, old, old_mask, new, new_mask) for lv in set(self.block_levels)}
-        return torch.stack([vec[lv] for lv in self.block_levels], dim=1)
+        vec = [self._level(lv, old, old_mask, new, new_mask) for lv in range(len(self.rows))]
+        return torch.stack([torch.stack([vec[lv] for lv in group]).mean(0) for group in self.block_groups], dim=1)
 
     def tokens(self, old, old_mask, new, new_mask) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected token sets for cross-attention: kv [B, num_blocks, M, dim], kv_mask [B, M].
 
-        Block i's set is the old ∥ new tokens of its level (M = No + Nn; No or Nn alone for one stream).
+        Block i's set is the old ∥ new tokens of its levels (M = No + Nn; No or Nn alone for one stream), the
+        token-wise mean of the levels' projections where it reads several.
         """
         self._check(old, new)
         per_level, masks = {}, []
@@ -179,12 +198,12 @@ class PyramidExtractor(nn.Module):
             masks.append(old_mask)
         if self.new_proj is not None:
             masks.append(new_mask)
-        for lv in set(self.block_levels):
+        for lv in range(len(self.rows)):
             r, parts = self.rows[lv], []
             if self.old_proj is not None:
                 parts.append(self.old_proj[lv](old[:, r]))
             if self.new_proj is not None:
                 parts.append(self.new_proj[lv](new[:, r]))
             per_level[lv] = torch.cat(parts, dim=1)  # [B, M, dim]
-        kv = torch.stack([per_level[lv] for lv in self.block_levels], dim=1)
+        kv = torch.stack([torch.stack([per_level[lv] for lv in group]).mean(0) for group in self.block_groups], 1)
         return kv, torch.cat(masks, dim=1).bool()

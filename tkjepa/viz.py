@@ -28,7 +28,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from tkjepa.episode import WRIST, Episode
-from tkjepa.pyramid import block_levels, level_rows
+from tkjepa.pyramid import block_groups, level_rows
 from tkjepa.world.scene import COLORS
 
 # the forecasters' colours in every lesson's figures
@@ -161,48 +161,51 @@ def forecast_figure(past: np.ndarray, future: np.ndarray, forecasts: dict, windo
 # -- the thinker's layers in the predictor ---------------------------------------------------------------
 def pyramid_figure(levels="all", num_blocks: int = 4, layers=(0, 1, 2, 3, 4, 5)) -> go.Figure:
     """Thinker layers (left) -> pyramid levels (middle) -> predictor blocks (right), by the pyramid's rules:
-    `level_rows(levels, L)` picks the cached row of each level, `block_levels` the level each block reads (the
-    nearest by relative depth). Grey: a layer no level uses, a level no block reads."""
+    `level_rows(levels, L)` picks the cached row of each level, `block_groups` the levels each block reads (the
+    nearest by relative depth, or a contiguous group when levels outnumber blocks). Grey: a layer no level uses."""
     L = len(layers)
     rows = level_rows(levels, L)                      # cached row of each level
-    blocks = block_levels(len(rows), num_blocks)      # level of each block
+    groups = block_groups(len(rows), num_blocks)      # levels of each block
     y_row, y_blk = np.linspace(0, 1, L), np.linspace(0, 1, num_blocks)  # heights, shallow at the bottom
     fig = go.Figure()
     for r in rows:
         fig.add_scatter(x=[0, 1], y=[y_row[r]] * 2, mode="lines", line_color="#888", hoverinfo="skip", showlegend=False)
-    for i, lv in enumerate(blocks):
-        fig.add_scatter(x=[1, 2], y=[y_row[rows[lv]], y_blk[i]], mode="lines", line_color="#d62728",
-                        hoverinfo="skip", showlegend=False)
+    for i, group in enumerate(groups):
+        for lv in group:
+            fig.add_scatter(x=[1, 2], y=[y_row[rows[lv]], y_blk[i]], mode="lines", line_color="#d62728",
+                            hoverinfo="skip", showlegend=False)
     fig.add_scatter(x=[0] * L, y=list(y_row), mode="markers+text", name="thinker layer",
                     text=[f"layer {l}  " for l in layers], textposition="middle left",
                     marker=dict(size=16, color=["#1f77b4" if r in rows else "lightgrey" for r in range(L)]))
     fig.add_scatter(x=[1] * len(rows), y=[y_row[r] for r in rows], mode="markers+text", name="level (proj, pool, fuse)",
                     text=[f"level {lv}" for lv in range(len(rows))], textposition="top center",
                     marker=dict(size=16, symbol="square",
-                                color=["#ff7f0e" if lv in blocks else "lightgrey" for lv in range(len(rows))]))
+                                color="#ff7f0e"))
     fig.add_scatter(x=[2] * num_blocks, y=list(y_blk), mode="markers+text",
                     name="predictor block", text=[f"  block {i}" for i in range(num_blocks)],
                     textposition="middle right", marker=dict(size=16, symbol="diamond", color="#2ca02c"))
     return fig.update_layout(
         height=380, width=760, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.05),
-        title=f"levels={levels!r}: rows {rows} → blocks read levels {blocks} (grey: read by no block)",
+        title=f"levels={levels!r}: rows {rows} → blocks read levels {groups} (a group: their mean)",
         xaxis=dict(range=[-0.7, 2.7], tickvals=[0, 1, 2], side="top", showgrid=False, zeroline=False,
                    ticktext=["thinker layers (old + new)", "[o, n, |o−n|, o⊙n] → LN → MLP", "predictor"]),
         yaxis=dict(visible=False, range=[-0.12, 1.12]))
 
 
 def wiring_figure(layers, block_rows, gates) -> go.Figure:
-    """A trained predictor's wiring: the cached thinker row each block reads (`PyramidExtractor.block_rows`),
-    each line labelled with the block's gate a = tanh(gate) and as wide as |a|; rows no block reads in grey."""
+    """A trained predictor's wiring: the cached thinker rows each block reads (`PyramidExtractor.block_rows`, a
+    list of rows per block), each line as wide as the block's gate |a| = |tanh(gate)|, with a labelled at the
+    block; rows no block reads (a forecaster trained on a subset of levels) in grey."""
     L, B = len(layers), len(block_rows)
     y_block = [-b * (L - 1) / max(B - 1, 1) for b in range(B)]    # blocks spread over the rows' height
     fig = go.Figure()
-    for b, (r, a) in enumerate(zip(block_rows, gates)):
-        fig.add_scatter(x=[0, 1], y=[-r, y_block[b]], mode="lines", showlegend=False,
-                        line=dict(width=1 + 40 * abs(a), color="#d62728"), hoverinfo="skip")
-        fig.add_annotation(x=0.62, y=0.38 * -r + 0.62 * y_block[b], text=f"a={a:+.3f}", showarrow=False,
+    for b, (rows, a) in enumerate(zip(block_rows, gates)):
+        for r in rows:
+            fig.add_scatter(x=[0, 1], y=[-r, y_block[b]], mode="lines", showlegend=False,
+                            line=dict(width=1 + 40 * abs(a), color="#d62728"), hoverinfo="skip")
+        fig.add_annotation(x=0.9, y=y_block[b] + 0.25, text=f"a={a:+.3f}", showarrow=False,
                            bgcolor="white", font_size=11)
-    used = set(block_rows)
+    used = {r for rows in block_rows for r in rows}
     fig.add_scatter(x=[0] * L, y=[-r for r in range(L)], mode="markers+text", showlegend=False,
                     text=[f"thinker layer {l}{'' if i in used else ' (unread)'}  " for i, l in enumerate(layers)],
                     textposition="middle left",
@@ -210,7 +213,7 @@ def wiring_figure(layers, block_rows, gates) -> go.Figure:
     fig.add_scatter(x=[1] * B, y=y_block, mode="markers+text", showlegend=False,
                     marker=dict(size=16, color="#555", symbol="square"),
                     text=[f"  predictor block {b}" for b in range(B)], textposition="middle right")
-    return fig.update_layout(height=380, width=820, title="which thinker row each predictor block reads "
+    return fig.update_layout(height=380, width=820, title="which thinker rows each predictor block reads "
                              "(line width ∝ |gate|)", xaxis=dict(visible=False, range=[-0.8, 1.6]),
                              yaxis=dict(visible=False), margin=dict(l=10, r=10, t=50, b=10))
 

@@ -5,15 +5,21 @@ Models (`MODELS`), all with the same budget:
 - `thinkjepa`  the dense window's latents + the thinker's pyramid guidance (cross-attention over the thinking
                tokens of every cached layer: `ForecasterConfig.injection`, `.streams`);
 - `jepa_only`  the same predictor with no guidance;
-- `vlm_only`   the guided predictor with the JEPA inputs zeroed (the official code's definition);
+- `vlm_only`   the guided predictor with the JEPA latents zeroed (the official code's definition); like every
+               learned model it keeps the observed joints, so the one input it lacks is the dense window's video;
 - `oracle`     the guidance replaced by an embedding of the true next subgoal (its kind and the target
                object's colour and shape), read by FiLM: a perfect thinker, the lower bound for this predictor
                and head.
 
 The head reads each window's latents and predicts the joints' displacement from where the hand was at the
-last observed frame (the JEPA branch observes the tracked joints of its dense window, as EgoDex records them);
+last observed frame (every model observes the tracked joints of the dense window, as EgoDex records them);
 the tiny encoder alone places the hand only to a few centimetres (frozen probe R² ≈ 0.9), and the lesson is
 about where the hand goes next, not where it is.
+
+Training sees `train_windows` recursive windows (4 = 32 frames, the longest evaluated rollout), with
+stop-gradient on what one window feeds the next (latents and the joints it ends at: `detach_feedback`) and the
+first window's frames weighted `first_window_weight`× in the trajectory term, so the trained horizon stays
+as sharp as with one window while later windows learn to continue from the model's own predictions.
 
 A variant is a name for a set of config changes (`VARIANTS`): the headline models, and thinkjepa read in other
 ways (the ablations). `variant_config(name)` is what `tkjepa train --variant` and `tkjepa bench` build.
@@ -56,8 +62,10 @@ class ForecasterConfig:
     weight_decay: float = 0.05
     gate_lr_scale: float = 50.0     # the tanh gates' lr multiplier: one scalar each, starting at 0, they would
                                     # open by ~lr per step and stay near 0 for a run this short
-    train_windows: int = 1          # recursive windows the loss sees: 1 = the 8-frame trained horizon; longer
-                                    # horizons are recursive rollouts (4 windows = 32 frames), as the paper evaluates
+    train_windows: int = 4          # recursive windows the loss sees (4 = 32 frames, the longest rollout scored);
+                                    # with 1 (the 8-frame horizon only) FDE at 32 frames drifts past const velocity
+    detach_feedback: bool = True    # stop-gradient on the latents and joints one window hands the next
+    first_window_weight: float = 6.0  # weight of the first window's frames in the trajectory term (others 1)
     latent_weight: float = 1.0      # λ of the latent term
     traj_loss: str = "l2"           # "l2": mean L2 distance (metres); "mse": mean squared error (the official code)
     latent_loss: str = "l1"         # "l1" | "mse" (the official code) between predicted and target latents
@@ -73,6 +81,9 @@ class ForecasterConfig:
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
+        if self.train_windows < 1 or self.first_window_weight <= 0:
+            raise ValueError(f"train_windows must be ≥ 1 and first_window_weight > 0, got {self.train_windows}, "
+                             f"{self.first_window_weight}")
         if self.traj_loss not in ("l2", "mse") or self.latent_loss not in ("l1", "mse"):
             raise ValueError(f"traj_loss must be l2 or mse and latent_loss l1 or mse, got {self.traj_loss!r}, "
                              f"{self.latent_loss!r}")
@@ -89,12 +100,12 @@ VARIANTS: dict[str, dict] = {
     "thinkjepa_adaln": {"model": "thinkjepa", "injection": "adaln"},
     "thinkjepa_levels_mid": {"model": "thinkjepa", "levels": "mid"},
     "thinkjepa_levels_last": {"model": "thinkjepa", "levels": "last"},
-    "thinkjepa_stream_old": {"model": "thinkjepa", "streams": "old"},
-    "thinkjepa_stream_both": {"model": "thinkjepa", "streams": "both"},
+    "thinkjepa_official": {"model": "thinkjepa", "injection": "film", "streams": "both", "levels": "all"},
 }
 HEADLINE = MODELS                                       # trained over seeds in the benchmark
 ABLATIONS = tuple(v for v in VARIANTS if v not in HEADLINE)  # thinkjepa read another way, seed 0
-SHIPPED_ABLATIONS = ("thinkjepa_film", "thinkjepa_adaln", "thinkjepa_levels_mid", "thinkjepa_levels_last")
+SHIPPED_ABLATIONS = ("thinkjepa_film", "thinkjepa_adaln", "thinkjepa_levels_mid", "thinkjepa_levels_last",
+                     "thinkjepa_official")
 
 
 def paper_forecast() -> ForecastConfig:
@@ -115,9 +126,9 @@ PRESETS: dict[str, dict] = {
     "tiny": {},
     # the official configuration (../paper notes): FiLM on both streams over every cached layer into a 12 × 384
     # predictor, MSE + MSE, batch 16 per GPU; 11,250 steps ≈ 200 epochs of 1,800 training episodes on 2 GPUs
-    "paper": {"injection": "film", "streams": "both", "levels": "all", "steps": 11250, "batch_size": 16, "lr": 1e-4,
-              "min_lr": 1e-6, "warmup": 500, "traj_loss": "mse", "latent_loss": "mse", "traj_weight": 1.0,
-              "gate_lr_scale": 10.0, "ckpt_every": 1000,
+    "paper": {"injection": "film", "streams": "both", "levels": "all", "train_windows": 1, "steps": 11250,
+              "batch_size": 16, "lr": 1e-4, "min_lr": 1e-6, "warmup": 500, "traj_loss": "mse", "latent_loss": "mse",
+              "traj_weight": 1.0, "gate_lr_scale": 10.0, "ckpt_every": 1000,
               "predictor": GuidedPredictorConfig(latent_dim=1024, dim=384, depth=12, num_heads=6),
               "head": TrajectoryHeadConfig(latent_dim=1024, dim=384, hidden=768, state_dim=156, tokens=256),
               "forecast": paper_forecast()},
@@ -166,28 +177,25 @@ class Forecaster(nn.Module):
         if cfg.model == "oracle":
             o = data.oracle[idx]
             guidance = self.subgoal(o).view(len(o), pc.depth, pc.dim)
-        z = self.predictor.rollout(ctx, guide=guide, windows=windows, guidance=guidance, level_scale=level_scale)
+        detach = cfg.detach_feedback and torch.is_grad_enabled()
+        z = self.predictor.rollout(ctx, guide=guide, windows=windows, guidance=guidance, level_scale=level_scale,
+                                   detach_feedback=detach)
         seq = torch.cat([ctx, z], dim=1)                               # [B, Tc + windows·Tf, N, D]
+        fed = torch.cat([ctx, z.detach()], dim=1) if detach else seq   # what a window is handed as its past
         Tc, Tf = pc.context_tubelets, pc.future_tubelets
         anchor = self.anchor(data, idx)                                # [B, J, 3]
         joints = []
-        absolute = self.cfg.model == "vlm_only"  # no observed joints: every window predicts absolute positions
         for w in range(windows):  # each window moves on from where the previous one ended
-            state = torch.zeros_like(anchor.flatten(1)) if absolute else self.head.normalize(anchor).flatten(1)
-            step = self.head(seq[:, w * Tf:w * Tf + Tc], seq[:, Tc + w * Tf:Tc + (w + 1) * Tf], state)
+            step = self.head(fed[:, w * Tf:w * Tf + Tc], seq[:, Tc + w * Tf:Tc + (w + 1) * Tf],
+                             self.head.normalize(anchor).flatten(1))
             joints.append(anchor[:, None] + step)                      # [B, Tf·2, J, 3]
-            if not absolute:
-                anchor = joints[-1][:, -1]
+            anchor = joints[-1][:, -1].detach() if detach else joints[-1][:, -1]
         return z, torch.cat(joints, dim=1)
 
     def anchor(self, data: ForecastData, idx) -> torch.Tensor:
         """Where the hand was at the last observed frame [B, J, 3]: the head predicts displacements from it.
-
-        The joints of the observed frames are part of the JEPA branch's observation (EgoDex tracks them), so
-        `vlm_only`, which has no JEPA inputs, gets zeros and must predict absolute positions.
-        """
-        last = data.past[idx][:, -1]
-        return torch.zeros_like(last) if self.cfg.model == "vlm_only" else last
+        The observed joints are part of every model's observation (EgoDex tracks them)."""
+        return data.past[idx][:, -1]
 
 
 def save_forecaster(model: Forecaster, path: str | Path, extra: dict | None = None) -> None:

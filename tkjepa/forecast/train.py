@@ -1,8 +1,10 @@
 """Training one forecaster on cached forecasting data.
 
 One step: predict `train_windows` windows recursively (each window's context is the last Tc tubelets of
-context + predictions so far, as at evaluation), read trajectories off every window with the head, and
-minimise the wrist-and-fingers L2 error (metres, ×10) + λ·L1 between predicted and true future latents.
+context + predictions so far, as at evaluation; stop-gradient on what one window hands the next with
+`detach_feedback`), read trajectories off every window with the head, and minimise the wrist-and-fingers L2
+error (metres, ×10; the first window's frames weighted `first_window_weight`×) + λ·L1 between predicted and
+true future latents.
 Batches of step s come from `optim.step_generator(seed, s)` and the schedule is a function of s, so a run
 resumed from its training state continues exactly as the uninterrupted one.
 """
@@ -48,6 +50,9 @@ def losses(model, data: ForecastData, idx, cfg: ForecasterConfig | None = None) 
     z, joints = model(data, idx, w)
     T = joints.shape[1]
     valid = data.valid[idx][:, :T].float()
+    weight = torch.ones(T, device=valid.device)
+    weight[:Tf * cfg.head.frames_per_tubelet] = cfg.first_window_weight
+    valid = valid * weight                                             # a weighted mean over the valid frames
     traj = trajectory_loss(joints.float(), data.traj[idx][:, :T], valid)
     dz = z.float() - data.future[idx][:, :w * Tf]
     latent = dz.abs().mean() if cfg.latent_loss == "l1" else dz.square().mean()
