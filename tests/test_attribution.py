@@ -76,14 +76,19 @@ def test_ig_completeness_on_the_real_model(ig):
     torch.testing.assert_close(ig["delta"].abs(), err, atol=1e-6, rtol=1e-3)
 
 
-def test_rows_that_feed_no_block_get_exactly_zero(model, data, ig):
-    rows = model.predictor.pyramid.block_rows
-    assert rows == [0, 2, 3, 5]
+def test_every_cached_row_is_read_and_a_subsets_unread_rows_get_exactly_zero(model, data, ig):
+    assert model.predictor.pyramid.block_rows == [[0], [1, 2], [3], [4, 5]]   # no row unread by construction
     per = A.layer_attribution(ig)
     _, dade = A.ablation_delta_ade(model, data)
-    for l in (1, 4):
+    assert all(per[:, l].abs().max() > 0 and dade[l] != 0.0 for l in range(6))
+    last = load_forecaster(paths.FORECASTERS / "thinkjepa_levels_last").eval()  # reads row 5 only
+    assert last.predictor.pyramid.block_rows == [[5]] * 4
+    ig_last = A.integrated_gradients(last, data.subset(torch.arange(2)), A.AttributionConfig(n_steps=8))
+    per = A.layer_attribution(ig_last)
+    _, dade = A.ablation_delta_ade(last, data)
+    for l in range(5):
         assert (per[:, l] == 0).all() and dade[l] == 0.0
-    assert per[:, 0].abs().min() > 0 and dade[0] != 0.0
+    assert per[:, 5].abs().min() > 0 and dade[5] != 0.0
 
 
 def test_an_unread_stream_gets_zero_attribution_and_ig_runs_on_the_read_one(model, data, ig):
@@ -134,7 +139,7 @@ def test_cli_writes_json_and_figure(tmp_path):
     for k in ("layers", "attribution", "ablation_delta_ade", "spearman", "convergence_delta", "episodes",
               "seconds", "scalar", "baseline", "used", "spearman_used"):
         assert k in r
-    assert r["layers"] == [0, 1, 2, 3, 4, 5] and r["used"] == [0, 2, 3, 5] and r["episodes"] == 4
+    assert r["layers"] == [0, 1, 2, 3, 4, 5] and r["used"] == [0, 1, 2, 3, 4, 5] and r["episodes"] == 4
     for k in ("attribution_ci", "ablation_delta_ade_ci", "ablation_delta_s_ci"):   # [low, high] per layer
         lo, hi = r[k]
         assert len(lo) == len(hi) == 6 and all(a <= b for a, b in zip(lo, hi))

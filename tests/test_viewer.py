@@ -144,16 +144,17 @@ def test_ablating_a_read_layer_moves_the_forecast_and_an_unread_one_does_not(cli
     tr = traces(plot)
     moved = np.abs(tr["thinkjepa, ablated [0]"]["x"] - tr["thinkjepa (all layers)"]["x"])
     assert moved.max() > 1e-4 and "layers [0] ablated" in table
-    unread = rollout(client, key, ablate=[1])[3]   # row 1 feeds no predictor block
-    assert unread["thinkjepa_ablated"]["ade"] == pytest.approx(full, abs=1e-7)
+    last = rollout(client, key, subset="layers: last")[3]
+    unread = rollout(client, key, subset="layers: last", ablate=[1])[3]   # that checkpoint reads row 5 only
+    assert unread["checkpoint"] == "thinkjepa_levels_last"
+    assert unread["thinkjepa_ablated"]["ade"] == pytest.approx(last["models"]["thinkjepa"]["ade"], abs=1e-7)
 
 
 def test_attribution_per_layer(client, paths):
     key = key_of(paths[0])
     plot, text, res = client.predict(key, "crossattn", "all layers", api_name="/attribution")
     L = len(res["layers"])
-    unread = [r for r in range(L) if r not in res["used"]]
-    assert L == 6 and unread and all(res["attribution"][r] == 0 and res["ablation_delta_ade"][r] == 0 for r in unread)
+    assert L == 6 and res["used"] == list(range(L)) and "every row is read" in text  # no row unread by construction
     # completeness: the layers' attributions add up to s(input) - s(baseline), up to the convergence delta
     assert sum(res["attribution"]) == pytest.approx(res["s"] - res["s_base"], abs=res["delta"] + 1e-5)
     # ΔADE of a layer is what ablating it in the rollout view does at the trained horizon
@@ -163,7 +164,9 @@ def test_attribution_per_layer(client, paths):
         assert abl - full == pytest.approx(res["ablation_delta_ade"][r], abs=1e-6)
     bars = [t for t in traces(plot).values() if t["type"] == "bar"]
     assert len(bars) == 2 and all(len(b["y"]) == L for b in bars)
-    assert "rows [1, 4] are not read" in text
+    _, text, res = client.predict(key, "crossattn", "layers: last", api_name="/attribution")  # reads row 5 only
+    assert res["used"] == [5] and "rows [0, 1, 2, 3, 4] are not read" in text
+    assert all(res["attribution"][r] == 0 and res["ablation_delta_ade"][r] == 0 for r in range(5))
 
 
 def test_injection_selector_loads_that_checkpoint(client, paths):
@@ -174,6 +177,8 @@ def test_injection_selector_loads_that_checkpoint(client, paths):
         n = rollout(client, key, horizon=32, injection=injection)[3]
         assert n["checkpoint"] == f"thinkjepa_{injection}" and not n["note"]
         assert abs(n["models"]["thinkjepa"]["ade"] - default["models"]["thinkjepa"]["ade"]) > 1e-6
+    official = rollout(client, key, horizon=32, injection="film", subset="all layers, streams: both")[3]
+    assert official["checkpoint"] == "thinkjepa_official" and not official["note"]
 
 
 def test_layer_subset_selector_loads_that_checkpoint(client, paths):

@@ -34,7 +34,8 @@ from tkjepa.world.scene import COLORS
 # the forecasters' colours in every lesson's figures
 MODEL_COLOURS = {"thinkjepa": "#d62728", "jepa_only": "#1f77b4", "vlm_only": "#9467bd", "oracle": "#2ca02c",
                  "const_velocity": "#7f7f7f", "thinkjepa_film": "#ff7f0e", "thinkjepa_adaln": "#8c564b",
-                 "thinkjepa_levels_mid": "#e377c2", "thinkjepa_levels_last": "#17becf"}
+                 "thinkjepa_levels_mid": "#e377c2", "thinkjepa_levels_last": "#17becf",
+                 "thinkjepa_official": "#bcbd22"}
 
 
 # -- exercises -------------------------------------------------------------------------------------------

@@ -105,9 +105,10 @@ def build_demo(config: ViewerConfig, backbones=None) -> gr.Blocks:
         if "skipped" in result:
             return v.attribution_figure(result), f"*{result['skipped']}*", result
         top = max(range(len(layers)), key=lambda r: abs(result["attribution"][r]))
+        unread = [r for r in range(len(layers)) if r not in result["used"]]
         text = (f"`{ckpt}` on this episode: wrist progress s = {1e3 * result['s']:.1f} mm "
                 f"(baseline {1e3 * result['s_base']:.1f} mm); layer {result['layers'][top]} carries the largest "
-                f"|attribution|; rows {[r for r in range(len(layers)) if r not in result['used']]} are not read.")
+                f"|attribution|; " + (f"rows {unread} are not read." if unread else "every row is read."))
         return v.attribution_figure(result), text, result
 
     def upload(files):
