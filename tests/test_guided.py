@@ -92,7 +92,7 @@ def test_level_selection():
             flat = [lv for g in block_groups(n, b) for lv in g]
             assert sorted(set(flat)) == list(range(n)) and flat == sorted(flat) and len(block_groups(n, b)) == b
     p = PyramidExtractor(pyr_cfg(levels="mid", num_blocks=4))
-    assert p.rows == [2, 3] and p.block_rows == [[2], [2], [3], [3]]
+    assert p.rows == [2, 3] and p.block_rows == [[2], [2], [3], [3]] and p.read_rows == [2, 3]
     assert PyramidExtractor(pyr_cfg(levels="last")).block_rows == [[5]] * 3
 
 
@@ -100,7 +100,7 @@ def test_level_selection():
 def test_block_reads_its_levels(tokens):
     """6 rows into 3 blocks: block i reads the mean of rows 2i and 2i+1, and changes only when they change."""
     p = PyramidExtractor(pyr_cfg(levels="all", num_blocks=3))
-    assert p.block_rows == [[0, 1], [2, 3], [4, 5]]
+    assert p.block_rows == [[0, 1], [2, 3], [4, 5]] and p.read_rows == list(range(L))
     out = (lambda g: p.tokens(**g)[0]) if tokens else (lambda g: p(**g))
     g = guide(2)
     base = out(g)

@@ -260,7 +260,7 @@ def attribute(model, data, cfg: AttributionConfig | None = None) -> dict:
     abl = ablation_per_episode(model, kept, cfg)
     full = float(abl["ade_full"].mean())
     delta_ade = abl["delta_ade"].mean(0).tolist()
-    used = sorted({r for rows in model.predictor.pyramid.block_rows for r in rows})
+    used = model.predictor.pyramid.read_rows
     mean_abs = per.abs().mean(0).tolist()
     nan = lambda v: None if v != v else round(v, 4)  # noqa: E731  (JSON has no NaN)
     ci = lambda x, stat=None: bootstrap_ci(x, stat, cfg.bootstrap, cfg.seed)  # noqa: E731

@@ -160,6 +160,11 @@ class PyramidExtractor(nn.Module):
         """The cached rows each predictor block reads."""
         return [[self.rows[lv] for lv in group] for group in self.block_groups]
 
+    @property
+    def read_rows(self) -> list[int]:
+        """The cached rows some predictor block reads, sorted (all of them unless `levels` picks a subset)."""
+        return sorted(set(self.rows))
+
     def _check(self, old: torch.Tensor, new: torch.Tensor) -> None:
         L = len(self.config.layers)
         if old.ndim != 4 or new.ndim != 4 or old.shape[1] != L or new.shape[1] != L:

@@ -232,7 +232,7 @@ class Viewer:
     def layers(self, checkpoint: str = "thinkjepa") -> tuple[list[int], list[int]]:
         """(decoder layer of each cached thinker row, rows the checkpoint's predictor reads)."""
         pyr = self.models[checkpoint].predictor.pyramid
-        return list(pyr.config.layers), sorted({r for rows in pyr.block_rows for r in rows})
+        return list(pyr.config.layers), pyr.read_rows
 
     # ---- episodes --------------------------------------------------------------------------------
     def add_upload(self, files) -> str:
