@@ -86,6 +86,37 @@ def test_mpc_with_a_perfect_model_grasps_the_cube():
     assert env.state.touched == []  # it never swept into anything on the way
 
 
+class _WristModel(torch.nn.Module):
+    """A world model whose predicted latent is the wrist the actions lead to (its `wrist_features`), on 1 token."""
+
+    class config:  # noqa: N801 - the attributes LatentPlanner reads
+        context_tubelets, future_tubelets = 2, 2
+
+    def forward(self, ctx, actions):
+        return actions[..., 8:11][:, :, None, :]                                  # [S, H, 1, 3]
+
+
+@pytest.mark.parametrize("holding", [False, True])
+def test_position_first_then_the_goals_grip_when_there(holding):
+    """Far from the goal the plan moves toward it and keeps the grip (shut while holding, open otherwise); at the
+    goal it stays and takes the goal's grip."""
+    from tkjepa.planning.cem import LatentPlanner
+    from tkjepa.planning.state import wrist_features
+
+    mpc = LatentPlanner(None, _WristModel(), CEMConfig(samples=128, topk=8, iters=6))
+    mpc.latents = [torch.zeros(1, 3)]
+    target = np.array([0.1, 0.45, 0.06])
+    goal = torch.from_numpy(wrist_features(target))[None]
+    keep, want = (1.0, -1.0) if holding else (-1.0, 1.0)
+    far = np.array([-0.1, 0.35, 0.15])
+    mean, _ = mpc.plan(goal, torch.Generator().manual_seed(0), far, holding=holding, goal_grip=(want + 1) / 2)
+    step = 2 * MAX_STEP * mean[0, :3].numpy()
+    assert np.linalg.norm(far + step - target) < np.linalg.norm(far - target) - 0.05  # heads for the goal
+    assert mean[:, 3].tolist() == [keep, keep]
+    mean, hist = mpc.plan(goal, torch.Generator().manual_seed(0), target, holding=holding, goal_grip=(want + 1) / 2)
+    assert hist[-1]["arrived"] and mean[:, :3].abs().max() == 0 and mean[:, 3].tolist() == [want, want]
+
+
 def test_env_action_maps_the_box_to_the_env():
     np.testing.assert_allclose(env_action([1, -1, 0.5, -1]), [MAX_STEP, -MAX_STEP, MAX_STEP / 2, 0.0])
     np.testing.assert_allclose(env_action([0, 0, 0, 1])[3], 1.0)
@@ -138,6 +169,28 @@ def test_world_model_starts_from_the_last_state():
     out = model(ctx, torch.randn(3, 2, 11))  # 8 action values + 3 of wrist state per future tubelet
     assert out.shape == (3, 2, 4, 8)
     assert torch.allclose(out, torch.nn.functional.layer_norm(ctx[:, -1:], (8,)).expand_as(out), atol=1e-5)
+
+
+def test_rollout_errors_per_step_against_copying():
+    """A model that predicts "nothing changes" errs exactly as copying does, at every step of a recursive
+    rollout, whatever the actions; copying's error grows with the distance to the last observed state."""
+    from tkjepa.planning.world_model import WorldModel, WorldModelConfig, rollout_errors
+
+    cfg = WorldModelConfig(dim=32, depth=1, latent_dim=8, tokens=4, context=2, horizon=2)
+    model = WorldModel(cfg).eval()
+    for p in model.predictor.proj.parameters():
+        torch.nn.init.zeros_(p)
+    t = torch.arange(10, dtype=torch.float32).view(1, 10, 1, 1)
+    base = torch.nn.functional.layer_norm(torch.randn(3, 1, 4, 8), (8,))
+    z = torch.nn.functional.layer_norm(base + 0.1 * t * torch.randn(3, 1, 4, 8), (8,))   # drifts with t
+    data = {"z": z, "actions": torch.randn(3, 10, 8), "wrist": torch.randn(3, 10, 3)}
+    err = rollout_errors(model, data, cfg, steps=5, n=64)
+    assert all(len(v) == 5 for v in err.values())
+    np.testing.assert_allclose(err["true"], err["copy"], atol=1e-5)
+    np.testing.assert_allclose(err["shuffled"], err["copy"], atol=1e-5)
+    assert err["copy"][0] < err["copy"][2] < err["copy"][4]
+    with pytest.raises(ValueError, match="longer"):
+        rollout_errors(model, data, cfg, steps=10)
 
 
 def test_world_model_windows_repeat_the_first_tubelet():

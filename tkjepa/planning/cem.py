@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from tkjepa.planning.state import frame_latents, keep_in_workspace, wrist_features, wrist_path
-from tkjepa.world.env import TabletopEnv
+from tkjepa.world.env import MAX_STEP, TabletopEnv
 
 
 @dataclass
@@ -30,6 +30,7 @@ class CEMConfig:
     horizon: int = 2          # tubelets per sequence (≤ the world model's horizon)
     init_std: float = 0.7     # initial std of u (in [−1, 1] units)
     momentum: float = 0.15    # mean/std ← m·old + (1 − m)·elites' (V-JEPA 2-AC's default)
+    arrive_cm: float = 1.5    # "there": the best plan's first tubelet moves the wrist less than this
 
     def __post_init__(self):
         if self.samples < 2 or not 1 <= self.topk <= self.samples:
@@ -38,6 +39,8 @@ class CEMConfig:
             raise ValueError(f"iters and horizon must be ≥ 1, got iters={self.iters}, horizon={self.horizon}")
         if not 0 <= self.momentum < 1 or self.init_std <= 0:
             raise ValueError(f"need 0 ≤ momentum < 1 and init_std > 0, got {self.momentum}, {self.init_std}")
+        if self.arrive_cm < 0:
+            raise ValueError(f"arrive_cm must be ≥ 0, got {self.arrive_cm}")
 
 
 def cem(energy_fn: Callable[[torch.Tensor], torch.Tensor], cfg: CEMConfig, dim: int = 4,
@@ -103,15 +106,38 @@ class LatentPlanner:
         acts = torch.cat([acts, acts[:, -1:].expand(S, c.future_tubelets - H, acts.shape[-1])], 1)  # pad to H
         return self.model(self.context()[None].expand(S, -1, -1, -1), actions=acts)[:, :H]
 
-    def plan(self, goal: torch.Tensor, generator: torch.Generator, wrist, init_mean=None):
+    def plan(self, goal: torch.Tensor, generator: torch.Generator, wrist, init_mean=None,
+             holding: bool | None = None, goal_grip: float | None = None):
         """CEM toward `goal` [N, D] from the hand at `wrist` [3] -> (mean [H, 4], history); every sampled path
-        stays in WORKSPACE (the returned mean is already bounded)."""
+        stays in WORKSPACE (the returned mean is already bounded).
+
+        Given `holding` (proprioception: the hand holds an object) and `goal_grip` (the goal's grip, 0 open … 1
+        shut), position first, grip when there: CEM searches displacements only, with the grip kept (shut while
+        holding, open otherwise); once the best plan's first tubelet moves the wrist less than `arrive_cm`,
+        the hand stays and takes the goal's grip. Without them CEM searches the grip too."""
         def bound(u):
             return keep_in_workspace(u, wrist)
 
-        mean, hist = cem(lambda u: energy(self.predict(bound(u), wrist)[:, -1], goal), self.cfg,
+        if holding is None or goal_grip is None:
+            mean, hist = cem(lambda u: energy(self.predict(bound(u), wrist)[:, -1], goal), self.cfg,
+                             init_mean=init_mean, generator=generator)
+            return bound(mean[None])[0], hist
+        keep = 1.0 if holding else -1.0
+
+        def moves(u):
+            u = bound(u)
+            u[..., 3] = keep
+            return u
+
+        mean, hist = cem(lambda u: energy(self.predict(moves(u), wrist)[:, -1], goal), self.cfg,
                          init_mean=init_mean, generator=generator)
-        return bound(mean[None])[0], hist
+        mean = moves(mean[None])[0]
+        arrived = float(mean[0, :3].norm()) * 2 * MAX_STEP * 100 < self.cfg.arrive_cm
+        hist[-1]["arrived"] = arrived
+        if arrived:
+            mean = torch.zeros_like(mean)
+            mean[:, 3] = 2 * float(goal_grip) - 1
+        return mean, hist
 
 
 @torch.no_grad()

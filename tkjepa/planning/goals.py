@@ -16,7 +16,8 @@
 
 Every source is called once per action with what the planner has seen so far and returns z* [N, D] and, when
 it asked anew, what it was told: {"text": the words, "place": [x, y, z, grip] where the head sends the hand}
-(None otherwise).
+(None otherwise). Its `grip` is then the goal's grip (0 open … 1 shut), which the planner takes once the hand
+is there (`cem.LatentPlanner.plan`): the goal frame's for flat and oracle, the head's for thinker and told.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class GoalSource:
     -> (z* [N, D], {"text", "place"} when it asked anew, else None)."""
 
     mode = ""
+    grip = 0.0  # the current goal's grip, 0 open … 1 shut
 
     def __init__(self, encoder):
         self.encoder = encoder
@@ -119,6 +121,7 @@ class FlatGoal(GoalSource):
 
     def start(self, demo):
         self.goal = frame_latents(self.encoder, demo.frames, [demo.num_frames - 1])[0]
+        self.grip = float(demo.extras["grip"][-1])
 
     def __call__(self, step, env, demo, frames, hand, z_last):
         return self.goal, None
@@ -132,6 +135,7 @@ class OracleGoal(GoalSource):
 
     def __call__(self, step, env, demo, frames, hand, z_last):
         b = oracle_boundary(env, demo)
+        self.grip = float(demo.extras["grip"][b])
         if b not in self.cache:
             self.cache[b] = frame_latents(self.encoder, demo.frames, [b])[0]
         return self.cache[b], None
@@ -161,6 +165,7 @@ class ThinkerGoal(GoalSource):
             return self.goal, None
         text = self.words(env, demo, frames, hand)
         self.goal, place = head_goal(self.head, self.tokenizer, self.encoder, frames, z_last, text)
+        self.grip = float(place[3])
         return self.goal, {"text": text, "place": place}
 
 

@@ -105,7 +105,7 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, planner: Planner, recor
             texts.append((step, asked["text"]))
             places.append((step, [round(float(v), 4) for v in asked["place"]]))
         init = None if mean is None else torch.cat([mean[1:], mean[-1:]])  # warm start: the plan shifted by one
-        mean, hist = mpc.plan(goal, g, env.state.wrist, init)
+        mean, hist = mpc.plan(goal, g, env.state.wrist, init, holding=env.state.held >= 0, goal_grip=source.grip)
         energies.append(hist[-1]["elite_energy"])
         for _ in range(2):
             frames.append(env.step(env_action(mean[0])))
