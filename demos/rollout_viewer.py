@@ -12,7 +12,7 @@ from tkjepa.viewer.app import build_demo, launch
 from tkjepa.viewer.compute import ViewerConfig
 
 demo = build_demo(ViewerConfig(data=paths.EPISODES, checkpoints=paths.FORECASTERS, encoder=paths.ENCODER,
-                               thinker=paths.THINKER, cache=paths.CACHE))
+                               thinker=paths.THINKER, cache=paths.CACHE, planner=paths.PLANNER))
 
 if __name__ == "__main__":
     launch(demo)

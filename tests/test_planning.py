@@ -184,13 +184,13 @@ def test_rollout_errors_per_step_against_copying():
     base = torch.nn.functional.layer_norm(torch.randn(3, 1, 4, 8), (8,))
     z = torch.nn.functional.layer_norm(base + 0.1 * t * torch.randn(3, 1, 4, 8), (8,))   # drifts with t
     data = {"z": z, "actions": torch.randn(3, 10, 8), "wrist": torch.randn(3, 10, 3)}
-    err = rollout_errors(model, data, cfg, steps=5, n=64)
+    err = rollout_errors(model, data, steps=5, n=64)
     assert all(len(v) == 5 for v in err.values())
     np.testing.assert_allclose(err["true"], err["copy"], atol=1e-5)
     np.testing.assert_allclose(err["shuffled"], err["copy"], atol=1e-5)
     assert err["copy"][0] < err["copy"][2] < err["copy"][4]
     with pytest.raises(ValueError, match="longer"):
-        rollout_errors(model, data, cfg, steps=10)
+        rollout_errors(model, data, steps=10)
 
 
 def test_world_model_windows_repeat_the_first_tubelet():

@@ -85,9 +85,28 @@ def test_demo_is_blocks_and_every_event_is_named(viewer_module, client):
     names = [d.get("api_name") for d in deps]
     assert all(names), f"events without an api_name: {names}"
     # "draw" runs in the page only: it puts the rollout's figures into their persistent plotly divs
-    assert set(names) == {"episode", "rollout", "draw", "attribution", "upload"}
+    assert set(names) == {"episode", "rollout", "draw", "attribution", "upload", "plan", "plan_frame"}
     assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
-        "/episode", "/rollout", "/attribution", "/upload"}
+        "/episode", "/rollout", "/attribution", "/upload", "/plan", "/plan_frame"}
+
+
+def test_planning_panel_plays_a_planned_episode_back_with_its_goals_marked(client):
+    """An oracle plan: one band per goal on the energy chart, the last frame beside the goal frame, and the slider
+    going back to the start shows the first frame beside the first goal."""
+    fig, image, text, slider = client.predict(1, "oracle", api_name="/plan")
+    fig = json.loads(fig["plot"])
+    bands = [s for s in fig["layout"]["shapes"] if s["type"] == "rect"]
+    goals = [a["text"] for a in fig["layout"]["annotations"]]
+    assert len(bands) == len(goals) >= 1 and all(g.startswith("demonstration frame") for g in goals)
+    steps = len(fig["data"][0]["y"])
+    assert bands[0]["x0"] == -0.5 and bands[-1]["x1"] == steps - 0.5            # the bands tile the actions
+    assert slider["maximum"] == 2 * steps + 1 and slider["value"] == slider["maximum"]
+    verdict = "task done" if text.startswith("**task done**") else "not done"
+    assert text.startswith(f"**{verdict}** in {steps} actions") and verdict in fig["layout"]["title"]["text"]
+    last = np.asarray(Image.open(image).convert("RGB"))
+    assert last.shape[1] > 2 * 4 * 64                                              # planned frame | goal frame
+    first = np.asarray(Image.open(client.predict(1, "oracle", 0, api_name="/plan_frame")).convert("RGB"))
+    assert first.shape == last.shape and not np.array_equal(first, last)
 
 
 def test_episode_shows_frame_strip_instruction_and_thinker_text(client, paths):

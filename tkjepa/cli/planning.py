@@ -80,7 +80,7 @@ def train_world_model(args) -> int:
     metrics = {"command": command_line(), "wall_time_s": round(time.perf_counter() - t0, 1),
                "time_s": {"data": round(t_data, 1), "train": round(time.perf_counter() - t0 - t_data, 1)},
                "machine": _machine(), "config": asdict(cfg), "final": history[-1], "history": history,
-               "rollout_l1": wm.rollout_errors(model, val, cfg, steps=ROLLOUT_STEPS),
+               "rollout_l1": wm.rollout_errors(model, val, steps=ROLLOUT_STEPS),
                "params": sum(p.numel() for p in model.parameters()),
                "encoder": backbones.encoder_source, "encoder_digest": backbones.digest("encoder")}
     write_json(Path(args.out) / WORLD_MODEL_METRICS, metrics)

@@ -16,6 +16,8 @@ def add_arguments(command: str, p) -> None:
     p.add_argument("--encoder", default=None, help="the encoder the checkpoints were trained on (default: the one "
                    "their thinkjepa checkpoint records, else the shipped tiny encoder)")
     p.add_argument("--thinker", default=None, help="the thinker the checkpoints were trained on (default: as --encoder)")
+    p.add_argument("--planner", default=str(paths.PLANNER),
+                   help="planner folder whose held-out tabletop episodes the planning panel plays back ('' for none)")
     p.add_argument("--port", type=int, default=PORT, help="port on the host")
     p.add_argument("--host", default=HOST, help="address to listen on (default: this machine only)")
 
@@ -30,6 +32,7 @@ def run(command: str, args) -> int:
     args.device = "cpu"  # the viewer's models are small; its computations are per request
     backbones = backbones_for(args, Path(args.checkpoints) / "thinkjepa")
     config = ViewerConfig(data=Path(args.data), checkpoints=Path(args.checkpoints), encoder=backbones.encoder_source,
-                          thinker=backbones.thinker_source, cache=paths.CACHE)
+                          thinker=backbones.thinker_source, cache=paths.CACHE,
+                          planner=Path(args.planner) if args.planner else None)
     launch(build_demo(config, backbones), args.host, args.port)
     return 0

@@ -131,8 +131,10 @@ class LatentPlanner:
 
         mean, hist = cem(lambda u: energy(self.predict(moves(u), wrist)[:, -1], goal), self.cfg,
                          init_mean=init_mean, generator=generator)
+        # "there" is judged on the plan as searched, before the workspace bound: a hand pressed against the edge
+        # of the view by a goal beyond it is stopped, not there
+        arrived = float(mean[0, :3].clamp(-1, 1).norm()) * 2 * MAX_STEP * 100 < self.cfg.arrive_cm
         mean = moves(mean[None])[0]
-        arrived = float(mean[0, :3].norm()) * 2 * MAX_STEP * 100 < self.cfg.arrive_cm
         hist[-1]["arrived"] = arrived
         if arrived:
             mean = torch.zeros_like(mean)

@@ -107,7 +107,8 @@ class GoalSource:
     -> (z* [N, D], {"text", "place"} when it asked anew, else None)."""
 
     mode = ""
-    grip = 0.0  # the current goal's grip, 0 open … 1 shut
+    grip = 0.0   # the current goal's grip, 0 open … 1 shut
+    label = ""   # the current goal in words: "final frame", "demonstration frame 16", or the thinker's words
 
     def __init__(self, encoder):
         self.encoder = encoder
@@ -122,6 +123,7 @@ class FlatGoal(GoalSource):
     def start(self, demo):
         self.goal = frame_latents(self.encoder, demo.frames, [demo.num_frames - 1])[0]
         self.grip = float(demo.extras["grip"][-1])
+        self.label = "final frame"
 
     def __call__(self, step, env, demo, frames, hand, z_last):
         return self.goal, None
@@ -135,7 +137,7 @@ class OracleGoal(GoalSource):
 
     def __call__(self, step, env, demo, frames, hand, z_last):
         b = oracle_boundary(env, demo)
-        self.grip = float(demo.extras["grip"][b])
+        self.grip, self.label = float(demo.extras["grip"][b]), f"demonstration frame {b}"
         if b not in self.cache:
             self.cache[b] = frame_latents(self.encoder, demo.frames, [b])[0]
         return self.cache[b], None
@@ -165,7 +167,7 @@ class ThinkerGoal(GoalSource):
             return self.goal, None
         text = self.words(env, demo, frames, hand)
         self.goal, place = head_goal(self.head, self.tokenizer, self.encoder, frames, z_last, text)
-        self.grip = float(place[3])
+        self.grip, self.label = float(place[3]), text
         return self.goal, {"text": text, "place": place}
 
 

@@ -84,7 +84,7 @@ def demonstration(seed: int, family: str):
 
 def run_episode(seed: int, family: str, cfg: PlanConfig, planner: Planner, record: bool = False) -> dict:
     """Plan one held-out episode; returns success, actions used, planning seconds (+ frames, what the hand felt
-    at each (`goals.felt`) and the energies when `record`)."""
+    at each (`goals.felt`), the energies and the goal of each action in words when `record`)."""
     demo, env = demonstration(seed, family)
     mpc = LatentPlanner(planner.encoder, planner.world_model, cfg.cem)
     source = goal_source(cfg.mode, planner.encoder, planner.head, planner.tokenizer, planner.thinker,
@@ -95,7 +95,7 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, planner: Planner, recor
     hand.append(felt(env))
     mpc.observe(np.stack(frames))
     g = torch.Generator().manual_seed(seed * 7919 + cfg.seed)
-    mean, texts, places, energies, success, steps = None, [], [], [], False, 0
+    mean, texts, places, energies, goals, success, steps = None, [], [], [], [], False, 0
     first_wrist = demo.positions(["rightHand"])[int(demo.extras["subgoal_end"][0]), 0]  # where subgoal 0 is done
     first_done, closest = False, float(np.linalg.norm(env.state.wrist - first_wrist))
     t0 = time.perf_counter()
@@ -107,6 +107,7 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, planner: Planner, recor
         init = None if mean is None else torch.cat([mean[1:], mean[-1:]])  # warm start: the plan shifted by one
         mean, hist = mpc.plan(goal, g, env.state.wrist, init, holding=env.state.held >= 0, goal_grip=source.grip)
         energies.append(hist[-1]["elite_energy"])
+        goals.append(source.label)
         for _ in range(2):
             frames.append(env.step(env_action(mean[0])))
             hand.append(felt(env))
@@ -126,7 +127,7 @@ def run_episode(seed: int, family: str, cfg: PlanConfig, planner: Planner, recor
         out["subgoal_places"] = places  # where the head sent the hand, [x, y, z, grip], at each question
     if record:
         flat = frame_latents(planner.encoder, demo.frames, [demo.num_frames - 1])[0]
-        out.update(frames=np.stack(frames), hand=hand, energies=energies, flat_goal=flat, demo=demo)
+        out.update(frames=np.stack(frames), hand=hand, energies=energies, goals=goals, flat_goal=flat, demo=demo)
     return out
 
 

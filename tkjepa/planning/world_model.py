@@ -196,10 +196,11 @@ def evaluate_world_model(model: WorldModel, data: dict, cfg: WorldModelConfig, n
 
 
 @torch.no_grad()
-def rollout_errors(model: WorldModel, data: dict, cfg: WorldModelConfig, steps: int = 8, n: int = 512) -> dict:
+def rollout_errors(model: WorldModel, data: dict, steps: int = 8, n: int = 512) -> dict:
     """Per-step held-out L1 of a recursive rollout over `steps` tubelets (the predictions of each call become
-    the next call's context, `cfg.horizon` tubelets at a time) with the true actions, with actions (and wrist
+    the next call's context, the model's horizon at a time) with the true actions, with actions (and wrist
     states) of another window, and of copying the last observed latent: {"true", "shuffled", "copy"}: [steps]."""
+    context, horizon = model.config.context_tubelets, model.config.future_tubelets
     g = torch.Generator().manual_seed(321)
     E, J = data["z"].shape[:2]
     if steps + 1 > J:
@@ -209,18 +210,18 @@ def rollout_errors(model: WorldModel, data: dict, cfg: WorldModelConfig, steps: 
     f = start[:, None] + torch.arange(1, steps + 1)                                    # [n, steps]
     target = data["z"][idx[:, None], f]
     inputs = torch.cat([data["actions"][idx[:, None], f], data["wrist"][idx[:, None], f]], -1)
-    c = torch.clamp(start[:, None] + torch.arange(-cfg.context + 1, 1), min=0)
+    c = torch.clamp(start[:, None] + torch.arange(-context + 1, 1), min=0)
     ctx0 = data["z"][idx[:, None], c]
 
     def roll(inp):
         ctx, out = ctx0, []
-        for k in range(0, steps, cfg.horizon):
-            a = inp[:, k:k + cfg.horizon]
-            if a.shape[1] < cfg.horizon:
-                a = torch.cat([a, a[:, -1:].expand(-1, cfg.horizon - a.shape[1], -1)], 1)
+        for k in range(0, steps, horizon):
+            a = inp[:, k:k + horizon]
+            if a.shape[1] < horizon:
+                a = torch.cat([a, a[:, -1:].expand(-1, horizon - a.shape[1], -1)], 1)
             pred = model(ctx, actions=a)
             out.append(pred)
-            ctx = torch.cat([ctx, pred], 1)[:, -cfg.context:]
+            ctx = torch.cat([ctx, pred], 1)[:, -context:]
         return torch.cat(out, 1)[:, :steps]
 
     l1 = lambda p: (p - target).abs().mean((0, 2, 3)).tolist()  # noqa: E731

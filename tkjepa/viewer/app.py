@@ -8,7 +8,10 @@ live in `tkjepa.viewer.compute`; this module only lays them out and wires the co
 - `/rollout`      episode, models, horizon, mode, injection, layer subset, ablated layers -> 3D trajectory and
                   error-vs-horizon curves (plotly JSON figures), the scores table and its numbers (metres);
 - `/attribution`  episode, injection, layer subset -> per-layer IG + ablation ΔADE chart and its numbers;
-- `/upload`       an .hdf5 + .mp4 pair -> a message, and the episode picker (the new episode selected).
+- `/upload`       an .hdf5 + .mp4 pair -> a message, and the episode picker (the new episode selected);
+- `/plan`         (with a planner folder) held-out tabletop episode, goal mode -> the energy per action with a
+                  band per subgoal, the last planned frame beside its goal, a summary, the frame slider;
+- `/plan_frame`   episode, mode, frame -> that planned frame beside the goal it was heading for.
 
 `draw` (page-only, no endpoint) then puts the rollout's figures into their plotly divs; see DRAW.
 """
@@ -20,6 +23,7 @@ import json
 import gradio as gr
 
 from tkjepa.viewer.compute import BASELINE, MODES, UploadError, Viewer, ViewerConfig
+from tkjepa.viewer.playback import PLAN_MODES, Playback
 
 HOST, PORT = "127.0.0.1", 7860
 # Uploads above the viewer's own limit reach the handler, which explains the refusal in the page; this hard
@@ -120,6 +124,26 @@ def build_demo(config: ViewerConfig, backbones=None) -> gr.Blocks:
         return (f"**Loaded** `{key}`: “{ev.instruction}”",
                 gr.update(choices=v.episode_keys, value=key))
 
+    playback = None
+    if config.planner is not None:
+        from tkjepa import paths
+
+        playback = Playback(config.planner, config.planner_encoder or paths.ENCODER)
+
+    def plan(index: int, mode: str):
+        r = playback.run(int(index), mode)
+        last = len(r["frames"]) - 1
+        switches = sum(a != b for a, b in zip(r["goals"], r["goals"][1:]))
+        text = (f"**{'task done' if r['success'] else 'not done'}** in {r['steps']} actions "
+                f"({r['seconds']:.1f} s of planning); first subgoal {'done' if r['first_subgoal'] else 'not done'}; "
+                f"{switches} switch(es) of goal. Each band of the chart is one goal; drag the slider to play the "
+                f"episode back.")
+        return (playback.timeline(r), playback.frame(r, last), text,
+                gr.update(maximum=last, value=last, interactive=True))
+
+    def plan_frame(index: int, mode: str, t: float):
+        return playback.frame(playback.run(int(index), mode), int(t))
+
     with gr.Blocks(title="tkjepa rollout viewer", analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
@@ -162,6 +186,29 @@ def build_demo(config: ViewerConfig, backbones=None) -> gr.Blocks:
         with gr.Accordion("numbers (metres)", open=False):
             numbers = gr.JSON(label="rollout")
             attr_numbers = gr.JSON(label="attribution")
+        if playback is not None:
+            with gr.Accordion("planning: a held-out tabletop episode, planned and played back", open=False):
+                gr.Markdown("CEM through the action-conditioned world model toward the thinker's subgoals, the "
+                            "final frame (flat) or the true next subgoal (oracle). Planning one episode takes a few "
+                            "seconds.")
+                with gr.Row():
+                    plan_episode = gr.Dropdown(playback.choices(), value=0, label="held-out episode",
+                                               elem_id="plan-episode")
+                    plan_mode = gr.Radio(list(PLAN_MODES), value="thinker", label="goals", elem_id="plan-mode")
+                    plan_button = gr.Button("plan", variant="primary", elem_id="plan-button")
+                with gr.Row():
+                    with gr.Column():
+                        plan_image = gr.Image(show_label=False, interactive=False, format="png", buttons=[],
+                                              elem_id="plan-frame")
+                        plan_slider = gr.Slider(0, 1, value=0, step=1, label="frame", interactive=False,
+                                                elem_id="plan-slider")
+                    with gr.Column():
+                        plan_plot = gr.Plot(label="energy per action, one band per goal", elem_id="plan-timeline")
+                        plan_text = gr.Markdown(elem_id="plan-text")
+                plan_button.click(plan, [plan_episode, plan_mode], [plan_plot, plan_image, plan_text, plan_slider],
+                                  api_name="plan")
+                plan_slider.release(plan_frame, [plan_episode, plan_mode, plan_slider], [plan_image],
+                                    api_name="plan_frame")
 
         variant = [injection.change, subset.change]
         gr.on([demo.load, episode.change], show_episode, [episode], [strip, info], api_name="episode")

@@ -68,6 +68,8 @@ class ViewerConfig:
     max_upload_mb: float = 50.0     # per uploaded file; larger ones are refused with a message
     cached_episodes: int = 64       # EpisodeViews kept in memory (least recently used dropped first)
     threads: int = 1                # torch CPU threads (the models are tiny; more threads only contend)
+    planner: Path | None = None     # a planner folder (tabletop): the planning panel plays its episodes back
+    planner_encoder: str | Path | None = None  # the encoder the planner was trained in (default: the shipped one)
 
 
 @dataclass
