@@ -656,3 +656,25 @@ def test_a_proprio_thinker_plans_with_the_hand_it_feels(tmp_path, encoder):
         thinker_words(model, tok, demo, start)
     with pytest.raises(ValueError, match="1 hand poses for 2 frames"):
         thinker_words(model, tok, demo, start, hand[:1])
+
+
+@pytest.mark.parametrize("mode", ["flat", "thinker", "told", "oracle"])
+def test_benchmarks_planning_table_is_the_shipped_runs(mode):
+    """BENCHMARKS.md's planning row of each mode is what data_samples/planner/plan_MODE.json holds, and that run
+    used the shipped planner's defaults."""
+    import re
+    from dataclasses import asdict
+
+    from tkjepa.planning.plan import PlanConfig
+
+    run = json.loads((PLANNER / f"plan_{mode}.json").read_text())
+    rows = run["per_episode"]
+    assert run["config"] == asdict(PlanConfig(mode=mode)) and run["episodes"] == len(rows) == 100
+    table = (paths.REPO / "BENCHMARKS.md").read_text().split("## Planning")[1].split("\n## ")[0]
+    row = next(line for line in table.splitlines() if re.match(rf"\| (\*\*)?{mode}(\*\*)? \|", line))
+    cells = [c.strip("* ") for c in row.split("|")[2:6]]
+    done = lambda fam=None: sum(r["success"] for r in rows if fam in (None, r["family"]))  # noqa: E731
+    n = lambda fam: sum(r["family"] == fam for r in rows)  # noqa: E731
+    assert cells[:3] == [f"{done()}/100", f"{done('pick_place')}/{n('pick_place')}",
+                         f"{done('touch_sequence')}/{n('touch_sequence')}"]
+    assert cells[3] == f"{sum(r['first_subgoal'] for r in rows)}/100"
