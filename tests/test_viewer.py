@@ -107,6 +107,10 @@ def test_planning_panel_plays_a_planned_episode_back_with_its_goals_marked(clien
     assert last.shape[1] > 2 * 4 * 64                                              # planned frame | goal frame
     first = np.asarray(Image.open(client.predict(1, "oracle", 0, api_name="/plan_frame")).convert("RGB"))
     assert first.shape == last.shape and not np.array_equal(first, last)
+    with pytest.raises(Exception, match="not in the list of choices|cannot plan"):
+        client.predict(99, "oracle", api_name="/plan")
+    with pytest.raises(Exception, match="not in the list of choices|cannot plan"):
+        client.predict(1, "told", api_name="/plan")
 
 
 def test_episode_shows_frame_strip_instruction_and_thinker_text(client, paths):

@@ -19,8 +19,11 @@ live in `tkjepa.viewer.compute`; this module only lays them out and wires the co
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import gradio as gr
+
+from tkjepa.checkpoint import CheckpointError
 
 from tkjepa.viewer.compute import BASELINE, MODES, UploadError, Viewer, ViewerConfig
 from tkjepa.viewer.playback import PLAN_MODES, Playback
@@ -48,7 +51,8 @@ INTRO = """# ThinkJEPA rollout viewer
 Pick an episode (or upload an EgoDex `.hdf5` + `.mp4` pair). The strip shows what the **dual-temporal sampler**
 gives each branch: the JEPA's dense recent window (blue frames), the thinker's uniform frames over the whole
 past (orange bars), and the frames to forecast (green bars). Below, the forecasters' hand trajectories, their
-error against the horizon, and which thinker layers the thinkjepa forecast leans on — tick a layer to ablate it."""
+error against the horizon, and which thinker layers the thinkjepa forecast leans on — tick a layer to ablate it.
+At the bottom, a held-out tabletop episode planned toward the thinker's subgoals, played back."""
 
 
 def _scores_table(numbers: dict) -> str:
@@ -125,13 +129,19 @@ def build_demo(config: ViewerConfig, backbones=None) -> gr.Blocks:
                 gr.update(choices=v.episode_keys, value=key))
 
     playback = None
-    if config.planner is not None:
+    if config.planner is not None and (Path(config.planner) / "world_model.safetensors").exists():
         from tkjepa import paths
 
         playback = Playback(config.planner, config.planner_encoder or paths.ENCODER)
 
+    def planned(index, mode: str) -> dict:
+        try:
+            return playback.run(int(index), mode)
+        except (CheckpointError, ValueError, TypeError) as e:
+            raise gr.Error(f"cannot plan that episode: {e}") from e
+
     def plan(index: int, mode: str):
-        r = playback.run(int(index), mode)
+        r = planned(index, mode)
         last = len(r["frames"]) - 1
         switches = sum(a != b for a, b in zip(r["goals"], r["goals"][1:]))
         text = (f"**{'task done' if r['success'] else 'not done'}** in {r['steps']} actions "
@@ -142,7 +152,7 @@ def build_demo(config: ViewerConfig, backbones=None) -> gr.Blocks:
                 gr.update(maximum=last, value=last, interactive=True))
 
     def plan_frame(index: int, mode: str, t: float):
-        return playback.frame(playback.run(int(index), mode), int(t))
+        return playback.frame(planned(index, mode), int(t))
 
     with gr.Blocks(title="tkjepa rollout viewer", analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
