@@ -38,13 +38,14 @@ DEMO_PORT  ?= 7860
 # Silences jupyter_core's "migrating to platformdirs" warning in every kernel nbmake starts.
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: help venv install test demo quickstart lab data-samples bench clean distclean
+.PHONY: help venv install test demo docs quickstart lab data-samples bench clean distclean
 
 help:
 	@echo "make demo          the rollout viewer on http://127.0.0.1:$(DEMO_PORT) (creates .venv on first use)"
 	@echo "make quickstart    a two-minute text-and-HTML tour of the shipped episodes"
 	@echo "make test          pytest tests/ and execute every notebooks/*.ipynb"
 	@echo "make lab           JupyterLab in notebooks/ on http://127.0.0.1"
+	@echo "make docs          execute every lesson and render it to docs/site/index.html"
 	@echo "make venv          create $(VENV) and install the pinned dependencies"
 	@echo "make data-samples  regenerate data_samples/"
 	@echo "make bench         timing benchmark"
@@ -90,6 +91,9 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/tkjepa viewer --port $(DEMO_PORT)
+
+docs: $(STAMP)
+	$(PYTHON) docs/build_site.py --out docs/site
 
 quickstart: $(STAMP)
 	$(BIN)/tkjepa quickstart

@@ -12,7 +12,8 @@ from tkjepa.viewer.app import build_demo, launch
 from tkjepa.viewer.compute import ViewerConfig
 
 demo = build_demo(ViewerConfig(data=paths.EPISODES, checkpoints=paths.FORECASTERS, encoder=paths.ENCODER,
-                               thinker=paths.THINKER, cache=paths.CACHE, planner=paths.PLANNER))
+                               thinker=paths.THINKER, cache=paths.CACHE, planner=paths.PLANNER,
+                               planner_encoder=paths.ENCODER))
 
 if __name__ == "__main__":
     launch(demo)

@@ -33,6 +33,6 @@ def run(command: str, args) -> int:
     backbones = backbones_for(args, Path(args.checkpoints) / "thinkjepa")
     config = ViewerConfig(data=Path(args.data), checkpoints=Path(args.checkpoints), encoder=backbones.encoder_source,
                           thinker=backbones.thinker_source, cache=paths.CACHE,
-                          planner=Path(args.planner) if args.planner else None)
+                          planner=Path(args.planner) if args.planner else None, planner_encoder=paths.ENCODER)
     launch(build_demo(config, backbones), args.host, args.port)
     return 0

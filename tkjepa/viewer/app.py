@@ -130,9 +130,9 @@ def build_demo(config: ViewerConfig, backbones=None) -> gr.Blocks:
 
     playback = None
     if config.planner is not None and (Path(config.planner) / "world_model.safetensors").exists():
-        from tkjepa import paths
-
-        playback = Playback(config.planner, config.planner_encoder or paths.ENCODER)
+        if config.planner_encoder is None:
+            raise ValueError(f"ViewerConfig.planner {config.planner} needs planner_encoder, the encoder it plans in")
+        playback = Playback(config.planner, config.planner_encoder)
 
     def planned(index, mode: str) -> dict:
         try:

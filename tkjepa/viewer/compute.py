@@ -69,7 +69,7 @@ class ViewerConfig:
     cached_episodes: int = 64       # EpisodeViews kept in memory (least recently used dropped first)
     threads: int = 1                # torch CPU threads (the models are tiny; more threads only contend)
     planner: Path | None = None     # a planner folder (tabletop): the planning panel plays its episodes back
-    planner_encoder: str | Path | None = None  # the encoder the planner was trained in (default: the shipped one)
+    planner_encoder: str | Path | None = None  # the encoder the planner was trained in (needed with `planner`)
 
 
 @dataclass
