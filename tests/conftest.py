@@ -18,13 +18,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def viewer_module():
-    """demos/rollout_viewer.py imported by path (demos/ is not a package): its module-level `demo` is built."""
-    spec = importlib.util.spec_from_file_location("rollout_viewer", ROOT / "demos" / "rollout_viewer.py")
+def load_script(relative: str):
+    """A repository script outside the package (demos/, docs/) imported by its path."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def viewer_module():
+    """demos/rollout_viewer.py imported by path (demos/ is not a package): its module-level `demo` is built."""
+    return load_script("demos/rollout_viewer.py")
 
 
 @pytest.fixture(scope="session")
