@@ -48,7 +48,7 @@ def cem(energy_fn: Callable[[torch.Tensor], torch.Tensor], cfg: CEMConfig, dim: 
     """Minimise energy_fn(u [S, H, dim] in [−1, 1]) -> [S] by the cross-entropy method.
 
     Returns (mean [H, dim], history): one record per iteration with the mean, std, the samples' and the elites'
-    energies (what lesson 08 draws). The mean itself is always among the samples, so an iteration never
+    energies (what lesson 09 draws). The mean itself is always among the samples, so an iteration never
     loses the current best guess.
     """
     mean = torch.zeros(cfg.horizon, dim) if init_mean is None else init_mean.clone()

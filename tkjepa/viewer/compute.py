@@ -5,7 +5,7 @@ Gradio-free, so it can be tested and timed on its own; `tkjepa.viewer.app` lays 
 Speed. Everything that does not depend on a control is computed once, when an episode is first selected
 (`Viewer.episode`): its `ForecastData` row, the frame strip, and every model's 32-frame forecast both ways —
 recursive (each window's predictions fed back as the next window's context) and one-shot windows (each window
-starts from the true past, as in lesson 06). Moving the horizon slider or toggling a model then only slices
+starts from the true past, as in lesson 07). Moving the horizon slider or toggling a model then only slices
 and draws. An ablated forecast (a few ms) is computed on demand and cached per layer set.
 
 Baseline. Attribution and ablation replace thinker states by the per-layer mean state of the *reference
