@@ -1,56 +1,29 @@
 """The rollout viewer in a real headless browser: Debian's chromium, driven by Playwright's own driver.
 
-The set-up installs chromium with apt-get when /usr/bin/chromium is missing (CI runs `make test` as root on a
-fresh machine) and fails with the reason when it cannot: this test is never skipped. Playwright's browser
-downloads are not used. The screenshot lands in tests/artifacts/viewer.png.
+The `chromium` fixture (conftest) installs chromium with apt-get when /usr/bin/chromium is missing and fails
+with the reason when it cannot: this test is never skipped. The screenshot lands in tests/artifacts/viewer.png.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM_ARGS
 
 from tkjepa.egodex import find_episodes
 from tkjepa.paths import EPISODES
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "tests" / "artifacts"
-# Headless and offline: no sandbox (root in containers), no GPU (software WebGL draws plotly's 3D scene), and
-# none of the background traffic (updates, sync, component downloads) a fresh profile would start.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--enable-unsafe-swiftshader"]
 
 pytestmark = pytest.mark.browser
 
 
-def ensure_chromium() -> Path:
-    """Debian's chromium, installed with apt-get when missing; pytest.fail (never skip) when that fails."""
-    if CHROMIUM.exists():
-        return CHROMIUM
-    if os.geteuid() != 0:
-        pytest.fail(f"{CHROMIUM} is missing and installing it needs root: run `sudo apt-get install -y chromium`")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    log = []
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        log.append(f"$ {' '.join(cmd)} -> exit {r.returncode}\n{(r.stdout + r.stderr)[-1500:]}")
-        if r.returncode:
-            break
-    if not CHROMIUM.exists():
-        pytest.fail("could not install Debian's chromium for the browser test:\n" + "\n".join(log))
-    return CHROMIUM
-
-
 @pytest.fixture(scope="module")
-def page(viewer_url, tmp_path_factory):
+def page(viewer_url, chromium, tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
-    chromium = ensure_chromium()
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(chromium), headless=True,
