@@ -128,6 +128,33 @@ def test_a_proprio_thinker_keeps_reading_the_hand_after_a_reload(episodes, tmp_p
     assert episode_key(w, [0], ep, CLIP) == episode_key(w, [0], generate_episode(1), CLIP)  # a plain one ignores it
 
 
+def test_a_frames_only_thinker_never_reads_the_instruction_after_a_reload(episodes, tmp_path):
+    """`VideoConfig.instruction` False is saved with the checkpoint: the loaded thinker's prompt has no
+    instruction, its features do not change when the instruction does, and the cache keys it apart."""
+    from dataclasses import replace
+
+    from tkjepa.checkpoint import weights_digest
+    from tkjepa.thinker.cache import episode_key
+    from tkjepa.thinker.inputs import build_prompt
+
+    cfg = ThinkerConfig.tiny()
+    cfg.video = replace(cfg.video, instruction=False)
+    model, tok = build_thinker(cfg, seed=0)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    model2, tok2 = load_thinker(tmp_path)
+    assert not video_config_of(model2).instruction and video_config_of(build_thinker(seed=0)[0]).instruction
+    ep = generate_episode(1)
+    told, blind = build_prompt(ep), build_prompt(ep, instruction=False)
+    assert "instruction" in told and "instruction" not in blind and told.startswith(blind[:-1])
+    a = extract_features(model2, tok2, [ep], [CLIP], max_new_tokens=2)[0]
+    ep.instruction = "touch the blue cube"                          # another instruction, the same frames
+    b = extract_features(model2, tok2, [ep], [CLIP], max_new_tokens=2)[0]
+    assert torch.equal(a.old, b.old) and torch.equal(a.new, b.new)
+    w = weights_digest(model2)
+    assert episode_key(w, [0], ep, CLIP, VideoConfig(instruction=False)) != episode_key(w, [0], ep, CLIP)
+
+
 def test_load_never_trusts_remote_code_unless_asked(thinker, tmp_path, monkeypatch):
     model, tok = thinker
     model.save_pretrained(tmp_path)

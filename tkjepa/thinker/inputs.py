@@ -33,6 +33,8 @@ class VideoConfig:
     mean: float = 0.5            # pixel normalisation, (x/255 - mean)/std, Qwen3-VL's image_mean/std
     std: float = 0.5
     proprio: bool = False        # the prompt also carries the hand's proprioception over the clip (`proprio_text`)
+    instruction: bool = True     # the prompt carries the episode's instruction; False: frames (and task, scene)
+                                 # only, so whatever the thinker knows of the target comes from what it sees
     chat_prompt: str | None = None  # a real Qwen3-VL: this request (the official "Describe this video.") through the
                                     # model's own chat template, frames resized bicubic as its image processor;
                                     # None: the tiny thinker's word-level prompt from the episode's metadata
@@ -46,11 +48,14 @@ class VideoConfig:
         return (g // self.merge) ** 2
 
 
-def build_prompt(ep: Episode, proprio_indices=None) -> str:
+def build_prompt(ep: Episode, proprio_indices=None, instruction: bool = True) -> str:
     """The paper's "Describe this video." populated with the clip's metadata, normalised to the vocabulary;
-    with `proprio_indices` (the clip's frame indices) also the hand's proprioception over them (`proprio_text`)."""
+    with `proprio_indices` (the clip's frame indices) also the hand's proprioception over them (`proprio_text`);
+    `instruction` False leaves the instruction out (the frames-only thinker)."""
     task = ep.task.replace("_", " ")
-    text = f"describe this video. task {task}. scene {ep.environment}. instruction {ep.instruction}."
+    text = f"describe this video. task {task}. scene {ep.environment}."
+    if instruction:
+        text += f" instruction {ep.instruction}."
     if proprio_indices is not None:
         text += f" {proprio_text(ep, proprio_indices)} ."
     return normalize_text(text)
@@ -164,7 +169,7 @@ def thinker_prompt(ep: Episode, frame_indices, cfg: VideoConfig) -> str:
     """The request the thinker reads for this clip: a real model's fixed one, or the tiny one's from metadata."""
     if cfg.chat_prompt is not None:
         return cfg.chat_prompt
-    return build_prompt(ep, frame_indices if cfg.proprio else None)
+    return build_prompt(ep, frame_indices if cfg.proprio else None, instruction=cfg.instruction)
 
 
 def encode(tokenizer, ep: Episode, frame_indices, cfg: VideoConfig, target: str | None = None,

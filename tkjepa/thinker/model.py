@@ -82,6 +82,8 @@ class ThinkerConfig:
         )
         config.tkjepa_frame_size = v.size  # saved in config.json, so a loaded thinker packs frames the same way
         config.tkjepa_proprio = v.proprio  # … and builds its prompt the same way
+        if not v.instruction:              # (absent: the instruction is read, as every earlier checkpoint did)
+            config.tkjepa_instruction = False
         return config
 
 
@@ -156,6 +158,7 @@ def video_config_of(model) -> VideoConfig:
     return VideoConfig(size=getattr(c, "tkjepa_frame_size", 64), patch=vc.patch_size,
                        temporal_patch=vc.temporal_patch_size, merge=vc.spatial_merge_size,
                        proprio=bool(getattr(c, "tkjepa_proprio", False)),
+                       instruction=bool(getattr(c, "tkjepa_instruction", True)),
                        chat_prompt=getattr(c, "tkjepa_chat_prompt", None))
 
 
