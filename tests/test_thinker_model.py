@@ -99,27 +99,32 @@ def test_save_load_round_trip_identical_features(thinker, episodes, tmp_path):
         assert torch.equal(x.old_mask, y.old_mask) and torch.equal(x.new_mask, y.new_mask)
 
 
+def saved_and_reloaded(folder, **video):
+    """A seed-0 tiny thinker reading video with these `VideoConfig` fields, saved to `folder` and loaded back."""
+    from dataclasses import replace
+
+    cfg = ThinkerConfig.tiny()
+    cfg.video = replace(cfg.video, **video)
+    model, tok = build_thinker(cfg, seed=0)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return load_thinker(folder)
+
+
 def test_a_proprio_thinker_keeps_reading_the_hand_after_a_reload(episodes, tmp_path):
     """`VideoConfig.proprio` is saved with the checkpoint; the loaded thinker's prompt carries the hand, and its
     features are a function of it (and the cache keys it)."""
-    from dataclasses import replace
-
     from tkjepa.checkpoint import weights_digest
     from tkjepa.thinker.cache import episode_key
 
-    cfg = ThinkerConfig.tiny()
-    cfg.video = replace(cfg.video, proprio=True)
-    model, tok = build_thinker(cfg, seed=0)
-    model.save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
-    model2, tok2 = load_thinker(tmp_path)
+    model2, tok2 = saved_and_reloaded(tmp_path, proprio=True)
     assert video_config_of(model2).proprio and not video_config_of(build_thinker(seed=0)[0]).proprio
     ep = generate_episode(1)                                       # its own copy: the hand is edited below
     w = weights_digest(model2)
     key = episode_key(w, [0], ep, CLIP, VideoConfig(proprio=True))
     assert key != episode_key(w, [0], ep, CLIP)
     a = extract_features(model2, tok2, [ep], [CLIP], max_new_tokens=2)[0]
-    plain = build_inputs(tok2, [ep], [CLIP], replace(cfg.video, proprio=False))["input_ids"].shape[1]
+    plain = build_inputs(tok2, [ep], [CLIP], VideoConfig())["input_ids"].shape[1]
     assert a.old.shape[1] == plain + 2 + 4 * len(CLIP)           # "hand :" and one "h a c ," per clip frame
     ep.transforms["rightHand"][CLIP[2], 2, 3] += 0.05              # the hand 5 cm higher at one clip frame
     b = extract_features(model2, tok2, [ep], [CLIP], max_new_tokens=2)[0]
@@ -131,18 +136,11 @@ def test_a_proprio_thinker_keeps_reading_the_hand_after_a_reload(episodes, tmp_p
 def test_a_frames_only_thinker_never_reads_the_instruction_after_a_reload(episodes, tmp_path):
     """`VideoConfig.instruction` False is saved with the checkpoint: the loaded thinker's prompt has no
     instruction, its features do not change when the instruction does, and the cache keys it apart."""
-    from dataclasses import replace
-
     from tkjepa.checkpoint import weights_digest
     from tkjepa.thinker.cache import episode_key
     from tkjepa.thinker.inputs import build_prompt
 
-    cfg = ThinkerConfig.tiny()
-    cfg.video = replace(cfg.video, instruction=False)
-    model, tok = build_thinker(cfg, seed=0)
-    model.save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
-    model2, tok2 = load_thinker(tmp_path)
+    model2, tok2 = saved_and_reloaded(tmp_path, instruction=False)
     assert not video_config_of(model2).instruction and video_config_of(build_thinker(seed=0)[0]).instruction
     ep = generate_episode(1)
     told, blind = build_prompt(ep), build_prompt(ep, instruction=False)
