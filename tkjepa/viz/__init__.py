@@ -1,6 +1,6 @@
 """The lessons' helpers (`core`: shared; `lessons`: one lesson's figures each; `diagrams`: architecture
-diagrams), all importable from `tkjepa.viz`: figures that several lessons draw, the exercises' answer check, and the forecasters a
-lesson scores (the shipped checkpoint, or a briefly trained stand-in where it is missing).
+diagrams), all importable from `tkjepa.viz`: figures that several lessons draw, the exercises' answer check,
+and the forecasters a lesson scores (the shipped checkpoint, or a briefly trained stand-in where it is missing).
 
 Figures are plotly `go.Figure`s, returned for the caller to `.show()` (or to hand to `tkjepa.widgets.controls`,
 which redraws them when a widget moves). Nothing here knows where the shipped files live: the lessons pass
@@ -32,14 +32,13 @@ from tkjepa.viz.core import (
     truth_figure,
     wiring_figure,
 )
-from tkjepa.viz.diagrams import diagram_figure, jepa_diagram_figure, planner_diagram_figure
+from tkjepa.viz.diagrams import diagram_figure, forecaster_diagram_figure, jepa_diagram_figure, planner_diagram_figure
 from tkjepa.viz.lessons import (
     PYRAMID_PROBE_SERIES,
     ROLLOUTS_CATEGORIES,
     appendix_joints_figure,
     ema_mask_figure,
     ema_wrist_figure,
-    forecaster_diagram_figure,
     forecasters_results_figure,
     guidedblock_modes_figure,
     planning_cem_figure,

@@ -81,7 +81,8 @@ def planning_cem_figure(h: dict, topk: int, direction) -> go.Figure:
     fig.add_trace(go.Scatter(x=[0, d[0]], y=[0, d[1]], mode="lines", name="toward the goal",
                              line=dict(color="black", dash="dash")))
     return fig.update_layout(title=f"best energy {h['elite_energy']:.3f}", height=420,
-                             xaxis=dict(title="u dx", range=[-1.05, 1.05]), yaxis=dict(title="u dy", range=[-1.05, 1.05]))
+                             xaxis=dict(title="u dx", range=[-1.05, 1.05]),
+                             yaxis=dict(title="u dy", range=[-1.05, 1.05]))
 
 
 def planning_episode_figure(runs: dict, every: int = 4, title: str = "") -> go.Figure:
@@ -134,44 +135,6 @@ def guidedblock_modes_figure(modes=("film", "adaln", "crossattn")) -> go.Figure:
                              title="one guided block per injection mode (red: scaled by a = tanh(gate), 0 at init)",
                              xaxis=dict(visible=False, range=[-0.1, len(modes)]),
                              yaxis=dict(visible=False, range=[-8.6, 1.6]))
-
-
-def forecaster_diagram_figure(shapes: dict | None = None) -> go.Figure:
-    """The forecaster's data path as boxes and arrows: frozen encoder -> cached latents -> guided predictor <-
-    pyramid <- cached thinker features (old/new streams) <- frozen thinker; the observed and predicted latents and the last
-    observed joints -> trajectory head -> joints (m). Grey: frozen, computed once and cached; colour: trained.
-    `shapes` {box name: text} adds a line (e.g. a measured tensor shape) under a box's name."""
-    shapes, w, h = shapes or {}, 0.44, 0.3   # half width and half height of a box
-    boxes = {"dense window": (0, 1, "#eee"), "frozen encoder": (1, 1, "#ccc"), "cached latents ctx": (2, 1, "#ddd"),
-             "guided predictor": (3, 1, "#8fd18f"), "predicted z": (4, 1, "#d4efd4"),
-             "trajectory head": (5, 1, "#ffb366"), "joints (m)": (6, 1, "#ffe0c2"),
-             "clip + prompt": (0, 0, "#eee"), "frozen thinker": (1, 0, "#ccc"),
-             "thinker features": (2, 0, "#ddd"), "pyramid": (3, 0, "#8fbfe6"),
-             "last observed joints": (5.5, 2, "#eee")}
-    names = list(boxes)
-    fig = go.Figure()
-
-    def arrow(x0, y0, x1, y1):
-        fig.add_annotation(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
-                           showarrow=True, arrowhead=3, arrowwidth=1.5, arrowcolor="#555")
-
-    for row in (names[:7], names[7:11]):      # left to right along each row
-        for a, b in zip(row, row[1:]):
-            arrow(boxes[a][0] + w, boxes[a][1], boxes[b][0] - w, boxes[b][1])
-    arrow(3, h, 3, 1 - h)                     # pyramid -> guided predictor
-    arrow(5.5, 2 - h, 5.2, 1 + h)             # last observed joints -> head
-    fig.add_scatter(x=[2, 2, 4.8], y=[1 + h, 1.55, 1.55], mode="lines", line_color="#555", hoverinfo="skip",
-                    showlegend=False)         # the observed latents go to the head too, around the predictor
-    arrow(4.8, 1.55, 4.8, 1 + h)
-    fig.add_annotation(x=3.4, y=1.55, text="observed latents", showarrow=False, yshift=8, font_size=10)
-    for name, (x, y, colour) in boxes.items():
-        fig.add_shape(type="rect", x0=x - w, x1=x + w, y0=y - h, y1=y + h, fillcolor=colour, line_color="#555",
-                      layer="below")
-        extra = f"<br><span style='font-size:10px'>{shapes[name]}</span>" if name in shapes else ""
-        fig.add_annotation(x=x, y=y, text=f"{name}{extra}", showarrow=False, font_size=11)
-    return fig.update_layout(height=360, width=1000, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white",
-                             title="the forecaster (grey: frozen, run once and cached; colour: trained)",
-                             xaxis=dict(visible=False, range=[-0.5, 6.5]), yaxis=dict(visible=False, range=[-0.4, 2.4]))
 
 
 def forecasters_results_figure(results: dict, table: str = "models", metric: str = "ade", subtitle: str = ""
@@ -256,7 +219,8 @@ def rollouts_horizon_figure(rollout: dict, metric: str = "fde", title: str = "")
     for n, r in rollout.items():
         hs = sorted(r, key=int)
         fig.add_scatter(x=[int(h) for h in hs], y=[100 * r[h][metric] for h in hs], name=n, mode="lines+markers",
-                        line=dict(color=MODEL_COLOURS.get(n, "#000"), dash="dash" if n == "const_velocity" else "solid"))
+                        line=dict(color=MODEL_COLOURS.get(n, "#000"),
+                                  dash="dash" if n == "const_velocity" else "solid"))
     return fig.update_layout(height=380, width=760, title=title, yaxis_title=f"{metric.upper()} (cm)",
                              xaxis=dict(title="horizon (frames)", tickvals=[int(h) for h in hs]))
 
@@ -355,7 +319,8 @@ PYRAMID_PROBE_SERIES = {"old": ("old stream (saw)", "#1f77b4"), "new": ("new str
                         "fused": ("fused level vector (untrained pyramid)", "#2ca02c")}
 
 
-def pyramid_probe_figure(hits: dict, baseline: np.ndarray, layers, keep=None, subset: str = "all families") -> go.Figure:
+def pyramid_probe_figure(hits: dict, baseline: np.ndarray, layers, keep=None,
+                         subset: str = "all families") -> go.Figure:
     """Held-out probe accuracy per thinker layer, one bar series per stream: `hits` {"old" | "new" | "fused":
     [L, n_test] bool, True where the probe was right}, `baseline` [n_test] bool (the majority class right),
     `keep` [n_test] bool the held-out episodes to average over (default all), `subset` names them in the title."""
