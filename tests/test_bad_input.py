@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tkjepa import paths
-from tkjepa.cli import main
+from tkjepa.cli import COMMANDS, main
 from tkjepa.egodex import write_episode
 from tkjepa.world import WorldConfig, generate_episode
 
@@ -237,3 +237,13 @@ def test_a_broken_checkpoint_gets_one_line_naming_the_file(tmp_path, capsys, dam
                  "--quiet", "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"tkjepa evaluate: {folder / file}") and message in err, err
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_prints_its_help(command, capsys):
+    """argparse formats help strings with %: a literal one in a help text breaks `--help` alone."""
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: tkjepa {command}") and "options:" in out

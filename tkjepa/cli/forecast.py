@@ -46,7 +46,7 @@ def add_split(p, default: str) -> None:
 
     p.add_argument("--split", default=default, choices=("all", "train", "test"),
                    help=f"which side of --data: every episode, or the train / test side of a split by task folder "
-                        f"({1 - SPLIT_TEST:.0%}/{SPLIT_TEST:.0%} of the folders, seed {SPLIT_SEED}, as the official "
+                        f"({100 * (1 - SPLIT_TEST):.0f}%%/{100 * SPLIT_TEST:.0f}%% of the folders, seed {SPLIT_SEED}, as the official "
                         f"code; no task on both sides)")
 
 
@@ -111,6 +111,14 @@ def add_arguments(command: str, p) -> None:
         p.add_argument("--save-checkpoints", default=None,
                        help="write the seed-0 models here (e.g. data_samples/forecasters)")
         p.add_argument("--workers", type=int, default=2, help="models trained side by side (one thread each)")
+    if command in ("train", "bench"):
+        from tkjepa.world.scene import LAYOUTS
+
+        p.add_argument("--layout", default="homes", choices=LAYOUTS,
+                       help="tabletop layout of the generated world episodes: homes (each colour has its place, so "
+                            "the named object says where the hand goes; the shipped forecasters) or scattered "
+                            "(objects anywhere: the forecaster must find the named one; "
+                            "data_samples/forecasters/scattered)")
     elif command == "evaluate":
         p.add_argument("--data", required=True,
                        help="EgoDex-format folder (<task>/<n>.hdf5 + .mp4), or an official ThinkJEPA bundle")
@@ -318,8 +326,8 @@ def train(args) -> int:
             if args.split != "all":
                 raise UsageError("--split needs --data (world episodes have their own seeds)")
             data, _ = world_data(TRAIN_SEED, args.episodes or 1000, backbones, cfg.forecast, paths.CACHE,
-                                 progress=progress, precision=args.precision)
-            source = f"world seed {TRAIN_SEED}"
+                                 layout=args.layout, progress=progress, precision=args.precision)
+            source = f"world seed {TRAIN_SEED}, {args.layout} layout"
         else:  # streamed from the per-episode cache: memory does not grow with the folder
             from tkjepa.forecast.store import ForecastDataset, extract_folder
 
@@ -353,7 +361,8 @@ def bench(args) -> int:
     if args.precision != "fp32" or backbones.device.type != "cpu":
         raise UsageError("bench trains its models side by side on CPU threads in fp32; use `tkjepa train "
                          "--device/--precision` for one model on a GPU")
-    train_data, _ = world_data(TRAIN_SEED, args.train_episodes, backbones, cfg, paths.CACHE, progress=progress)
+    train_data, _ = world_data(TRAIN_SEED, args.train_episodes, backbones, cfg, paths.CACHE, layout=args.layout,
+                               progress=progress)
     skipped: list[dict] = []
     if args.data:
         test, _, files = folder_data(args.data, backbones, cfg, paths.CACHE, progress=progress, skipped=skipped,
@@ -363,15 +372,17 @@ def bench(args) -> int:
         from tkjepa.world import WorldConfig
         from tkjepa.world.generate import episode_family, episode_seed
 
-        test, _ = world_data(TEST_SEED, args.test_episodes, backbones, cfg, paths.CACHE, progress=progress)
-        families = [episode_family(episode_seed(TEST_SEED, i), WorldConfig(layout="homes"))
+        test, _ = world_data(TEST_SEED, args.test_episodes, backbones, cfg, paths.CACHE, layout=args.layout,
+                             progress=progress)
+        families = [episode_family(episode_seed(TEST_SEED, i), WorldConfig(layout=args.layout))
                     for i in range(args.test_episodes)]
     t_data = time.perf_counter() - t0
     result = run_bench(train_data, test, seeds=args.seeds, steps=args.steps, ablations=not args.no_ablations,
                        save_dir=args.save_checkpoints, progress=progress, workers=args.workers, families=families)
     result.update(seconds=round(time.perf_counter() - t0, 1), data_seconds=round(t_data, 1), targets=targets(result),
-                  test={"data": args.data or f"world seed {TEST_SEED}", "episodes": len(test)},
-                  train={"data": f"world seed {TRAIN_SEED}", "episodes": len(train_data)}, skipped=skipped)
+                  test={"data": args.data or f"world seed {TEST_SEED}, {args.layout} layout", "episodes": len(test)},
+                  train={"data": f"world seed {TRAIN_SEED}, {args.layout} layout", "episodes": len(train_data)},
+                  skipped=skipped)
     print(_write_results(args.out, result))
     report_skipped(skipped)
     print(json.dumps(result["targets"], indent=1))
