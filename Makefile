@@ -32,6 +32,7 @@ PYTEST := $(PYTHON) -m pytest -q -p no:cacheprovider
 
 # The shipped sample episodes, bit for bit (data_samples/README.md lists every shipped file's command).
 SAMPLES_EPISODES_CMD := $(BIN)/tkjepa generate --out data_samples/episodes --episodes 48 --seed 2026 --layout homes
+SAMPLES_SCATTERED_CMD := $(BIN)/tkjepa generate --out data_samples/episodes_scattered --episodes 48 --seed 2026 --layout scattered
 BENCH_ARGS ?=
 DEMO_PORT  ?= 7860
 
@@ -102,8 +103,9 @@ lab: $(STAMP)
 	cd notebooks && $(abspath $(BIN))/jupyter lab --ip 127.0.0.1 --no-browser $(LAB_ARGS)
 
 data-samples: $(STAMP)
-	rm -rf data_samples/episodes
+	rm -rf data_samples/episodes data_samples/episodes_scattered
 	$(SAMPLES_EPISODES_CMD)
+	$(SAMPLES_SCATTERED_CMD)
 
 bench: $(STAMP)
 	$(BIN)/tkjepa bench $(BENCH_ARGS)

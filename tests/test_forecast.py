@@ -326,3 +326,98 @@ def test_scores_per_family_are_the_scores_of_each_familys_episodes(data):
     assert set(grouped) == {"a", "b"} and grouped["a"]["cv"] == got["families"]["a"]
     with pytest.raises(ValueError, match="family names"):
         score(pred, data, cfg, fams[:-1])
+
+
+def test_fine_tokens_and_the_pointer_target(data, episodes, encoder):
+    """`fine` is the last observed tubelet unpooled; `point` the cell where the next subgoal's object is seen
+    (tabletop annotations), or without them where the wrist is seen 12 frames after the forecast start."""
+    from tkjepa.episode import WRIST
+    from tkjepa.world.stats import next_subgoal
+
+    assert data.fine.shape == (len(episodes), 64, 96) and data.point.dtype == torch.int64
+    cam = lambda ep, p, t: (p - ep.transforms["camera"][t][:3, 3]) @ ep.transforms["camera"][t][:3, :3]  # noqa: E731
+    for ep, point in zip(episodes, data.point.tolist()):
+        s = ep.num_frames // 2
+        obj = ep.extras["object_positions"][s - 1, int(ep.extras["subgoal_objects"][next_subgoal(ep, s)])]
+        c = cam(ep, obj.astype(float), s - 1)
+        u, v = (ep.intrinsic @ c)[:2] / c[2]
+        assert point == int((v + 0.5) // 8) * 8 + int((u + 0.5) // 8)
+    bare = type(episodes[0])(**{**episodes[0].__dict__, "extras": {}})  # an EgoDex recording: no annotations
+    plain, _ = build([bare], Backbones(encoder), progress=False)
+    s = bare.num_frames // 2
+    u, v = bare.project([WRIST])[s + 11, 0]
+    assert int(plain.point) == int((v + 0.5) // 8) * 8 + int((u + 0.5) // 8) and not bool(plain.has_oracle)
+    torch.testing.assert_close(plain.fine, data.fine[:1])
+    plain, _ = build(episodes[:1], Backbones(encoder), ForecastConfig(fine=False), progress=False)
+    assert plain.fine is None and plain.point is None
+
+
+def test_the_grounding_pointer_finds_a_planted_object():
+    """Each episode plants the named object's feature (the one its thinking tokens carry) at a random cell
+    among distractors: trained on the cell, the pointer finds it in held-out episodes."""
+    from tkjepa.forecast.model import Grounding
+
+    torch.manual_seed(0)
+    names = torch.randn(6, 96)                        # six objects' appearance in the frame
+    words = torch.randn(6, 32)                        # and the thinker's state when it names them
+
+    def batch(n):
+        which, cell = torch.randint(0, 6, (n,)), torch.randint(0, 64, (n,))
+        fine = 0.3 * torch.randn(n, 64, 96)
+        other = (which + torch.randint(1, 6, (n,))) % 6  # a distractor object elsewhere
+        fine[torch.arange(n), (cell + 17) % 64] += names[other]
+        fine[torch.arange(n), cell] += names[which]
+        return fine, words[which][:, None], cell
+
+    g = Grounding(96, 32, 8)
+    opt = torch.optim.Adam(g.parameters(), lr=3e-3)
+    for _ in range(300):
+        fine, kv, cell = batch(64)
+        _, w = g(fine, kv, torch.ones(64, 1, dtype=torch.bool))
+        loss = -torch.log(w.gather(1, cell[:, None]) + 1e-8).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    fine, kv, cell = batch(200)
+    with torch.no_grad():
+        token, w = g(fine, kv, torch.ones(200, 1, dtype=torch.bool))
+    assert token.shape == (200, 1, 32)
+    assert (w.argmax(-1) == cell).float().mean() > 0.9   # chance: 1/64, the distractor: 1/2
+
+
+def test_grounded_thinkjepa_starts_as_the_ungrounded_one_and_trains_its_pointer(data):
+    cfg = _tiny("thinkjepa")
+    assert cfg.grounding and not variant_config("thinkjepa", preset="paper").grounding
+    torch.manual_seed(0)
+    grounded = Forecaster(fit_to_data(cfg, data))
+    torch.manual_seed(0)
+    plain = Forecaster(fit_to_data(replace(cfg, grounding=False), data))
+    plain.load_state_dict(grounded.state_dict(), strict=False)
+    idx = torch.arange(3)
+    torch.testing.assert_close(grounded(data, idx, 2)[1], plain(data, idx, 2)[1])  # gates and context at zero
+    out = losses(grounded, data, idx)
+    assert "pointer" in out and float(out["pointer"]) > 0
+    out["pointer"].backward()
+    assert grounded.grounding.k.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="fine=True"):
+        replace(cfg, forecast=ForecastConfig(fine=False)).__post_init__()
+
+
+def test_the_scattered_forecasters_find_the_named_object(tmp_path):
+    """The forecasters shipped for scattered scenes (`tkjepa viewer --layout scattered`): on the 48 scattered
+    samples thinkjepa, which must find the object the thinker names, beats jepa_only by the benchmark's margin."""
+    from tkjepa.cli import build_parser, main
+    from tkjepa.cli.viewer import layout_defaults
+
+    parser, _ = build_parser("viewer")
+    args = parser.parse_args(["viewer", "--layout", "scattered"])
+    assert layout_defaults(args) == (str(paths.EPISODES_SCATTERED), str(paths.FORECASTERS_SCATTERED))
+    args = parser.parse_args(["viewer", "--data", "x"])
+    assert layout_defaults(args) == ("x", str(paths.FORECASTERS))
+    out = tmp_path / "results.json"
+    assert main(["evaluate", "--data", str(paths.EPISODES_SCATTERED), "--checkpoints",
+                 str(paths.FORECASTERS_SCATTERED), "--out", str(out), "--quiet"]) == 0
+    models = json.loads(out.read_text())["models"]
+    got = {name: (round(m["ade"], 4), round(m["fde"], 4), round(m["acc5"], 3)) for name, m in models.items()}
+    assert got == SCATTERED_SCORES
+    assert models["thinkjepa"]["ade"] <= 0.8 * models["jepa_only"]["ade"]

@@ -121,6 +121,9 @@ def test_episode_shows_frame_strip_instruction_and_thinker_text(client, paths):
     # the sampler's colours are in the strip: blue frames (dense), orange and green bars (thinker, targets)
     for colour in ((31, 119, 180), (255, 127, 14), (44, 160, 44)):
         assert (np.abs(img.astype(int) - colour).sum(-1) == 0).sum() > 50, colour
+    # thinkjepa's pointer: a red square of one 8 × 8 cell (7 px at 56 px a frame) on the last observed frame
+    red = np.argwhere((np.abs(img.astype(int) - (214, 39, 40)).sum(-1) == 0))
+    assert len(red) >= 16 and np.ptp(red[:, 0]) <= 9 and np.ptp(red[:, 1]) <= 9
     assert ep.instruction in info and "thinker's text" in info and "forecast start s = 32" in info
 
 

@@ -100,8 +100,10 @@ class TrajectoryHead(nn.Module):
         x = self.embed(rearrange(tubelets, "b t n d -> (b t) n d")) + self.pos
         return rearrange(self.pool(x), "(b t) d -> b t d", b=B)
 
-    def forward(self, observed: torch.Tensor, future: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
-        """state: [B, state_dim] (when configured), added to the last observed tubelet's summary."""
+    def forward(self, observed: torch.Tensor, future: torch.Tensor, state: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        """state: [B, state_dim] (when configured) embedded, and context [B, dim] as it is, both added to the last
+        observed tubelet's summary."""
         c = self.config
         fut = self.summarise(future)                              # [B, Tf, dim]
         last = self.summarise(observed[:, -1:])                   # [B, 1, dim]: where the hand was
@@ -109,6 +111,8 @@ class TrajectoryHead(nn.Module):
             if state is None or state.shape[-1] != c.state_dim:
                 raise ValueError(f"this head needs state [B, {c.state_dim}]")
             last = last + self.state(state)[:, None]
+        if context is not None:
+            last = last + context[:, None]
         last = last.expand_as(fut)
         y = self.mlp(torch.cat([fut, last], dim=-1))              # [B, Tf, f·J·3]
         y = rearrange(y, "b t (f j x) -> b (t f) j x", f=c.frames_per_tubelet, j=c.joints, x=3)

@@ -14,7 +14,10 @@ SAMPLES = REPO / "data_samples"
 EPISODES = SAMPLES / "episodes"            # 48 tabletop episodes (homes layout), EgoDex format
 ENCODER = SAMPLES / "encoder_tiny"         # the tiny JEPA video encoder
 THINKER = SAMPLES / "thinker_tiny"         # the tiny Qwen3-VL thinker
-FORECASTERS = SAMPLES / "forecasters"      # the benchmark's seed-0 forecasters
+FORECASTERS = SAMPLES / "forecasters"      # the benchmark's seed-0 forecasters (homes layout)
+EPISODES_SCATTERED = SAMPLES / "episodes_scattered"        # 48 episodes of the scattered layout
+FORECASTERS_SCATTERED = FORECASTERS / "scattered"          # the seed-0 forecasters trained on scattered scenes
+LAYOUT_SAMPLES = {"homes": (EPISODES, FORECASTERS), "scattered": (EPISODES_SCATTERED, FORECASTERS_SCATTERED)}
 PLANNER = SAMPLES / "planner"              # world model, subgoal head and the planner's own thinker
 PLANNER_THINKER = PLANNER / "thinker"
 

@@ -235,12 +235,24 @@ class GuidedPredictor(nn.Module):
         x = self.proj(self.norm(x[:, Tc * N:]))
         return rearrange(x, "b (t n) d -> b t n d", n=N)  # [B, Tf, N, D]
 
-    def forward(self, ctx, guide=None, actions=None, *, guidance=None, level_scale=None) -> torch.Tensor:
-        """ctx: [B, Tc, N, D]; actions: [B, Tf, A]; guidance: [B, depth, dim] oracle vectors -> [B, Tf, N, D]."""
-        return self._predict(ctx, *self._guidance(guide, guidance), actions, level_scale)
+    def _with_extra(self, g, kv, kv_mask, extra):
+        """Cross-attention's key sets with `extra` [B, K, dim] (tokens every block may read, e.g. where the
+        named object is) appended to each block's set."""
+        if extra is None or kv is None:
+            if extra is not None and self.config.injection != "none":
+                raise ValueError("extra guidance tokens need injection='crossattn' and thinker features")
+            return g, kv, kv_mask
+        kv = torch.cat([kv, extra[:, None].expand(-1, kv.shape[1], -1, -1)], dim=2)
+        return g, kv, torch.cat([kv_mask, torch.ones(extra.shape[:2], dtype=torch.bool, device=extra.device)], 1)
+
+    def forward(self, ctx, guide=None, actions=None, *, guidance=None, level_scale=None,
+                extra=None) -> torch.Tensor:
+        """ctx: [B, Tc, N, D]; actions: [B, Tf, A]; guidance: [B, depth, dim] oracle vectors; extra: [B, K, dim]
+        tokens appended to every block's cross-attention set -> [B, Tf, N, D]."""
+        return self._predict(ctx, *self._with_extra(*self._guidance(guide, guidance), extra), actions, level_scale)
 
     def rollout(self, ctx, guide=None, windows: int = 1, actions=None, *, guidance=None,
-                level_scale=None, detach_feedback: bool = False) -> torch.Tensor:
+                level_scale=None, detach_feedback: bool = False, extra=None) -> torch.Tensor:
         """Predict `windows` windows recursively -> [B, windows·Tf, N, D]; actions: [B, windows·Tf, A].
 
         Each window's context is the last Tc tubelets of [ctx ∥ predictions so far]; the guidance (from the
@@ -249,7 +261,7 @@ class GuidedPredictor(nn.Module):
         given, not to bend the earlier window's prediction toward an easier continuation.
         """
         c = self.config
-        g, kv, kv_mask = self._guidance(guide, guidance)
+        g, kv, kv_mask = self._with_extra(*self._guidance(guide, guidance), extra)
         preds, context = [], ctx
         for k in range(windows):
             act = None if actions is None else actions[:, k * c.future_tubelets:(k + 1) * c.future_tubelets]

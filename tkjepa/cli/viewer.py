@@ -11,8 +11,12 @@ HOST, PORT = "127.0.0.1", 7860
 
 
 def add_arguments(command: str, p) -> None:
-    p.add_argument("--data", default=str(paths.EPISODES), help="EgoDex-format folder to list (default: the samples)")
-    p.add_argument("--checkpoints", default=str(paths.FORECASTERS), help="folder of forecaster checkpoints")
+    p.add_argument("--layout", default="homes", choices=list(paths.LAYOUT_SAMPLES),
+                   help="which shipped samples and forecasters: homes (each colour has its place) or scattered "
+                        "(objects anywhere; the forecasters trained there)")
+    p.add_argument("--data", default=None, help="EgoDex-format folder to list (default: the layout's samples)")
+    p.add_argument("--checkpoints", default=None,
+                   help="folder of forecaster checkpoints (default: the layout's shipped ones)")
     p.add_argument("--encoder", default=None, help="the encoder the checkpoints were trained on (default: the one "
                    "their thinkjepa checkpoint records, else the shipped tiny encoder)")
     p.add_argument("--thinker", default=None, help="the thinker the checkpoints were trained on (default: as --encoder)")
@@ -22,12 +26,19 @@ def add_arguments(command: str, p) -> None:
     p.add_argument("--host", default=HOST, help="address to listen on (default: this machine only)")
 
 
+def layout_defaults(args) -> tuple[str, str]:
+    """(--data, --checkpoints): as given, else the shipped samples and forecasters of --layout."""
+    data, checkpoints = paths.LAYOUT_SAMPLES[args.layout]
+    return args.data or str(data), args.checkpoints or str(checkpoints)
+
+
 def run(command: str, args) -> int:
     from tkjepa.viewer.app import build_demo, launch
     from tkjepa.viewer.compute import ViewerConfig
 
     from tkjepa.cli.forecast import backbones_for
 
+    args.data, args.checkpoints = layout_defaults(args)
     print(f"loading the models and the episodes of {args.data} …", flush=True)
     args.device = "cpu"  # the viewer's models are small; its computations are per request
     backbones = backbones_for(args, Path(args.checkpoints) / "thinkjepa")

@@ -11,7 +11,12 @@ tiny one):
 - `actions` [E, Tr, 8]     the expert's actions, two frames per tubelet (world episodes; zeros otherwise);
 - thinker features `old` [E, L, No, Dv], `new` [E, L, Nn, Dv] with masks (the cached "old"/"new" streams);
 - `oracle`  [E, 15]        the true next subgoal as one-hots of its kind, the target's colour and shape
-                            (world episodes only): what a perfect thinker would say, told to `oracle`.
+                            (world episodes only): what a perfect thinker would say, told to `oracle`;
+- `fine`    [E, G², D]     with `ForecastConfig.fine`: the last observed tubelet's tokens before pooling (8 × 8),
+                            where a named object can still be found (`forecast.model.Grounding`);
+- `point`   [E]            with it, the pointer's training target, a cell of that G × G grid (`point_cell`):
+                            where the next subgoal's object is (tabletop annotations), or, in a folder without
+                            them (EgoDex), where the wrist is seen `point_frame` + 1 frames after s (−1: unknown).
 
 Encoder tokens are average-pooled 2×2 (8×8 → 4×4 per tubelet) and layer-normed per token, so the
 predictor works on 16 tokens per tubelet: the hand stays locatable, and a training step costs ~4× less.
@@ -76,6 +81,9 @@ class ForecastConfig:
                                 # 2·Tf·windows targets spread over [s, T)
     coords: str = "world"       # joints in the "world" frame, or the "camera" frame of the last observed frame
                                 # (the official head's; `camera` holds that pose, to map predictions back)
+    fine: bool = True           # also keep the last observed tubelet's unpooled tokens (`ForecastData.fine`)
+    point_frame: int = 11       # without subgoal annotations, the target frame whose wrist cell is
+                                # `ForecastData.point` (11: the 12th frame after s, when a typical reach arrives)
 
     def __post_init__(self):
         if self.frames not in ("dense", "linspace"):
@@ -113,6 +121,8 @@ class ForecastData:
     new: torch.Tensor | None = None
     new_mask: torch.Tensor | None = None
     camera: torch.Tensor | None = None  # [E, 4, 4] camera-to-world at the last observed frame (camera coords)
+    fine: torch.Tensor | None = None    # [E, G², D] the last observed tubelet's unpooled tokens (`ForecastConfig.fine`)
+    point: torch.Tensor | None = None   # [E] int64 the grounding pointer's target cell (−1: unknown)
 
     def __len__(self) -> int:
         return len(self.ctx)
@@ -242,7 +252,40 @@ def episode_arrays(ep: Episode, encoder, cfg: ForecastConfig) -> dict:
     t = np.minimum(np.concatenate([obs, fut]), T - 1)          # frames past the end repeat the last one
     z = pooled_tokens(encoder, ep.frames[t], cfg)               # [Tc + Tr, N', D]
     Tc = cfg.context_tubelets
-    return {"ctx": z[:Tc], "future": z[Tc:], **episode_targets(ep, cfg, obs, fut, s)}
+    out = {"ctx": z[:Tc], "future": z[Tc:], **episode_targets(ep, cfg, obs, fut, s)}
+    if cfg.fine:  # the last encoder clip of the dense window again, unpooled: its last tubelet's G² tokens
+        out["fine"] = pooled_tokens(encoder, ep.frames[obs[-cfg.clip_frames:]], replace(cfg, pool=1))[-1]
+        out["point"] = torch.tensor(point_cell(ep, s, fut, cfg))
+    return out
+
+
+def point_cell(ep: Episode, s: int, fut: np.ndarray, cfg: ForecastConfig) -> int:
+    """The grounding pointer's target for forecast start s: the cell where the next subgoal's object is seen at
+    s − 1 (episodes with subgoal annotations: the tabletop's), else where the wrist is seen at target frame
+    `cfg.point_frame` (any episode with a camera pose); −1 when neither is known."""
+    if ep.extras.get("subgoal_end") is not None and "object_positions" in ep.extras:
+        k = next_subgoal(ep, s)
+        obj = np.asarray(ep.extras["object_positions"][s - 1, int(ep.extras["subgoal_objects"][k])], np.float64)
+        return image_cell(ep, obj, s - 1, cfg.grid)
+    if cfg.point_frame >= len(fut) or fut[cfg.point_frame] >= ep.num_frames:
+        return -1
+    t = int(fut[cfg.point_frame])
+    return image_cell(ep, ep.positions([WRIST])[t, 0].astype(np.float64), t, cfg.grid)
+
+
+def image_cell(ep: Episode, point: np.ndarray, t: int, grid: int) -> int:
+    """The cell (row-major) of a grid × grid split of frame t where the world point [3] is seen, or −1 when it
+    is outside the image or behind the camera, or the episode has no camera pose."""
+    if "camera" not in ep.transforms:
+        return -1
+    pose = ep.transforms["camera"][t].astype(np.float64)          # camera-to-world
+    cam = (point - pose[:3, 3]) @ pose[:3, :3]
+    if cam[2] <= 0:
+        return -1
+    u, v = (ep.intrinsic.astype(np.float64) @ cam)[:2] / cam[2]
+    H, W = ep.frames.shape[1:3]
+    col, row = int(np.floor((u + 0.5) / W * grid)), int(np.floor((v + 0.5) / H * grid))
+    return row * grid + col if 0 <= col < grid and 0 <= row < grid else -1
 
 
 def episode_targets(ep: Episode, cfg: ForecastConfig, obs: np.ndarray, fut: np.ndarray, s: int) -> dict:
@@ -333,7 +376,7 @@ def thinker_features(episodes, backbones: Backbones, sampler: SamplerConfig, cac
     return out
 
 
-DATA_VERSION = 2  # bump when ForecastData's computation changes: older cached entries are then misses
+DATA_VERSION = 3  # bump when ForecastData's computation changes: older cached entries are then misses
 
 
 def data_key(episode_ids: list[str], *parts) -> str:

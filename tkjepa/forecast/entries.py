@@ -15,7 +15,7 @@ from tkjepa.checkpoint import CheckpointError, atomic_write, load_tensors, save_
 from tkjepa.egodex import EgoDexFormatError
 
 STORE_VERSION = 1
-FLOATS = ("ctx", "future", "old", "new")  # stored in the store's dtype; the rest as they are
+FLOATS = ("ctx", "future", "old", "new", "fine")  # stored in the store's dtype; the rest as they are
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 

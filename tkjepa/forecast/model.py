@@ -3,7 +3,10 @@ thinker features, and the named variants the benchmark trains.
 
 Models (`MODELS`), all with the same budget:
 - `thinkjepa`  the dense window's latents + the thinker's pyramid guidance (cross-attention over the thinking
-               tokens of every cached layer: `ForecasterConfig.injection`, `.streams`);
+               tokens of every cached layer: `ForecasterConfig.injection`, `.streams`) + a pointer that finds the
+               object the thinker names in the last frame's unpooled tokens and hands its place to the head and
+               every block (`Grounding`, `ForecasterConfig.grounding`): on scattered scenes the name alone does
+               not say where the hand goes;
 - `jepa_only`  the same predictor with no guidance;
 - `vlm_only`   the guided predictor with the JEPA latents zeroed (the official code's definition); like every
                learned model it keeps the observed joints, so the one input it lacks is the dense window's video;
@@ -37,7 +40,8 @@ from tkjepa.checkpoint import (CheckpointError, atomic_folder, config_from_dict,
                                save_tensors, write_json)
 from tkjepa.forecast.data import ORACLE_DIM, ForecastConfig, ForecastData
 from tkjepa.head import TrajectoryHead, TrajectoryHeadConfig
-from tkjepa.predictor import GuidedPredictor, GuidedPredictorConfig
+from tkjepa.encoder.vit import sincos_pos_embed_3d
+from tkjepa.predictor import CrossAttention, GuidedPredictor, GuidedPredictorConfig
 from tkjepa.pyramid import PyramidConfig
 
 MODELS = ("thinkjepa", "jepa_only", "vlm_only", "oracle")
@@ -51,6 +55,10 @@ class ForecasterConfig:
     injection: str = "crossattn"    # guidance injection: film | adaln | crossattn (ignored by jepa_only). The
                                     # predictor's tokens look up the thinker's tokens: in 600 steps it learns to
                                     # read "next blue bowl" this way, where FiLM's pooled vector blurs the words
+    grounding: bool = False         # thinkjepa (the recipe's variant turns it on): point at where the named
+                                    # object is in the last frame's unpooled tokens (`Grounding`; needs
+                                    # forecast.fine) and hand that token to the head and every block
+    grounding_weight: float = 1.0   # weight of the pointer's cross-entropy to the wrist's cell 12 frames on
     levels: str | list = "all"      # thinker layers used by the pyramid: all | mid | last | [row indices]
     streams: str = "new"            # thinker streams: new (the thinking tokens) | old | both; ~100 prompt and
                                     # visual tokens beside the ~8 thinking ones dilute what cross-attention finds
@@ -84,6 +92,8 @@ class ForecasterConfig:
         if self.train_windows < 1 or self.first_window_weight <= 0:
             raise ValueError(f"train_windows must be ≥ 1 and first_window_weight > 0, got {self.train_windows}, "
                              f"{self.first_window_weight}")
+        if self.grounding and not self.forecast.fine:
+            raise ValueError("grounding reads the unpooled tokens: it needs forecast=ForecastConfig(fine=True)")
         if self.traj_loss not in ("l2", "mse") or self.latent_loss not in ("l1", "mse"):
             raise ValueError(f"traj_loss must be l2 or mse and latent_loss l1 or mse, got {self.traj_loss!r}, "
                              f"{self.latent_loss!r}")
@@ -92,7 +102,7 @@ class ForecasterConfig:
 # name -> ForecasterConfig changes. The oracle's message is one vector per block, which FiLM reads
 # (cross-attention over a single token would reduce to an added bias).
 VARIANTS: dict[str, dict] = {
-    "thinkjepa": {"model": "thinkjepa"},
+    "thinkjepa": {"model": "thinkjepa", "grounding": True},
     "jepa_only": {"model": "jepa_only"},
     "vlm_only": {"model": "vlm_only"},
     "oracle": {"model": "oracle", "injection": "film"},
@@ -116,7 +126,7 @@ def paper_forecast() -> ForecastConfig:
     from tkjepa.sampling import SamplerConfig
 
     return ForecastConfig(context_tubelets=16, window_tubelets=16, windows=1, pool=1, clip_frames=32, grid=16,
-                          joints=BIMANUAL_JOINTS, frames="linspace", coords="camera",
+                          fine=False, joints=BIMANUAL_JOINTS, frames="linspace", coords="camera",
                           sampler=SamplerConfig(dense_frames=32, thinker_frames=32, horizon=32, split=0.5,
                                                 rounding="floor"))
 
@@ -147,7 +157,39 @@ def variant_config(name: str, preset: str = "tiny", **overrides) -> ForecasterCo
         raise ValueError("the oracle reads the tabletop's subgoal annotations, which EgoDex has not: it exists "
                          "in the tiny preset only")
     settings = {k: (replace(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in PRESETS[preset].items()}
-    return ForecasterConfig(**{**settings, **VARIANTS[name], **overrides})
+    variant = dict(VARIANTS[name])
+    if preset != "tiny":  # the other presets are the official configuration, which reads no unpooled frame
+        variant.pop("grounding", None)
+    return ForecasterConfig(**{**settings, **variant, **overrides})
+
+
+class Grounding(nn.Module):
+    """Finds the object the thinker names in the last observed tubelet's unpooled tokens (`ForecastData.fine`).
+
+    A learned query reads the name from the thinker's projected tokens (one cross-attention head), each of the
+    G² tokens is scored against it, and their softmax-weighted position (x, y in [−1, 1]) and feature become
+    one token: forward(fine [B, G², D], kv [B, M, dim], kv_mask [B, M]) -> ([B, 1, dim], weights [B, G²]).
+    The pooled 4 × 4 tokens the predictor reads blur a small object into its neighbours; at 8 × 8 it is one or
+    two tokens.
+    """
+
+    def __init__(self, latent_dim: int, dim: int, grid: int):
+        super().__init__()
+        self.query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.name = CrossAttention(dim, 1)
+        self.embed = nn.Linear(latent_dim, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.q, self.k = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.out = nn.Sequential(nn.Linear(dim + 2, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.register_buffer("pos", sincos_pos_embed_3d(dim, 1, grid, grid).view(grid * grid, dim), persistent=False)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, grid), torch.linspace(-1, 1, grid), indexing="ij")
+        self.register_buffer("xy", torch.stack([xs, ys], -1).view(grid * grid, 2), persistent=False)
+
+    def forward(self, fine: torch.Tensor, kv: torch.Tensor, kv_mask: torch.Tensor):
+        name = self.name(self.query.expand(len(fine), -1, -1), kv, kv_mask)          # [B, 1, dim]
+        f = self.norm(self.embed(fine) + self.pos)                                    # [B, G², dim]
+        w = torch.softmax(self.q(name) @ self.k(f).transpose(1, 2) / f.shape[-1] ** 0.5, dim=-1)  # [B, 1, G²]
+        return self.out(torch.cat([w @ f, w @ self.xy], dim=-1)), w[:, 0]
 
 
 class Forecaster(nn.Module):
@@ -165,9 +207,16 @@ class Forecaster(nn.Module):
         self.head = TrajectoryHead(replace(cfg.head, tokens=n, joints=len(cfg.forecast.joints)))
         if cfg.model == "oracle":  # the told next subgoal (kind, colour, shape one-hots) -> one vector per block
             self.subgoal = nn.Sequential(nn.Linear(ORACLE_DIM, pc.dim), nn.GELU(), nn.Linear(pc.dim, pc.depth * pc.dim))
+        self.grounding = None
+        if cfg.grounding and cfg.model == "thinkjepa":
+            self.grounding = Grounding(pc.latent_dim, pc.dim, cfg.forecast.grid)
+            self.ground_head = nn.Linear(pc.dim, cfg.head.dim)  # the token, as the head's context: zero at
+            nn.init.zeros_(self.ground_head.weight)                  # init, as the gated guidance, so training
+            nn.init.zeros_(self.ground_head.bias)                    # starts from the unguided forecaster
 
-    def forward(self, data: ForecastData, idx, windows: int, level_scale=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latents [B, windows·Tf, N, D] and joints [B, windows·Tf·2, J, 3] for episodes `idx`."""
+    def forward(self, data: ForecastData, idx, windows: int, level_scale=None, pointer: bool = False):
+        """Latents [B, windows·Tf, N, D] and joints [B, windows·Tf·2, J, 3] for episodes `idx` (+ the
+        grounding pointer's weights [B, G²] with `pointer`: None without grounding)."""
         cfg, pc = self.cfg, self.cfg.predictor
         ctx = data.ctx[idx]
         if cfg.model == "vlm_only":
@@ -177,20 +226,28 @@ class Forecaster(nn.Module):
         if cfg.model == "oracle":
             o = data.oracle[idx]
             guidance = self.subgoal(o).view(len(o), pc.depth, pc.dim)
+        where = weights = None
+        if self.grounding is not None:
+            if data.fine is None:
+                raise ValueError("this forecaster grounds the named object: its data needs ForecastConfig(fine=True)")
+            kv, kv_mask = self.predictor.pyramid.tokens(*guide)
+            where, weights = self.grounding(data.fine[idx], kv[:, -1], kv_mask)       # [B, 1, dim], [B, G²]
         detach = cfg.detach_feedback and torch.is_grad_enabled()
         z = self.predictor.rollout(ctx, guide=guide, windows=windows, guidance=guidance, level_scale=level_scale,
-                                   detach_feedback=detach)
+                                   detach_feedback=detach, extra=where if cfg.injection == "crossattn" else None)
         seq = torch.cat([ctx, z], dim=1)                               # [B, Tc + windows·Tf, N, D]
         fed = torch.cat([ctx, z.detach()], dim=1) if detach else seq   # what a window is handed as its past
         Tc, Tf = pc.context_tubelets, pc.future_tubelets
         anchor = self.anchor(data, idx)                                # [B, J, 3]
+        context = None if where is None else self.ground_head(where[:, 0])
         joints = []
         for w in range(windows):  # each window moves on from where the previous one ended
             step = self.head(fed[:, w * Tf:w * Tf + Tc], seq[:, Tc + w * Tf:Tc + (w + 1) * Tf],
-                             self.head.normalize(anchor).flatten(1))
+                             self.head.normalize(anchor).flatten(1), context)
             joints.append(anchor[:, None] + step)                      # [B, Tf·2, J, 3]
             anchor = joints[-1][:, -1].detach() if detach else joints[-1][:, -1]
-        return z, torch.cat(joints, dim=1)
+        out = (z, torch.cat(joints, dim=1))
+        return (*out, weights) if pointer else out
 
     def anchor(self, data: ForecastData, idx) -> torch.Tensor:
         """Where the hand was at the last observed frame [B, J, 3]: the head predicts displacements from it.

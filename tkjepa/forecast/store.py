@@ -121,11 +121,11 @@ class ForecastDataset(Dataset):
 
 def collate(items: list[dict]) -> ForecastData:
     """A batch of dataset items -> ForecastData (thinker tokens right-padded to the batch's longest)."""
-    data = {k: torch.stack([it[k] for it in items]) for k in ("ctx", "future", "traj", "valid", "past", "actions",
-                                                               "oracle", "has_oracle", "camera") if k in items[0]}
+    keys = ("ctx", "future", "traj", "valid", "past", "actions", "oracle", "has_oracle", "camera", "fine", "point")
+    data = {k: torch.stack([it[k] for it in items]) for k in keys if k in items[0]}
     if "old" in items[0]:
-        data.update(old=pad_stack([it["old"] for it in items], 1), old_mask=pad_stack([it["old_mask"] for it in items], 0),
-                    new=pad_stack([it["new"] for it in items], 1), new_mask=pad_stack([it["new_mask"] for it in items], 0))
+        data.update({k: pad_stack([it[k] for it in items], 1 if k in ("old", "new") else 0)
+                     for k in ("old", "old_mask", "new", "new_mask")})
     return ForecastData(**data)
 
 

@@ -42,12 +42,13 @@ def make_optimizer(model: nn.Module, cfg: ForecasterConfig) -> torch.optim.AdamW
 
 
 def losses(model, data: ForecastData, idx, cfg: ForecasterConfig | None = None) -> dict:
-    """{"loss", "traj_m" (trajectory L2, metres), "latent"} of episodes `idx` over `train_windows`.
+    """{"loss", "traj_m" (trajectory L2, metres), "latent"} (+ "pointer", the grounding pointer's cross-entropy
+    to where the wrist is seen `point_frame` frames on) of episodes `idx` over `train_windows`.
     `model` may be wrapped (DistributedDataParallel); `cfg` is then the wrapped Forecaster's."""
     cfg = cfg or model.cfg
     w = cfg.train_windows
     Tf = cfg.predictor.future_tubelets
-    z, joints = model(data, idx, w)
+    z, joints, weights = model(data, idx, w, pointer=True)
     T = joints.shape[1]
     valid = data.valid[idx][:, :T].float()
     weight = torch.ones(T, device=valid.device)
@@ -60,7 +61,14 @@ def losses(model, data: ForecastData, idx, cfg: ForecasterConfig | None = None) 
     if cfg.traj_loss == "mse":  # over the valid frames' joints and coordinates
         sq = (joints.float() - data.traj[idx][:, :T]).square().mean((-1, -2))
         fit = (sq * valid).sum() / valid.sum().clamp_min(1)
-    return {"loss": cfg.traj_weight * fit + cfg.latent_weight * latent, "traj_m": traj, "latent": latent}
+    out = {"loss": cfg.traj_weight * fit + cfg.latent_weight * latent, "traj_m": traj, "latent": latent}
+    if weights is not None and data.point is not None:  # the pointer learns where the wrist goes
+        point = data.point[idx]
+        known = point >= 0
+        nll = -torch.log(weights.float().gather(1, point.clamp_min(0)[:, None])[:, 0] + 1e-8)
+        out["pointer"] = (nll * known).sum() / known.sum().clamp_min(1)
+        out["loss"] = out["loss"] + cfg.grounding_weight * out["pointer"]
+    return out
 
 
 def fit_to_data(cfg: ForecasterConfig, data: ForecastData) -> ForecasterConfig:
@@ -108,6 +116,9 @@ def new_forecaster(cfg: ForecasterConfig, data) -> Forecaster:
     data, stats = _views(data)
     if cfg.model in ("thinkjepa", "vlm_only") and not data.has_thinker:
         raise ValueError(f"model {cfg.model!r} needs thinker features in the data")
+    if cfg.grounding and cfg.model == "thinkjepa" and data.fine is None:
+        raise ValueError("grounding points into the last observed frame's unpooled tokens, which this data lacks "
+                         "(ForecastConfig(fine=True) builds them); or train without it: --set grounding=false")
     cfg = fit_to_data(cfg, data)
     torch.manual_seed(cfg.seed)
     rows = data.old.shape[1] if data.has_thinker else None  # the thinker's cached layers: one pyramid row each

@@ -50,7 +50,8 @@ DRAW = """(trajectory, curves) => {
 INTRO = """# ThinkJEPA rollout viewer
 Pick an episode (or upload an EgoDex `.hdf5` + `.mp4` pair). The strip shows what the **dual-temporal sampler**
 gives each branch: the JEPA's dense recent window (blue frames), the thinker's uniform frames over the whole
-past (orange bars), and the frames to forecast (green bars). Below, the forecasters' hand trajectories, their
+past (orange bars), and the frames to forecast (green bars); the red square on the last observed frame is
+where thinkjepa's pointer found the object the thinker names. Below, the forecasters' hand trajectories, their
 error against the horizon, and which thinker layers the thinkjepa forecast leans on — tick a layer to ablate it.
 At the bottom, a held-out tabletop episode planned toward the thinker's subgoals, played back."""
 

@@ -50,7 +50,8 @@ COLOURS = {"thinkjepa": "#d62728", "jepa_only": "#1f77b4", "vlm_only": "#9467bd"
            BASELINE: "#7f7f7f"}
 MODES = {"recursive": "recursive: each window's predictions feed the next",
          "one_shot": "one-shot windows: each window starts from the true past"}
-STRIP_COLOURS = {"dense": (31, 119, 180), "thinker": (255, 127, 14), "future": (44, 160, 44)}
+STRIP_COLOURS = {"dense": (31, 119, 180), "thinker": (255, 127, 14), "future": (44, 160, 44),
+                 "pointer": (214, 39, 40)}
 
 
 class UploadError(ValueError):
@@ -86,6 +87,7 @@ class EpisodeView:
     indices: SampleIndices          # what the dual-temporal sampler gives each branch
     forecasts: dict[str, dict[str, torch.Tensor]]  # model -> mode -> [F, J, 3]
     ablated: OrderedDict = field(default_factory=OrderedDict)  # (checkpoint, layers) -> mode -> [F, J, 3]
+    pointer: np.ndarray | None = None  # thinkjepa's grounding weights over the last observed frame's G × G cells
 
     @property
     def start(self) -> int:
@@ -286,9 +288,13 @@ class Viewer:
                      for n, m in self.models.items() if m.cfg.model != "oracle" or bool(d.has_oracle.all())}
         fpw = d.traj.shape[1] // windows
         forecasts[BASELINE] = {mode: p[0] for mode, p in const_velocity_both(d, windows, fpw).items()}
+        pointer = None
+        if getattr(self.models["thinkjepa"], "grounding", None) is not None:
+            with torch.no_grad():
+                pointer = self.models["thinkjepa"](d, torch.arange(1), 1, pointer=True)[2][0].numpy()
         return EpisodeView(key=key, data=d, text=text, instruction=ep.instruction, task=ep.task, frames=ep.frames,
                            positions=ep.positions(list(self.fcfg.joints)), indices=self.sampler.sample(ep.num_frames),
-                           forecasts=forecasts)
+                           forecasts=forecasts, pointer=pointer)
 
     def forecast(self, view: EpisodeView, model: str, mode: str, checkpoint: str = "thinkjepa",
                  ablated: tuple[int, ...] = ()) -> torch.Tensor:
@@ -338,8 +344,9 @@ class Viewer:
     # ---- figures ---------------------------------------------------------------------------------
     def frame_strip(self, view: EpisodeView, cell: int = 56, cols: int = 16) -> np.ndarray:
         """[H, W, 3] uint8: frames 0 … s+F−1 in a grid; a blue frame marks the dense JEPA window, an orange
-        bar the thinker's uniform frames, a green bar the forecast targets (the dual-temporal sampler).
-        Longer episodes show only the frames either branch reads and the targets."""
+        bar the thinker's uniform frames, a green bar the forecast targets (the dual-temporal sampler); a red
+        square on the last observed frame, the cell thinkjepa's pointer weighs most (where it found the named
+        object). Longer episodes show only the frames either branch reads and the targets."""
         s, F = view.start, view.horizon
         dense, thinker = set(view.indices.dense.tolist()), set(view.indices.thinker.tolist())
         end = min(len(view.frames), s + F)
@@ -363,6 +370,11 @@ class Viewer:
                 draw.rectangle([x + pad, y + cell + 2 * pad, x + pad + cell, y + cell + 2 * pad + 4],
                                fill=STRIP_COLOURS[bar])
             draw.text((x + pad, y + cell + 2 * pad + 5), f"{t}" + (" start" if t == s else ""), fill=(60, 60, 60))
+            if t == s - 1 and view.pointer is not None:
+                g = int(round(len(view.pointer) ** 0.5))
+                r, c = divmod(int(view.pointer.argmax()), g)
+                x0, y0 = x + pad + c * cell / g, y + pad + r * cell / g
+                draw.rectangle([x0, y0, x0 + cell / g, y0 + cell / g], outline=STRIP_COLOURS["pointer"], width=2)
         return np.asarray(img)
 
     def trajectory_figure(self, view: EpisodeView, models, horizon: int, mode: str, checkpoint: str = "thinkjepa",
