@@ -18,7 +18,8 @@ import torch
 from tkjepa import paths
 from tkjepa.cli import main
 from tkjepa.egodex import EgoDexFormatError, find_episodes, load_episode
-from tkjepa.forecast.data import episode_targets, finish_tokens
+from tkjepa.forecast.data import finish_tokens
+from tkjepa.forecast.targets import episode_targets
 from tkjepa.forecast.model import variant_config
 from tkjepa.forecast.official import bundle_archives, bundle_config, bundle_entries, is_bundle
 from tkjepa.forecast.store import load_all

@@ -101,12 +101,21 @@ class CrossAttention(nn.Module):
         self.norm_kv = nn.LayerNorm(dim)  # VLM states have a few huge channels; normalise before mixing
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
+        with torch.no_grad():
+            self.kv.bias[:dim].zero_()
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor, kv_mask: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, dim], kv: [B, M, dim], kv_mask: [B, M] bool -> [B, L, dim]; zeros where no key is valid."""
+        """x: [B, L, dim], kv: [B, M, dim], kv_mask: [B, M] bool -> [B, L, dim]; zeros where no key is valid.
+
+        The keys carry no bias (the first half of `kv.bias` is not used): a key bias b adds q·b to all of a
+        query's logits alike, which the softmax ignores, so its true gradient is zero and what it gets is float
+        noise that Adam scales up to full-size steps (and that differs between one process and several)."""
         q = rearrange(self.q(x), "b l (h d) -> b h l d", h=self.num_heads)
-        k, v = rearrange(self.kv(self.norm_kv(kv)), "b m (two h d) -> two b h m d", two=2, h=self.num_heads)
+        b = self.kv.bias
+        b = torch.cat([torch.zeros_like(b[: len(b) // 2]), b[len(b) // 2:]])
+        k, v = rearrange(F.linear(self.norm_kv(kv), self.kv.weight, b), "b m (two h d) -> two b h m d", two=2,
+                         h=self.num_heads)
         valid = kv_mask.any(1)  # [B]
         mask = (kv_mask | ~valid[:, None])[:, None, None]  # all-padding rows attend everywhere, then are zeroed
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)

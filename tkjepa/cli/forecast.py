@@ -14,6 +14,7 @@ from pathlib import Path
 from tkjepa import paths
 from tkjepa.cli import UsageError, add_common, add_set, apply_overrides, set_threads
 from tkjepa.cli.bundle import _bundle, _bundle_pipeline, _check_bundle_features
+from tkjepa.cli.pipeline import _device, _pipeline, backbones_for
 
 TRAIN_SEED = 1000  # world seed of the forecasters' training episodes (1001: validation, where used)
 TEST_SEED = 2000   # world seed of the held-out test episodes
@@ -157,67 +158,6 @@ def run(command: str, args) -> int:
     set_threads(args)
     return {"extract": extract, "train": train, "bench": bench, "evaluate": evaluate,
             "attribute": attribute}[command](args)
-
-
-def _device(args):
-    from tkjepa.device import resolve_device
-
-    try:
-        return resolve_device(args.device)
-    except ValueError as e:
-        raise UsageError(e) from None
-
-
-def _source(recorded: str) -> str:
-    """A recorded backbone source as this machine finds it: a path as given, else under the repository (the
-    shipped backbones are recorded relative to it), else the hub name it is."""
-    if Path(recorded).exists() or Path(recorded).is_absolute():
-        return recorded
-    inside = paths.REPO / recorded
-    return str(inside) if inside.exists() else recorded
-
-
-def backbones_for(args, checkpoint: str | Path | None = None):
-    """The backbones a command runs on: --encoder/--thinker, else those `checkpoint` records, else the shipped
-    tiny ones; moved to --device. A given backbone whose weights are not the recorded ones is refused."""
-    from tkjepa.backbones import load_backbones
-    from tkjepa.forecast.model import pipeline_of
-
-    from tkjepa.forecast.model import PRESET_BACKBONES
-
-    record = pipeline_of(checkpoint) if checkpoint is not None else {}
-    defaults = PRESET_BACKBONES.get(getattr(args, "preset", "tiny"), (paths.ENCODER, paths.THINKER))
-    chosen = {}
-    for which, given, default in (("encoder", args.encoder, defaults[0]), ("thinker", args.thinker, defaults[1])):
-        chosen[which] = given or (_source(record[which]) if record.get(which) else default)
-    try:
-        backbones = load_backbones(chosen["encoder"], chosen["thinker"])
-    except OSError as e:  # a hub name this machine cannot download, a folder without the model's files
-        raise UsageError(f"cannot load the backbones {chosen['encoder']} / {chosen['thinker']}: "
-                         f"{str(e).splitlines()[0]}") from None
-    for which in ("encoder", "thinker"):
-        want = record.get(f"{which}_digest")
-        if want and backbones.digest(which) != want:
-            raise UsageError(f"{checkpoint}: trained on the {which} {record[which]} (weights sha256 {want[:12]}…), "
-                             f"but {getattr(backbones, which + '_source')} has other weights "
-                             f"({backbones.digest(which)[:12]}…); give --{which} the one it was trained on")
-    return backbones.to(_device(args))
-
-
-def _pipeline(args, backbones, data_source: str, joints: str) -> dict:
-    """What a checkpoint records so that `evaluate`/`viewer` rebuild the same pipeline from it alone."""
-    from tkjepa.device import world
-
-    def source(s):  # the shipped backbones relative to the repository, so a clone elsewhere finds them
-        p = Path(s).resolve()
-        return str(p.relative_to(paths.REPO)) if p.is_relative_to(paths.REPO) and p.exists() else str(s)
-
-    return {"encoder": source(backbones.encoder_source), "encoder_digest": backbones.digest("encoder"),
-            "thinker": source(backbones.thinker_source), "thinker_digest": backbones.digest("thinker"),
-            "data": data_source, "split": getattr(args, "split", "all"), "joints": joints,
-            "preset": getattr(args, "preset", "tiny"),
-            "device": str(backbones.device), "precision": args.precision, "store": getattr(args, "store", "fp32"),
-            "processes": world()[1]}
 
 
 def _write_results(out: str | Path, result: dict) -> str:
@@ -450,5 +390,6 @@ def attribute(args) -> int:
     write_json(out, result)
     write_text(out.with_name("attribution.html"), figure(result).to_html(include_plotlyjs=True))
     print(json.dumps({k: result[k] for k in ("layers", "attribution", "ablation_delta_ade", "spearman",
-                                             "spearman_used", "convergence_delta", "episodes", "seconds")}))
+                                             "spearman_used", "convergence_delta", "completeness_max_rel", "episodes",
+                                             "seconds")}))
     return 0

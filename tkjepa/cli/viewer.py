@@ -36,7 +36,7 @@ def run(command: str, args) -> int:
     from tkjepa.viewer.app import build_demo, launch
     from tkjepa.viewer.compute import ViewerConfig
 
-    from tkjepa.cli.forecast import backbones_for
+    from tkjepa.cli.pipeline import backbones_for
 
     args.data, args.checkpoints = layout_defaults(args)
     print(f"loading the models and the episodes of {args.data} …", flush=True)

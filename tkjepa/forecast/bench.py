@@ -8,6 +8,7 @@ on `workers`. `targets` turns a result into the ratios the benchmark's claims ar
 
 from __future__ import annotations
 
+import pickle
 import time
 from pathlib import Path
 
@@ -48,7 +49,12 @@ def step_ms(cfgs: dict, data: ForecastData, steps: int = 20, rounds: int = 3) ->
     return {name: float(np.median(v)) for name, v in times.items()}
 
 
-_JOB_DATA: dict = {}  # train/test data for the training workers (set before forking, shared copy-on-write)
+_JOB_DATA: dict = {}  # train/test data of the training runs (in a worker: set once by `_set_job_data`)
+
+
+def _set_job_data(blob: bytes) -> None:
+    """A worker's copy of the runs' data, pickled by the parent (tensors travel as bytes, not shared memory)."""
+    _JOB_DATA.update(pickle.loads(blob))  # noqa: S301  (the parent process's own data)
 
 
 def _config(name: str, seed: int, steps: int | None):
@@ -89,9 +95,9 @@ def run_bench(train_data: ForecastData, test: ForecastData, seeds: int = 3, step
     bar = tqdm(total=len(jobs), desc="train models", unit="model", disable=not progress)
     scores = {}
     if workers > 1:
-        import multiprocessing as mp
+        from tkjepa.parallel import process_pool
 
-        with mp.get_context("fork").Pool(workers) as pool:
+        with process_pool(workers, initializer=_set_job_data, initargs=(pickle.dumps(dict(_JOB_DATA)),)) as pool:
             for label, sc in pool.imap_unordered(_train_job, jobs):
                 scores[label] = sc
                 bar.update()

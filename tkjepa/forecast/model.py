@@ -38,7 +38,8 @@ import torch.nn as nn
 
 from tkjepa.checkpoint import (CheckpointError, atomic_folder, config_from_dict, load_weights, read_json,
                                save_tensors, write_json)
-from tkjepa.forecast.data import ORACLE_DIM, ForecastConfig, ForecastData
+from tkjepa.forecast.data import ForecastConfig, ForecastData
+from tkjepa.forecast.targets import ORACLE_DIM
 from tkjepa.head import TrajectoryHead, TrajectoryHeadConfig
 from tkjepa.encoder.vit import sincos_pos_embed_3d
 from tkjepa.predictor import CrossAttention, GuidedPredictor, GuidedPredictorConfig
@@ -179,7 +180,8 @@ class Grounding(nn.Module):
         self.name = CrossAttention(dim, 1)
         self.embed = nn.Linear(latent_dim, dim)
         self.norm = nn.LayerNorm(dim)
-        self.q, self.k = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.q, self.k = nn.Linear(dim, dim), nn.Linear(dim, dim, bias=False)  # a key bias: the same logit
+                                                                              # shift for every cell
         self.out = nn.Sequential(nn.Linear(dim + 2, dim), nn.GELU(), nn.Linear(dim, dim))
         self.register_buffer("pos", sincos_pos_embed_3d(dim, 1, grid, grid).view(grid * grid, dim), persistent=False)
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, grid), torch.linspace(-1, 1, grid), indexing="ij")

@@ -15,7 +15,7 @@ Supervision is deliberately *not* in the archive: it is read from the bundle's H
 
 `bundle_entries` turns each archive + HDF5 pair into one `forecast.store` entry, exactly the tensors
 `tkjepa extract` writes (tokens pooled and layer-normed by `data.finish_tokens`, targets by
-`data.episode_targets`), so `train`, `evaluate` and `attribute` read a bundle as they read any folder. An
+`targets.episode_targets`), so `train`, `evaluate` and `attribute` read a bundle as they read any folder. An
 archive that breaks the schema — another layout, frames that are not the split the ForecastConfig asks for,
 non-finite features, a missing HDF5 — is refused with one line, like a damaged EgoDex file.
 """
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from tkjepa.egodex import EgoDexFormatError, load_episode
-from tkjepa.forecast.data import ForecastConfig, episode_check, episode_frames, episode_targets, file_identity, \
-    finish_tokens
+from tkjepa.forecast.data import ForecastConfig, episode_check, episode_frames, file_identity, finish_tokens
+from tkjepa.forecast.targets import episode_targets
 
 SCHEMA = "thinkjepa.causal_split.v2"
 MANIFESTS = Path("manifests") / "portable_v1"

@@ -81,7 +81,12 @@ PRESETS = {"tiny": ThinkerPretrainConfig.tiny, "planner": ThinkerPretrainConfig.
            "smoke": ThinkerPretrainConfig.smoke}
 
 
-_TOKENIZER = None  # set before forking, so workers encode with the same tokenizer
+_TOKENIZER = None  # the tokenizer `_example` encodes with (in a worker: set by `_set_tokenizer`)
+
+
+def _set_tokenizer(tokenizer) -> None:
+    global _TOKENIZER
+    _TOKENIZER = tokenizer
 
 
 def _example(job) -> dict:
@@ -101,13 +106,12 @@ def make_examples(cfg: ThinkerPretrainConfig, tokenizer) -> list[dict]:
     """The encoded training examples of `cfg.episodes` world episodes (families in `TRAIN_FAMILIES`' rotation)."""
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    global _TOKENIZER
-    _TOKENIZER = tokenizer
+    _set_tokenizer(tokenizer)
     jobs = [(TRAIN_SEED0 + i, TRAIN_FAMILIES[i % len(TRAIN_FAMILIES)], cfg) for i in range(cfg.episodes)]
     if cfg.workers > 1:
-        import multiprocessing as mp  # noqa: PLC0415
+        from tkjepa.parallel import process_pool  # noqa: PLC0415
 
-        with mp.get_context("fork").Pool(cfg.workers) as pool:
+        with process_pool(cfg.workers, initializer=_set_tokenizer, initargs=(tokenizer,)) as pool:
             return list(tqdm(pool.imap(_example, jobs, chunksize=8), total=len(jobs), desc="episodes"))
     return [_example(j) for j in tqdm(jobs, desc="episodes")]
 

@@ -229,9 +229,9 @@ def dataset_episodes(seed: int, indices, cfg: WorldConfig | None = None, workers
     make = partial(generate_episode, cfg=cfg or WorldConfig())
     if workers <= 1 or len(seeds) < 8:
         return [make(s) for s in seeds]
-    import multiprocessing as mp  # noqa: PLC0415
+    from tkjepa.parallel import process_pool  # noqa: PLC0415
 
-    with mp.get_context("fork").Pool(workers) as pool:
+    with process_pool(workers) as pool:
         return pool.map(make, seeds, chunksize=4)
 
 
@@ -259,9 +259,9 @@ def write_dataset(out, episodes: int, seed: int, cfg: WorldConfig | None = None,
             results.append(_write_one(job))
             bar.update()
     else:
-        import multiprocessing as mp  # noqa: PLC0415
+        from tkjepa.parallel import process_pool  # noqa: PLC0415
 
-        with mp.get_context("fork").Pool(workers) as pool:
+        with process_pool(workers) as pool:
             for r in pool.imap_unordered(_write_one, jobs, chunksize=4):
                 results.append(r)
                 bar.update()
