@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +26,13 @@ from tkjepa.cli.forecast import TEST_SEED, TRAIN_SEED
 from tkjepa.forecast.data import ForecastConfig, world_data
 from tkjepa.forecast.model import load_forecaster, variant_config
 from tkjepa.forecast.train import train
+from tkjepa.parallel import process_pool
 
 DATA: dict = {}
+
+
+def _set_data(blob: bytes) -> None:
+    DATA.update(pickle.loads(blob))  # noqa: S301  (the parent process's own data)
 
 
 def job(seed: int) -> tuple[int, dict]:
@@ -49,7 +54,7 @@ def main() -> None:
     backbones = load_backbones(paths.ENCODER, paths.THINKER)
     DATA["train"], _ = world_data(TRAIN_SEED, 1000, backbones, ForecastConfig(), paths.CACHE)
     DATA["test"], _ = world_data(TEST_SEED, 200, backbones, ForecastConfig(), paths.CACHE)
-    with mp.get_context("fork").Pool(args.workers) as pool:
+    with process_pool(args.workers, initializer=_set_data, initargs=(pickle.dumps(DATA),)) as pool:
         runs = dict(pool.imap_unordered(job, range(args.seeds)))
     keep = ("layers", "used", "attribution", "attribution_ci", "attribution_abs", "attribution_abs_ci",
             "ablation_delta_ade", "ablation_delta_ade_ci", "ablation_delta_s", "ablation_delta_s_ci", "block_gates",

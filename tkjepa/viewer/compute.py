@@ -46,6 +46,7 @@ from tkjepa.metrics import const_velocity, trajectory_scores
 from tkjepa.sampling import DualTemporalSampler, SampleIndices
 from tkjepa.viz import truth_figure
 BASELINE = "const_velocity"
+FIRST_STEPS, COMPLETE = 128, 0.01  # IG points first tried; the share of |s − s_base| completeness may miss by
 COLOURS = {"thinkjepa": "#d62728", "jepa_only": "#1f77b4", "vlm_only": "#9467bd", "oracle": "#2ca02c",
            BASELINE: "#7f7f7f"}
 MODES = {"recursive": "recursive: each window's predictions feed the next",
@@ -324,7 +325,8 @@ class Viewer:
         """Per-layer IG of the wrist-progress scalar (`tkjepa.attribution`) and ΔADE of ablating each layer.
 
         {"layers", "used", "attribution" [L] (m, signed), "ablation_delta_ade" [L] (m), "ade_full", "s",
-        "s_base", "delta"}; or {"skipped": reason} when the scalar is undefined for this episode.
+        "s_base", "delta", "n_steps"}; or {"skipped": reason} when the scalar is undefined for this episode.
+        IG takes `FIRST_STEPS` points, and `cfg.n_steps` where that misses completeness by over `COMPLETE`.
         """
         cfg = cfg or AttributionConfig()
         model, d = self.models[checkpoint], view.data
@@ -333,13 +335,16 @@ class Viewer:
         if not bool(keep[0]):
             return {"layers": layers, "used": used, "skipped": "the wrist moves < 1 mm by frame "
                     f"{cfg.frame} (or frame {cfg.frame} is missing): the attribution scalar is undefined"}
-        ig = integrated_gradients(model, d, cfg, base=self.base)
+        for n in sorted({min(cfg.n_steps, FIRST_STEPS), cfg.n_steps}):  # few points first, all of them if needed
+            ig = integrated_gradients(model, d, replace(cfg, n_steps=n), base=self.base)
+            if float(ig["delta"].abs().max()) <= COMPLETE * float((ig["s"] - ig["s_base"]).abs().max()) + 1e-7:
+                break
         a_old, a_new, delta = ig["old"], ig["new"], ig["delta"]
         s, s_base = float(ig["s"][0]), float(ig["s_base"][0])
         full, delta_ade = ablation_delta_ade(model, d, cfg, base=self.base)
         per_layer = (a_old.sum((2, 3)) + a_new.sum((2, 3)))[0]       # [L] signed, metres of progress
         return {"layers": layers, "used": used, "attribution": per_layer.tolist(), "ablation_delta_ade": delta_ade,
-                "ade_full": full, "s": s, "s_base": s_base, "delta": float(delta.abs().max())}
+                "ade_full": full, "s": s, "s_base": s_base, "delta": float(delta.abs().max()), "n_steps": n}
 
     # ---- figures ---------------------------------------------------------------------------------
     def frame_strip(self, view: EpisodeView, cell: int = 56, cols: int = 16) -> np.ndarray:
