@@ -1,11 +1,10 @@
 """What an episode's row is scored against or told, besides the encoder's tokens: the future joints, the
 observed ones, the expert's actions, the oracle's one-hots of the true next subgoal and the grounding
 pointer's target cell (`forecast.data` documents every field). Needs the episode's annotations, never its video.
+Every `cfg` is a `forecast.data.ForecastConfig` (not imported: `forecast.data` imports this module).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,9 +13,6 @@ from einops import rearrange
 from tkjepa.episode import WRIST, Episode
 from tkjepa.world.scene import COLORS, HEIGHTS
 from tkjepa.world.stats import next_subgoal
-
-if TYPE_CHECKING:
-    from tkjepa.forecast.data import ForecastConfig
 
 SUBGOAL_KINDS = ("grasp", "place", "touch", "approach", "push")
 ORACLE_DIM = len(SUBGOAL_KINDS) + len(COLORS) + len(HEIGHTS)
@@ -32,7 +28,7 @@ def subgoal_onehot(kind: str, name: str) -> torch.Tensor:
     return v
 
 
-def point_cell(ep: Episode, s: int, fut: np.ndarray, cfg: ForecastConfig) -> int:
+def point_cell(ep: Episode, s: int, fut: np.ndarray, cfg) -> int:
     """The grounding pointer's target for forecast start s: the cell where the next subgoal's object is seen at
     s − 1 (episodes with subgoal annotations: the tabletop's), else where the wrist is seen at target frame
     `cfg.point_frame` (any episode with a camera pose); −1 when neither is known."""
@@ -61,7 +57,7 @@ def image_cell(ep: Episode, point: np.ndarray, t: int, grid: int) -> int:
     return row * grid + col if 0 <= col < grid and 0 <= row < grid else -1
 
 
-def episode_targets(ep: Episode, cfg: ForecastConfig, obs: np.ndarray, fut: np.ndarray, s: int) -> dict:
+def episode_targets(ep: Episode, cfg, obs: np.ndarray, fut: np.ndarray, s: int) -> dict:
     """Everything of an episode's row but the encoder's tokens (targets, observed joints, actions, oracle,
     camera), for observed frames `obs`, target frames `fut` and forecast start `s`: needs no video."""
     T = ep.num_frames
